@@ -1,0 +1,155 @@
+// Package session is the worker's side of the Studio worker protocol (PROTOCOL.md): one WebSocket
+// session at a time with a hub, the reconnect policy, keepalive, log shipping and the durable
+// outbox of finished results in the spool folder.
+//
+// It knows nothing of GPUs, engines or the UI. It asks a Handler (implemented by app.Worker) for
+// the capabilities and status to report, what to do with each offer, and to run accepted jobs, and
+// it reports every event to the Handler.
+package session
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"studioworker/protocol"
+)
+
+// Errors that end Session.Run for good; app maps them to exit codes.
+var (
+	// ErrRegisterFirst: no worker id or token in the configuration.
+	ErrRegisterFirst = errors.New("this worker is not registered: register first (studio-worker register --server URL --pairing-code CODE)")
+	// ErrInsecureURL: plain http:// to a host that is not loopback without allow_insecure.
+	ErrInsecureURL = errors.New("refusing plain http:// to a host that is not loopback: use https:// or set allow_insecure")
+	// ErrAuthFailed: the hub rejected the credentials (401/403 at the upgrade, an auth_failed frame,
+	// or close code 4001). The worker must be registered again.
+	ErrAuthFailed = errors.New("the Studio rejected this worker's credentials: register again")
+	// ErrSuperseded: the same worker id connected from somewhere else (error superseded or close 4002).
+	ErrSuperseded = errors.New("this worker id is connected elsewhere")
+	// ErrGaveUp: the configured number of reconnect attempts was used up.
+	ErrGaveUp = errors.New("gave up reconnecting")
+	// ErrPairingRejected: registration answered 403 (wrong or used pairing code).
+	ErrPairingRejected = errors.New("the pairing code was rejected (wrong or already used)")
+)
+
+// Handler is what the session needs from the worker. Its methods are called from session
+// goroutines and must be safe for concurrent use.
+type Handler interface {
+	// Capabilities returns the worker's current capabilities. It is called for hello and before
+	// every heartbeat, so it must be cheap (cached); the session sends them again only when they
+	// differ from the last ones sent.
+	Capabilities() protocol.Capabilities
+	// Status returns the state and live GPU figures for the next heartbeat; the session fills in
+	// status.running itself from the jobs it runs.
+	Status() (state protocol.WorkerState, accepting bool, gpus []protocol.GPUStat)
+	// Offer decides on an offer. It runs on its own goroutine and may block (waiting for the user
+	// when auto-accept is off) until ctx ends; ctx ends at claim.ExpiresAt or when the session
+	// stops. It returns accept=true, or false and the decline reason. Every offer accepted is
+	// followed by exactly one Run call for that job (with an already-cancelled context when the
+	// accept could not be sent), so the Handler may hold a slot from accept until Run returns.
+	Offer(ctx context.Context, claim protocol.Claim) (accept bool, reason protocol.DeclineReason)
+	// Run runs an accepted job. ctx is cancelled when the hub cancels the job, the user cancels it
+	// (Session.CancelJob) or the session stops. A binary result must be a file inside job.SpoolDir.
+	// An error whose chain has a `Retryable() bool` method decides the fail frame's retryable flag;
+	// other errors are retryable.
+	Run(ctx context.Context, job Job, progress func(fraction float64, message string)) (Result, error)
+	// Event receives every session event. It must not block.
+	Event(e Event)
+}
+
+// Job is an accepted job handed to Handler.Run.
+type Job struct {
+	Claim protocol.Claim
+	// InputFile is the local path of the downloaded input (claim.input_url), "" when none.
+	InputFile string
+	// SpoolDir is the folder where a binary result file must be written.
+	SpoolDir string
+}
+
+// Result is a finished job's result: JSON for llm and stt, a file for image, tts and video.
+type Result struct {
+	JSON   protocol.Object // set for JSON kinds
+	File   string          // path of the result file inside Job.SpoolDir, for binary kinds
+	Ext    string          // file extension without dot, e.g. "png"
+	Prompt string          // optional prompt echoed to the hub
+}
+
+// ConnState is the state of the connection to the hub.
+type ConnState string
+
+// Connection states.
+const (
+	ConnConnecting   ConnState = "connecting"
+	ConnConnected    ConnState = "connected"
+	ConnReconnecting ConnState = "reconnecting" // waiting for the next attempt
+	ConnAuthFailed   ConnState = "auth_failed"
+	ConnSuperseded   ConnState = "superseded"
+	ConnGaveUp       ConnState = "gave_up"
+	ConnStopped      ConnState = "stopped"
+)
+
+// Event is one thing that happened in the session; the concrete types below implement it.
+type Event interface{ sessionEvent() }
+
+// ConnEvent reports a change of connection state.
+type ConnEvent struct {
+	State     ConnState
+	Server    string    // host of server_url
+	Attempt   int       // reconnect attempt number, 0 when connected
+	NextRetry time.Time // when the next attempt starts (ConnReconnecting)
+	Err       error     // the last error, in words, nil when none
+}
+
+// OfferEvent reports an offer received from the hub, before the Handler is asked.
+type OfferEvent struct{ Claim protocol.Claim }
+
+// OfferResolvedEvent reports how an offer ended.
+type OfferResolvedEvent struct {
+	JobID    string
+	Accepted bool
+	Reason   protocol.DeclineReason // when declined
+}
+
+// JobStartedEvent reports a job handed to Handler.Run.
+type JobStartedEvent struct{ Claim protocol.Claim }
+
+// JobProgressEvent reports progress of a running job (not throttled; the wire is).
+type JobProgressEvent struct {
+	JobID    string
+	Fraction float64
+	Message  string
+}
+
+// JobEndedEvent reports that Handler.Run returned.
+type JobEndedEvent struct {
+	JobID     string
+	Kind      protocol.Kind
+	Model     string
+	Duration  time.Duration
+	Err       error  // nil on success
+	Retryable bool   // when Err != nil
+	Cancelled bool   // cancelled by the hub or the user; nothing is reported for it
+	File      string // the result file, binary kinds
+}
+
+// DeliveredEvent reports the hub's answer to a result or a fail from the outbox.
+type DeliveredEvent struct {
+	JobID  string
+	Status protocol.AckStatus // stored, duplicate or rejected; "" for a fail_ack
+	Bytes  int64              // bytes uploaded for a binary result
+}
+
+// CancelEvent reports a cancel frame from the hub.
+type CancelEvent struct {
+	JobID  string
+	Reason protocol.CancelReason
+}
+
+func (ConnEvent) sessionEvent()          {}
+func (OfferEvent) sessionEvent()         {}
+func (OfferResolvedEvent) sessionEvent() {}
+func (JobStartedEvent) sessionEvent()    {}
+func (JobProgressEvent) sessionEvent()   {}
+func (JobEndedEvent) sessionEvent()      {}
+func (DeliveredEvent) sessionEvent()     {}
+func (CancelEvent) sessionEvent()        {}
