@@ -1,0 +1,209 @@
+package app
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"studioworker/protocol"
+)
+
+// Limits that keep the state bounded however long the worker runs.
+const (
+	maxRecent      = 100 // recent jobs kept
+	maxGPUHistory  = 150 // samples per GPU: 5 minutes at the default 2 s interval
+	maxOffersShown = 50  // pending offers kept (the hub never sends more than max_concurrent_jobs at once)
+)
+
+// ConnInfo is the connection to the hub as the UI shows it.
+type ConnInfo struct {
+	State     string    `json:"state"` // connecting, connected, reconnecting, auth_failed, superseded, gave_up, stopped, offline, unregistered
+	Server    string    `json:"server"`
+	Attempt   int       `json:"attempt,omitempty"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+}
+
+// GPUSample is one point of a GPU's history, for the sparklines.
+type GPUSample struct {
+	Time           time.Time `json:"time"`
+	UsedMB         int64     `json:"used_mb"`
+	UtilizationPct int       `json:"utilization_pct"`
+}
+
+// GPUCard is one GPU as the dashboard shows it.
+type GPUCard struct {
+	Index          int         `json:"index"`
+	Name           string      `json:"name"`
+	UUID           string      `json:"uuid,omitempty"`
+	TotalMB        int64       `json:"total_mb"`
+	UsedMB         int64       `json:"used_mb"`
+	FreeMB         int64       `json:"free_mb"`
+	UtilizationPct int         `json:"utilization_pct"`
+	HasUtilization bool        `json:"has_utilization"`
+	TemperatureC   int         `json:"temperature_c"`
+	HasTemperature bool        `json:"has_temperature"`
+	PowerW         float64     `json:"power_w,omitempty"`
+	History        []GPUSample `json:"history"`
+}
+
+// GPUState is what the worker knows of the GPUs.
+type GPUState struct {
+	Source    string    `json:"source"` // nvml, simulated, none
+	Simulated bool      `json:"simulated"`
+	Problem   string    `json:"problem,omitempty"` // e.g. "No NVIDIA driver found: VRAM checks are off"
+	CapGB     float64   `json:"cap_gb"`            // the user's VRAM cap, 0 = none
+	Cards     []GPUCard `json:"cards"`
+}
+
+// RunningJob is a job running now.
+type RunningJob struct {
+	JobID    string        `json:"job_id"`
+	Kind     protocol.Kind `json:"kind"`
+	Model    string        `json:"model"`
+	Started  time.Time     `json:"started"`
+	Fraction float64       `json:"fraction"`
+	Message  string        `json:"message,omitempty"`
+	GPU      int           `json:"gpu"`
+}
+
+// PendingOffer is an offer the worker holds: being decided, or waiting for the user.
+type PendingOffer struct {
+	JobID          string        `json:"job_id"`
+	Kind           protocol.Kind `json:"kind"`
+	Model          string        `json:"model"`
+	VRAMGBEstimate float64       `json:"vram_gb_estimate"`
+	ExpiresAt      time.Time     `json:"expires_at"`
+	WaitingForUser bool          `json:"waiting_for_user"`
+}
+
+// RecentJob is a job that ended on this worker.
+type RecentJob struct {
+	JobID    string        `json:"job_id"`
+	Kind     protocol.Kind `json:"kind"`
+	Model    string        `json:"model"`
+	Status   string        `json:"status"` // done, failed, cancelled
+	Error    string        `json:"error,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
+	Ended    time.Time     `json:"ended"`
+	File     string        `json:"file,omitempty"` // result file while it is still on disk (thumbnails)
+}
+
+// Counters count what the worker did since it started.
+type Counters struct {
+	Done          int            `json:"done"`
+	Failed        int            `json:"failed"`
+	Cancelled     int            `json:"cancelled"`
+	Declined      map[string]int `json:"declined"` // by reason
+	BytesUploaded int64          `json:"bytes_uploaded"`
+}
+
+// State is everything a window, the tray or `status` shows. A State received from Observers is a
+// copy owned by the receiver.
+type State struct {
+	Seq        uint64               `json:"seq"` // increases with every change
+	Registered bool                 `json:"registered"`
+	ServerURL  string               `json:"server_url"`
+	WorkerID   string               `json:"worker_id,omitempty"`
+	Name       string               `json:"name,omitempty"`
+	Conn       ConnInfo             `json:"conn"`
+	Mode       protocol.WorkerState `json:"mode"`              // idle, busy, paused, draining, yielding
+	ModeReason string               `json:"mode_reason"`       // the mode in words
+	YieldedTo  string               `json:"yielded_to"`        // process that caused yielding
+	Paused     bool                 `json:"paused"`            // by the user (persisted)
+	Draining   bool                 `json:"draining"`          // finishing, then pausing
+	AutoAccept bool                 `json:"auto_accept"`       // persisted
+	Engine     string               `json:"engine"`            // e.g. synthetic
+	Models     map[string][]string  `json:"models"`            // kind -> models served
+	EngineDown map[string]string    `json:"engine_down"`       // kind -> why its backend is not answering
+	MaxJobs    int                  `json:"max_jobs"`          // concurrent slots
+	GPU        GPUState             `json:"gpu"`               //
+	Running    []RunningJob         `json:"running"`           //
+	Offers     []PendingOffer       `json:"offers"`            //
+	Recent     []RecentJob          `json:"recent"`            // newest first, at most 100
+	Counters   Counters             `json:"counters"`          //
+	LogFile    string               `json:"log_file"`          // where the log file is
+	ConfigPath string               `json:"config_path"`       //
+	Service    string               `json:"service,omitempty"` // service status in words, when known
+	Started    time.Time            `json:"started"`           //
+}
+
+// Clone returns a deep copy, so a subscriber can keep it while the worker goes on.
+func (s State) Clone() State {
+	c := s
+	c.Models = make(map[string][]string, len(s.Models))
+	for k, v := range s.Models {
+		c.Models[k] = slices.Clone(v)
+	}
+	c.EngineDown = maps.Clone(s.EngineDown)
+	c.GPU.Cards = make([]GPUCard, len(s.GPU.Cards))
+	for i, card := range s.GPU.Cards {
+		card.History = slices.Clone(card.History)
+		c.GPU.Cards[i] = card
+	}
+	c.Running = slices.Clone(s.Running)
+	c.Offers = slices.Clone(s.Offers)
+	c.Recent = slices.Clone(s.Recent)
+	c.Counters.Declined = maps.Clone(s.Counters.Declined)
+	if c.Counters.Declined == nil {
+		c.Counters.Declined = map[string]int{}
+	}
+	if c.Running == nil {
+		c.Running = []RunningJob{}
+	}
+	if c.Offers == nil {
+		c.Offers = []PendingOffer{}
+	}
+	if c.Recent == nil {
+		c.Recent = []RecentJob{}
+	}
+	return c
+}
+
+// RunningJob returns the running job with that id.
+func (s *State) RunningJob(id string) (RunningJob, bool) {
+	for _, j := range s.Running {
+		if j.JobID == id {
+			return j, true
+		}
+	}
+	return RunningJob{}, false
+}
+
+// addRecent puts a finished job first and keeps the list bounded.
+func (s *State) addRecent(r RecentJob) {
+	s.Recent = append([]RecentJob{r}, s.Recent...)
+	if len(s.Recent) > maxRecent {
+		s.Recent = s.Recent[:maxRecent]
+	}
+}
+
+// NoticeKind says what a notice is about.
+type NoticeKind string
+
+// Notice kinds.
+const (
+	NoticeLog           NoticeKind = "log"
+	NoticeOffer         NoticeKind = "offer"          // an offer arrived
+	NoticeOfferResolved NoticeKind = "offer_resolved" // accepted or declined
+	NoticeJobFinished   NoticeKind = "job_finished"   // done, failed or cancelled
+	NoticeAuthFailed    NoticeKind = "auth_failed"    // the credentials were rejected
+	NoticeYield         NoticeKind = "yield"          // started or stopped yielding
+)
+
+// Notice is a one-off event for subscribers (the log view, notifications). Notices may be lost by
+// a slow subscriber, which is told how many; the State never is.
+type Notice struct {
+	Kind    NoticeKind           `json:"kind"`
+	Time    time.Time            `json:"time"`
+	Level   protocol.LogLevel    `json:"level,omitempty"`
+	Source  string               `json:"source,omitempty"`
+	Text    string               `json:"text"`
+	JobID   string               `json:"job_id,omitempty"`
+	Job     *RecentJob           `json:"job,omitempty"`
+	Attrs   map[string]string    `json:"attrs,omitempty"`
+	Offer   *PendingOffer        `json:"offer,omitempty"`
+	Outcome string               `json:"outcome,omitempty"` // offer_resolved: "accepted" or the decline reason
+	State   protocol.WorkerState `json:"state,omitempty"`
+}
