@@ -1,0 +1,188 @@
+package app
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Decision is what the worker does with an offer: accept it, wait for the
+// user, or decline it with one of the reasons the protocol knows.
+type Decision string
+
+const (
+	DecisionAccept     Decision = "accept"
+	DecisionWait       Decision = "wait" // ask the user; auto-accept is off
+	DeclinePaused      Decision = "paused"
+	DeclineBusy        Decision = "busy"
+	DeclineUnsupported Decision = "unsupported"
+	DeclineVRAM        Decision = "vram"
+	DeclineExpired     Decision = "expired"
+)
+
+// admDefaultMarginMB is the VRAM kept spare when AdmissionInput leaves
+// SafetyMarginMB at 0: estimates are rough, and running a job into an
+// out-of-memory error also hurts whatever else the creator has open.
+const admDefaultMarginMB = 1024
+
+// GPUFree is one GPU's free memory in the latest sample.
+type GPUFree struct {
+	Index  int
+	FreeMB int64
+}
+
+// AdmissionInput is everything Admit looks at. The caller gathers it (from
+// the worker state, the config, the latest GPU sample) so that Admit stays a
+// pure function that tests can drive row by row.
+type AdmissionInput struct {
+	Paused, Draining, Yielding bool
+	// Running jobs out of MaxConcurrent slots; MaxConcurrent <= 0 means 1.
+	Running, MaxConcurrent int
+	Kind, Model            string
+	// Supported maps a kind to its models. An empty Model in the offer, or
+	// "*" in the list, matches any model of a supported kind.
+	Supported map[string][]string
+	// EstimateGB is the offer's VRAM estimate; 0 means unknown and always fits.
+	EstimateGB float64
+	// CapGB is the user's vram_threshold_gb; 0 means no cap.
+	CapGB float64
+	// GPUs is live free memory per GPU; empty means unknown (no NVML), and
+	// then only CapGB applies.
+	GPUs []GPUFree
+	// ReservedMB is VRAM promised to jobs accepted but not yet visible in
+	// the sample, per GPU index; without it two offers arriving together
+	// would both be admitted against the same free memory.
+	ReservedMB map[int]int64
+	// SafetyMarginMB is kept free on the chosen GPU; 0 means 1024 and a
+	// negative value means none.
+	SafetyMarginMB int64
+	// ExpiresAt is when the offer lapses; the zero time means it does not.
+	ExpiresAt, Now time.Time
+	AutoAccept     bool
+}
+
+// Admission is Admit's answer.
+type Admission struct {
+	Decision Decision
+	GPU      int    // chosen GPU index; -1 when none was chosen or GPUs are unknown
+	Why      string // one sentence for the creator
+}
+
+// Admit decides what to do with an offer. The checks run in a fixed order so
+// the reason given is the most useful one: a paused worker says "paused"
+// even when it is also out of memory.
+func Admit(in AdmissionInput) Admission {
+	switch {
+	case in.Paused:
+		return Admission{DeclinePaused, -1, "paused: not taking new jobs"}
+	case in.Draining:
+		return Admission{DeclinePaused, -1, "finishing the current job, then pausing"}
+	case in.Yielding:
+		return Admission{DeclinePaused, -1, "another program is using the GPU, so jobs wait until it is done"}
+	}
+
+	slots := in.MaxConcurrent
+	if slots <= 0 {
+		slots = 1
+	}
+	if in.Running >= slots {
+		return Admission{DeclineBusy, -1, fmt.Sprintf("busy: %d of %d job slots in use", in.Running, slots)}
+	}
+
+	if why, ok := admSupported(in.Supported, in.Kind, in.Model); !ok {
+		return Admission{DeclineUnsupported, -1, why}
+	}
+
+	gpu, why, ok := admVRAM(in)
+	if !ok {
+		return Admission{DeclineVRAM, -1, why}
+	}
+
+	if !in.ExpiresAt.IsZero() && !in.ExpiresAt.After(in.Now) {
+		return Admission{DeclineExpired, -1, "the offer expired before it could be taken"}
+	}
+
+	if !in.AutoAccept {
+		return Admission{DecisionWait, gpu, "waiting for you to accept: auto-accept is off"}
+	}
+	return Admission{DecisionAccept, gpu, why}
+}
+
+func admSupported(supported map[string][]string, kind, model string) (string, bool) {
+	var models []string
+	found := false
+	for k, ms := range supported {
+		if strings.EqualFold(k, kind) {
+			models, found = ms, true
+			break
+		}
+	}
+	if !found {
+		return fmt.Sprintf("no backend here runs %q jobs", kind), false
+	}
+	if model == "" {
+		return "", true
+	}
+	for _, m := range models {
+		if m == "*" || strings.EqualFold(m, model) {
+			return "", true
+		}
+	}
+	return fmt.Sprintf("model %q is not available for %q jobs", model, kind), false
+}
+
+// admVRAM checks the cap and the live free memory and picks a GPU. When it
+// fits, why describes the fit so an accepted offer can be explained too.
+func admVRAM(in AdmissionInput) (gpu int, why string, ok bool) {
+	known := in.EstimateGB > 0
+	if known && in.CapGB > 0 && in.EstimateGB > in.CapGB {
+		return -1, fmt.Sprintf("needs %.1f GB but your VRAM limit is %.1f GB", in.EstimateGB, in.CapGB), false
+	}
+	if len(in.GPUs) == 0 {
+		if known && in.CapGB > 0 {
+			return -1, fmt.Sprintf("needs %.1f GB, within your %.1f GB limit (free VRAM unknown)", in.EstimateGB, in.CapGB), true
+		}
+		return -1, "free VRAM unknown: only your VRAM limit applies", true
+	}
+
+	margin := in.SafetyMarginMB
+	switch {
+	case margin == 0:
+		margin = admDefaultMarginMB
+	case margin < 0:
+		margin = 0
+	}
+	needMB := int64(0)
+	if known {
+		needMB = int64(math.Ceil(in.EstimateGB * 1024))
+	}
+
+	// Rank by memory left after promises: the GPU with the most room keeps
+	// the most headroom for the estimate being wrong.
+	best, bestAvail := -1, int64(0)
+	for i, g := range in.GPUs {
+		avail := g.FreeMB - in.ReservedMB[g.Index]
+		if best < 0 || avail > bestAvail || (avail == bestAvail && g.Index < in.GPUs[best].Index) {
+			best, bestAvail = i, avail
+		}
+	}
+	g := in.GPUs[best]
+	reserved := in.ReservedMB[g.Index]
+	if known && needMB > bestAvail-margin {
+		msg := fmt.Sprintf("needs %.1f GB but GPU %d has %s free", in.EstimateGB, g.Index, admGB(bestAvail))
+		if reserved > 0 {
+			msg += fmt.Sprintf(" after %s promised to other jobs", admGB(reserved))
+		}
+		if margin > 0 {
+			msg += fmt.Sprintf(" (%s kept spare)", admGB(margin))
+		}
+		return -1, msg, false
+	}
+	if known {
+		return g.Index, fmt.Sprintf("needs %.1f GB and GPU %d has %s free", in.EstimateGB, g.Index, admGB(bestAvail)), true
+	}
+	return g.Index, fmt.Sprintf("no VRAM estimate; GPU %d has the most free (%s)", g.Index, admGB(bestAvail)), true
+}
+
+func admGB(mb int64) string { return fmt.Sprintf("%.1f GB", float64(mb)/1024) }

@@ -1,0 +1,104 @@
+package app
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAdmit(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	// base is an offer that is accepted on a single 24 GB GPU; each row
+	// changes what it is about.
+	base := func() AdmissionInput {
+		return AdmissionInput{
+			MaxConcurrent: 1,
+			Kind:          "llm", Model: "llama3:8b",
+			Supported:  map[string][]string{"llm": {"llama3:8b", "qwen2.5:7b"}, "image": {"*"}},
+			EstimateGB: 6,
+			CapGB:      20,
+			GPUs:       []GPUFree{{Index: 0, FreeMB: 12 * 1024}},
+			ExpiresAt:  now.Add(30 * time.Second), Now: now,
+			AutoAccept: true,
+		}
+	}
+	tests := []struct {
+		name    string
+		change  func(in *AdmissionInput)
+		want    Decision
+		wantGPU int
+		why     string // substring of Why
+	}{
+		{name: "accept", change: func(in *AdmissionInput) {}, want: DecisionAccept, wantGPU: 0, why: "GPU 0"},
+		{name: "paused", change: func(in *AdmissionInput) { in.Paused = true }, want: DeclinePaused, wantGPU: -1, why: "paused"},
+		{name: "draining", change: func(in *AdmissionInput) { in.Draining = true }, want: DeclinePaused, wantGPU: -1, why: "finishing"},
+		{name: "yielding", change: func(in *AdmissionInput) { in.Yielding = true }, want: DeclinePaused, wantGPU: -1, why: "another program"},
+		{name: "paused wins over every other reason", change: func(in *AdmissionInput) {
+			in.Paused, in.Running, in.Kind, in.EstimateGB, in.ExpiresAt = true, 5, "video", 500, now.Add(-time.Hour)
+		}, want: DeclinePaused, wantGPU: -1},
+		{name: "busy", change: func(in *AdmissionInput) { in.Running = 1 }, want: DeclineBusy, wantGPU: -1, why: "1 of 1"},
+		{name: "zero MaxConcurrent means one slot", change: func(in *AdmissionInput) { in.MaxConcurrent, in.Running = 0, 1 }, want: DeclineBusy, wantGPU: -1},
+		{name: "a free slot of several", change: func(in *AdmissionInput) { in.MaxConcurrent, in.Running = 3, 2 }, want: DecisionAccept, wantGPU: 0},
+		{name: "busy before unsupported", change: func(in *AdmissionInput) { in.Running, in.Kind = 1, "video" }, want: DeclineBusy, wantGPU: -1},
+		{name: "unsupported kind", change: func(in *AdmissionInput) { in.Kind = "video" }, want: DeclineUnsupported, wantGPU: -1, why: `"video"`},
+		{name: "unsupported model", change: func(in *AdmissionInput) { in.Model = "mixtral:8x22b" }, want: DeclineUnsupported, wantGPU: -1, why: `"mixtral:8x22b"`},
+		{name: "nothing supported", change: func(in *AdmissionInput) { in.Supported = nil }, want: DeclineUnsupported, wantGPU: -1},
+		{name: "wildcard model", change: func(in *AdmissionInput) { in.Kind, in.Model = "image", "sdxl" }, want: DecisionAccept, wantGPU: 0},
+		{name: "offer without a model", change: func(in *AdmissionInput) { in.Model = "" }, want: DecisionAccept, wantGPU: 0},
+		{name: "unsupported before vram", change: func(in *AdmissionInput) { in.Kind, in.EstimateGB = "video", 500 }, want: DeclineUnsupported, wantGPU: -1},
+		{name: "over the user's cap", change: func(in *AdmissionInput) { in.CapGB = 4 }, want: DeclineVRAM, wantGPU: -1, why: "needs 6.0 GB but your VRAM limit is 4.0 GB"},
+		{name: "not enough free VRAM once the margin is kept", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 6 * 1024}} // 6 GB free, 6 GB needed, 1 GB margin
+		}, want: DeclineVRAM, wantGPU: -1, why: "needs 6.0 GB but GPU 0 has 6.0 GB free (1.0 GB kept spare)"},
+		{name: "exactly enough with the margin", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 7 * 1024}}
+		}, want: DecisionAccept, wantGPU: 0},
+		{name: "custom margin", change: func(in *AdmissionInput) {
+			in.GPUs, in.SafetyMarginMB = []GPUFree{{Index: 0, FreeMB: 7 * 1024}}, 2048
+		}, want: DeclineVRAM, wantGPU: -1, why: "2.0 GB kept spare"},
+		{name: "negative margin means none", change: func(in *AdmissionInput) {
+			in.GPUs, in.SafetyMarginMB = []GPUFree{{Index: 0, FreeMB: 6 * 1024}}, -1
+		}, want: DecisionAccept, wantGPU: 0},
+		{name: "reserved VRAM counts as used", change: func(in *AdmissionInput) {
+			in.ReservedMB = map[int]int64{0: 6 * 1024} // 12 free - 6 promised = 6 < 6 + 1
+		}, want: DeclineVRAM, wantGPU: -1, why: "after 6.0 GB promised to other jobs"},
+		{name: "unknown estimate always fits", change: func(in *AdmissionInput) {
+			in.EstimateGB, in.GPUs = 0, []GPUFree{{Index: 0, FreeMB: 100}}
+		}, want: DecisionAccept, wantGPU: 0},
+		{name: "no NVML: only the cap applies (fits)", change: func(in *AdmissionInput) { in.GPUs = nil }, want: DecisionAccept, wantGPU: -1},
+		{name: "no NVML: only the cap applies (too big)", change: func(in *AdmissionInput) { in.GPUs, in.EstimateGB = nil, 21 }, want: DeclineVRAM, wantGPU: -1, why: "limit"},
+		{name: "no NVML and no cap", change: func(in *AdmissionInput) { in.GPUs, in.CapGB, in.EstimateGB = nil, 0, 300 }, want: DecisionAccept, wantGPU: -1},
+		{name: "vram before expired", change: func(in *AdmissionInput) { in.CapGB, in.ExpiresAt = 1, now }, want: DeclineVRAM, wantGPU: -1},
+		{name: "expired at exactly now", change: func(in *AdmissionInput) { in.ExpiresAt = now }, want: DeclineExpired, wantGPU: -1, why: "expired"},
+		{name: "expired in the past", change: func(in *AdmissionInput) { in.ExpiresAt = now.Add(-time.Second) }, want: DeclineExpired, wantGPU: -1},
+		{name: "no expiry given", change: func(in *AdmissionInput) { in.ExpiresAt = time.Time{} }, want: DecisionAccept, wantGPU: 0},
+		{name: "expired before wait", change: func(in *AdmissionInput) { in.ExpiresAt, in.AutoAccept = now, false }, want: DeclineExpired, wantGPU: -1},
+		{name: "wait for the user", change: func(in *AdmissionInput) { in.AutoAccept = false }, want: DecisionWait, wantGPU: 0, why: "auto-accept is off"},
+		{name: "multi-GPU: the one with most free memory", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 8 * 1024}, {Index: 1, FreeMB: 20 * 1024}, {Index: 2, FreeMB: 10 * 1024}}
+		}, want: DecisionAccept, wantGPU: 1, why: "GPU 1 has 20.0 GB free"},
+		{name: "multi-GPU: reservations move the choice", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 8 * 1024}, {Index: 1, FreeMB: 20 * 1024}, {Index: 2, FreeMB: 10 * 1024}}
+			in.ReservedMB = map[int]int64{1: 14 * 1024}
+		}, want: DecisionAccept, wantGPU: 2},
+		{name: "multi-GPU: none fits, the best one is named", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 3, FreeMB: 2 * 1024}, {Index: 5, FreeMB: 3 * 1024}}
+		}, want: DeclineVRAM, wantGPU: -1, why: "GPU 5 has 3.0 GB free"},
+		{name: "multi-GPU: ties go to the lower index", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 4, FreeMB: 16 * 1024}, {Index: 2, FreeMB: 16 * 1024}}
+		}, want: DecisionAccept, wantGPU: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := base()
+			tc.change(&in)
+			got := Admit(in)
+			if got.Decision != tc.want || got.GPU != tc.wantGPU {
+				t.Errorf("Admit = %+v, want decision %q on GPU %d", got, tc.want, tc.wantGPU)
+			}
+			if got.Why == "" || !strings.Contains(got.Why, tc.why) {
+				t.Errorf("Why = %q, want it to contain %q", got.Why, tc.why)
+			}
+		})
+	}
+}

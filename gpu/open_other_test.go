@@ -1,0 +1,16 @@
+//go:build !(linux && cgo)
+
+package gpu
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestOpenWithoutNVMLExplainsItself(t *testing.T) {
+	snap, err := Open().Sample(context.Background())
+	if err != nil || snap.Source != SourceNone || !strings.Contains(snap.Problem, "VRAM checks are off") {
+		t.Fatalf("Open() sample = %+v, %v", snap, err)
+	}
+}
