@@ -1,0 +1,304 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config configures a Hub. Zero values take the documented defaults.
+type Config struct {
+	DBPath            string        // SQLite file; required
+	DataDir           string        // result and input files; default: "<dir of DBPath>/data"
+	OpenRegistration  bool          // accept any pairing code (demo and tests only)
+	AdminToken        string        // "" = create one on first start, readable via Hub.AdminToken()
+	OfferTTL          time.Duration // default 10s
+	LeaseGrace        time.Duration // default 60s
+	MaxAttempts       int           // default 3
+	MaxUpload         int64         // default 2 GiB
+	HeartbeatInterval time.Duration // announced in welcome; default 5s
+	ServerVersion     string
+	PublicURL         string // base URL used to build absolute input_url; "" = derive from the request's Host
+	Logger            *slog.Logger
+	Now               func() time.Time // optional clock for tests; default time.Now
+}
+
+// Defaults of Config.
+const (
+	DefaultOfferTTL    = 10 * time.Second
+	DefaultLeaseGrace  = 60 * time.Second
+	DefaultMaxAttempts = 3
+	DefaultMaxUpload   = int64(2) << 30
+	DefaultHeartbeat   = 5 * time.Second
+)
+
+// sendQueue bounds the frames waiting for one worker's writer; a worker that lets it fill up is
+// disconnected rather than allowed to slow the scheduler down.
+const sendQueue = 1024
+
+// Hub is a running Studio hub. Create it with Open, serve Handler, stop it with Close.
+type Hub struct {
+	cfg        Config
+	log        *slog.Logger
+	now        func() time.Time
+	db         *store
+	met        *metrics
+	adminHash  [32]byte
+	adminToken string
+	tokenFile  string
+	dirs       dirs
+
+	mu      sync.Mutex
+	jobs    map[string]*job     // unfinished jobs, and finished ones until their row is committed
+	queues  map[queueKey]*queue // queued jobs by kind and model, oldest first
+	workers map[string]*worker  // every registered worker
+	timers  timerHeap
+	nextSeq uint64
+	closing bool
+
+	kick    chan struct{}
+	stop    context.CancelFunc
+	ctx     context.Context
+	loops   sync.WaitGroup // scheduler
+	connsWG sync.WaitGroup // one per WebSocket handler
+	closeMu sync.Mutex
+	closed  bool
+}
+
+type dirs struct{ results, inputs, tmp string }
+
+// Open opens (and creates or migrates) the database, loads the unfinished jobs and the workers,
+// and starts the scheduler. Jobs that were running when the hub stopped keep their lease for
+// LeaseGrace from now, as if their worker had just disconnected.
+func Open(ctx context.Context, cfg Config) (*Hub, error) {
+	if cfg.DBPath == "" {
+		return nil, errors.New("hub: Config.DBPath is required")
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = filepath.Join(filepath.Dir(cfg.DBPath), "data")
+	}
+	if cfg.OfferTTL <= 0 {
+		cfg.OfferTTL = DefaultOfferTTL
+	}
+	if cfg.LeaseGrace <= 0 {
+		cfg.LeaseGrace = DefaultLeaseGrace
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.MaxUpload <= 0 {
+		cfg.MaxUpload = DefaultMaxUpload
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeat
+	}
+	if cfg.ServerVersion == "" {
+		cfg.ServerVersion = "studio-hub"
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Hub{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		met:     newMetrics(),
+		jobs:    map[string]*job{},
+		queues:  map[queueKey]*queue{},
+		workers: map[string]*worker{},
+		kick:    make(chan struct{}, 1),
+		dirs: dirs{
+			results: filepath.Join(cfg.DataDir, "results"),
+			inputs:  filepath.Join(cfg.DataDir, "inputs"),
+			tmp:     filepath.Join(cfg.DataDir, "tmp"),
+		},
+	}
+	for _, d := range []string{filepath.Dir(cfg.DBPath), h.dirs.results, h.dirs.inputs, h.dirs.tmp} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("hub: create %s: %w", d, err)
+		}
+	}
+	db, err := openStore(cfg.DBPath)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	h.db = db
+	if err := h.setupAdminToken(ctx); err != nil {
+		db.close()
+		return nil, err
+	}
+	if err := h.load(ctx); err != nil {
+		db.close()
+		return nil, err
+	}
+	if err := h.cleanFiles(ctx); err != nil {
+		db.close()
+		return nil, err
+	}
+	h.ctx, h.stop = context.WithCancel(context.Background())
+	h.loops.Add(1)
+	go h.schedulerLoop(h.ctx)
+	h.kickScheduler()
+	return h, nil
+}
+
+// AdminToken returns the admin token in effect: the configured one, or the one created on first
+// start. It is "" when the database already held a token's hash and none was configured.
+func (h *Hub) AdminToken() string { return h.adminToken }
+
+// AdminTokenFile is the file the admin token was written to on first start ("" when no token was
+// created by this Open).
+func (h *Hub) AdminTokenFile() string { return h.tokenFile }
+
+// AdminTokenFilePath is where a hub on dbPath writes the admin token it creates.
+func AdminTokenFilePath(dbPath string) string { return dbPath + ".admin-token" }
+
+func (h *Hub) setupAdminToken(ctx context.Context) error {
+	if h.cfg.AdminToken != "" {
+		h.adminToken = h.cfg.AdminToken
+		h.adminHash = sha256.Sum256([]byte(h.cfg.AdminToken))
+		return nil
+	}
+	var stored []byte
+	err := h.db.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'admin_token_sha256'`).Scan(&stored)
+	switch {
+	case err == nil:
+		b, derr := hex.DecodeString(string(stored))
+		if derr != nil || len(b) != 32 {
+			return errors.New("hub: the stored admin token hash is corrupt; start with --admin-token")
+		}
+		copy(h.adminHash[:], b)
+		return nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("hub: read admin token: %w", err)
+	}
+	token := newSecret()
+	path := AdminTokenFilePath(h.cfg.DBPath)
+	// The file is written before the hash is committed: a crash in between leaves a file that a
+	// second start overwrites, never a hash whose token nobody can read.
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("hub: write admin token file: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("hub: write admin token file: %w", err)
+	}
+	sum := sha256.Sum256([]byte(token))
+	err = h.db.do(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO meta(key, value) VALUES('admin_token_sha256', ?)`, hex.EncodeToString(sum[:]))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("hub: store admin token: %w", err)
+	}
+	h.adminToken, h.adminHash, h.tokenFile = token, sum, path
+	h.log.Info("created the admin token", "file", path)
+	return nil
+}
+
+// Close tells every worker the hub is shutting down (error shutting_down, close 1012), waits for
+// the sessions to end or ctx to expire, stops the scheduler and closes the database after
+// writing what is pending.
+func (h *Hub) Close(ctx context.Context) error {
+	h.closeMu.Lock()
+	defer h.closeMu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	h.mu.Lock()
+	h.closing = true
+	for _, w := range h.workers {
+		if w.conn != nil {
+			w.conn.closeWith(errFrame("shutting_down", "the hub is shutting down"), 1012, "shutting down")
+		}
+	}
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() { h.connsWG.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("hub: close: sessions still open: %w", ctx.Err())
+		h.mu.Lock()
+		for _, w := range h.workers {
+			if w.conn != nil {
+				w.conn.abort()
+			}
+		}
+		h.mu.Unlock()
+		<-done
+	}
+	h.stop()
+	h.loops.Wait()
+	if cerr := h.db.close(); cerr != nil && err == nil {
+		err = fmt.Errorf("hub: close database: %w", cerr)
+	}
+	return err
+}
+
+func (h *Hub) kickScheduler() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// newSecret returns 32 random bytes as hex: tokens and pairing codes.
+func newSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// newID returns a short random id with a prefix, safe in URL paths and file names.
+func newID(prefix string) string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+func hashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+// tokenMatches compares in constant time.
+func tokenMatches(token string, want [32]byte) bool {
+	got := hashToken(token)
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// bearer extracts the token of an Authorization: Bearer header.
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(a) > len(p) && strings.EqualFold(a[:len(p)], p) {
+		return strings.TrimSpace(a[len(p):])
+	}
+	return ""
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}

@@ -1,0 +1,345 @@
+package hub
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"studioworker/protocol"
+)
+
+// maxLogsPerWorker bounds the shipped log entries kept per worker; older ones are dropped.
+const maxLogsPerWorker = 10000
+
+// onHello attaches a session to its worker: a previous session of the same worker is superseded,
+// the leases it listed are kept and the others go back to the queue, and the jobs listed in
+// in_flight that it no longer holds are cancelled with the matching reason.
+func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.Hello, base string) {
+	// Jobs that are no longer in memory are finished (or unknown): ask the database how.
+	finished := h.finishedStatuses(ctx, hello.InFlight)
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.now()
+	if old := w.conn; old != nil {
+		h.met.superseded.Add(1)
+		old.log.Info("superseded by a new connection of the same worker")
+		old.closeWith(errFrame(protocol.ErrCodeSuperseded, "this worker id connected again elsewhere"), protocol.CloseSuperseded, "superseded")
+		h.detach(w, now)
+	}
+	w.conn = c
+	w.baseURL = base
+	w.caps = hello.Capabilities
+	w.keys = keysOf(hello.Capabilities)
+	w.state, w.accepting, w.running, w.gpus = protocol.StateIdle, true, nil, nil
+	w.lastSeen, w.lastOffer = now, now
+	w.offers, w.active = 0, 0
+	h.met.connected.Add(1)
+	c.send(protocol.Welcome{
+		WorkerID:      w.id,
+		ServerVersion: h.cfg.ServerVersion,
+		HeartbeatMS:   h.cfg.HeartbeatInterval.Milliseconds(),
+		OfferTTLMS:    h.cfg.OfferTTL.Milliseconds(),
+	})
+	c.log.Info("worker connected", "name", w.name, "agent_version", hello.AgentVersion,
+		"in_flight", len(hello.InFlight), "outbox", len(hello.Outbox))
+
+	listed := map[string]bool{}
+	for _, id := range hello.InFlight {
+		listed[id] = true
+	}
+	for _, id := range hello.Outbox {
+		listed[id] = true
+	}
+	var lost []*job
+	for _, j := range w.held {
+		if j.status != protocol.JobRunning {
+			continue
+		}
+		if listed[j.id] {
+			j.leaseGen++ // the grace timer, if any, is void
+			j.graceUntil = time.Time{}
+		} else {
+			lost = append(lost, j)
+		}
+	}
+	for _, j := range lost {
+		c.log.Info("lease lost: the worker came back without the job", "job_id", j.id)
+		h.requeue(j, "lease lost: worker "+w.id+" came back without it", nil)
+	}
+	for _, id := range hello.InFlight {
+		w.active++ // it runs on the worker until it says ready_for_more
+		j := h.jobs[id]
+		switch {
+		case j == nil:
+			reason := protocol.CancelCancelled
+			if f, ok := finished[id]; ok && f.status == protocol.JobCompleted && f.worker != w.id {
+				reason = protocol.CancelReassigned
+			}
+			c.send(protocol.Cancel{JobID: id, Reason: reason})
+		case j.status == protocol.JobRunning && j.holder == w.id:
+			// kept above
+		case j.status == protocol.JobRunning:
+			c.send(protocol.Cancel{JobID: id, Reason: protocol.CancelReassigned})
+		case (j.status == protocol.JobQueued || j.status == protocol.JobOffered) && j.accepted(w.id):
+			h.takeBack(j, w)
+		case j.status == protocol.JobCompleted && j.holder != w.id:
+			c.send(protocol.Cancel{JobID: id, Reason: protocol.CancelReassigned})
+		default:
+			c.send(protocol.Cancel{JobID: id, Reason: protocol.CancelCancelled})
+		}
+	}
+	for _, id := range hello.Outbox {
+		if j := h.jobs[id]; j != nil && (j.status == protocol.JobQueued || j.status == protocol.JobOffered) && j.accepted(w.id) {
+			h.takeBack(j, w) // its result is on the way: offering it elsewhere would waste a run
+		}
+	}
+	wid := w.id
+	h.db.enqueue(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE workers SET last_seen=? WHERE id=?`, fmtTime(now), wid)
+		return err
+	}, nil)
+	h.kickScheduler()
+}
+
+// takeBack gives a queued (or offered elsewhere) job back to a worker that still runs it.
+func (h *Hub) takeBack(j *job, w *worker) {
+	if j.status == protocol.JobOffered {
+		other := j.holder
+		if ow := h.workers[other]; ow != nil {
+			ow.offers = max(0, ow.offers-1)
+		}
+		h.sendTo(other, protocol.Cancel{JobID: j.id, Reason: protocol.CancelCancelled})
+		h.kickScheduler()
+	}
+	w.conn.log.Info("lease taken back", "job_id", j.id)
+	h.lease(j, w)
+}
+
+type finishedJob struct {
+	status protocol.JobStatus
+	worker string
+}
+
+func (h *Hub) finishedStatuses(ctx context.Context, ids []string) map[string]finishedJob {
+	h.mu.Lock()
+	var missing []string
+	for _, id := range ids {
+		if h.jobs[id] == nil {
+			missing = append(missing, id)
+		}
+	}
+	h.mu.Unlock()
+	out := map[string]finishedJob{}
+	for _, id := range missing {
+		var s, wid string
+		err := h.db.db.QueryRowContext(ctx, `SELECT status, worker_id FROM jobs WHERE id=?`, id).Scan(&s, &wid)
+		if err == nil {
+			out[id] = finishedJob{protocol.JobStatus(s), wid}
+		}
+	}
+	return out
+}
+
+// detach ends w's session in the state: its open offers go back to the queue, its leases start
+// their grace period. Runs under h.mu.
+func (h *Hub) detach(w *worker, now time.Time) {
+	var held []*job
+	for _, j := range w.held {
+		held = append(held, j)
+	}
+	for _, j := range held {
+		switch j.status {
+		case protocol.JobOffered:
+			h.withdrawOffer(j, false)
+		case protocol.JobRunning:
+			h.startGrace(j, now)
+		}
+	}
+	w.conn = nil
+	w.offers, w.active = 0, 0
+	w.lastSeen = now
+	h.met.connected.Add(-1)
+}
+
+func (h *Hub) onDisconnect(w *worker, c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if w.conn != c {
+		return // superseded: the new session owns the leases now
+	}
+	now := h.now()
+	h.detach(w, now)
+	c.log.Info("worker disconnected", "leases_in_grace", len(w.held))
+	wid := w.id
+	h.db.enqueue(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE workers SET last_seen=? WHERE id=?`, fmtTime(now), wid)
+		return err
+	}, nil)
+	h.kickScheduler()
+}
+
+// afterCommit runs fn once everything enqueued before it is committed: an answer that refers to
+// an earlier write (duplicate, fail_ack) is never sent before that write is durable.
+func (h *Hub) afterCommit(fn func(error)) {
+	h.db.enqueue(func(*sql.Tx) error { return nil }, fn)
+}
+
+// ackOrDrop sends an ack once committed, or, when the commit failed, error{internal} and a close:
+// the worker keeps the item and sends it again after reconnecting.
+func ackOrDrop(c *conn, f protocol.Frame) func(error) {
+	return func(err error) {
+		if err != nil {
+			c.log.Error("store failed: dropping the session so the worker resends", "err", err)
+			c.closeWith(errFrame(protocol.ErrCodeInternal, "the hub could not store this"), websocket.StatusInternalError, "internal error")
+			return
+		}
+		c.send(f)
+	}
+}
+
+// dispatch handles one frame after hello; false ends the session.
+func (h *Hub) dispatch(ctx context.Context, c *conn, w *worker, f protocol.Frame) bool {
+	h.mu.Lock()
+	w.lastSeen = h.now()
+	h.mu.Unlock()
+	switch f := f.(type) {
+	case protocol.Heartbeat:
+		h.mu.Lock()
+		was := w.accepting
+		w.state = f.Status.State
+		w.accepting = f.Status.Accepting
+		w.running = f.Status.Running
+		w.gpus = f.GPUs
+		if f.Capabilities != nil {
+			w.caps = *f.Capabilities
+			w.keys = keysOf(w.caps)
+		}
+		if (w.accepting && !was) || f.Capabilities != nil {
+			h.kickScheduler()
+		}
+		h.mu.Unlock()
+		c.send(protocol.HeartbeatAck{})
+	case protocol.Accept:
+		h.mu.Lock()
+		w.active++
+		j := h.jobs[f.JobID]
+		if j != nil && j.status == protocol.JobOffered && j.holder == w.id {
+			w.offers = max(0, w.offers-1)
+			h.lease(j, w)
+		} else {
+			reason := protocol.CancelExpired
+			if j != nil && j.status == protocol.JobCancelled {
+				reason = protocol.CancelCancelled
+			}
+			h.met.lateAccepts.Add(1)
+			c.log.Info("accept of an offer no longer open", "job_id", f.JobID, "answer", reason)
+			c.send(protocol.Cancel{JobID: f.JobID, Reason: reason})
+		}
+		h.mu.Unlock()
+	case protocol.Decline:
+		h.mu.Lock()
+		if j := h.jobs[f.JobID]; j != nil && j.status == protocol.JobOffered && j.holder == w.id {
+			h.met.decline(f.Reason)
+			h.withdrawOffer(j, true)
+		}
+		h.mu.Unlock()
+	case protocol.Progress:
+		c.log.Debug("progress", "job_id", f.JobID, "fraction", f.Fraction)
+	case protocol.CompleteJSON:
+		h.onCompleteJSON(ctx, c, w, f)
+	case protocol.Fail:
+		h.onFail(c, w, f)
+	case protocol.LogBatch:
+		h.onLogBatch(c, w, f)
+	case protocol.ReadyForMore:
+		h.mu.Lock()
+		w.active = max(0, w.active-1)
+		h.kickScheduler()
+		h.mu.Unlock()
+	case protocol.Hello:
+		h.protocolError(c, "hello sent twice")
+		return false
+	default:
+		h.protocolError(c, "a worker may not send "+string(f.FrameType()))
+		return false
+	}
+	return true
+}
+
+func (h *Hub) onCompleteJSON(ctx context.Context, c *conn, w *worker, f protocol.CompleteJSON) {
+	h.mu.Lock()
+	j := h.jobs[f.JobID]
+	if j == nil {
+		h.mu.Unlock()
+		v := h.finishedVerdict(ctx, f.JobID)
+		h.afterCommit(ackOrDrop(c, protocol.CompleteAck{JobID: f.JobID, Status: v}))
+		return
+	}
+	v := verdict(w, j)
+	if v == protocol.AckStored && j.kind.BinaryResult() {
+		c.log.Warn("complete_json for a job whose result is a file: rejected", "job_id", j.id, "kind", j.kind)
+		v = protocol.AckRejected
+		if j.status == protocol.JobRunning && j.holder == w.id {
+			h.requeue(j, "the worker sent a JSON result for a "+string(j.kind)+" job", nil)
+		}
+	}
+	if v != protocol.AckStored {
+		h.mu.Unlock()
+		c.log.Info("result not stored", "job_id", f.JobID, "status", v)
+		h.afterCommit(ackOrDrop(c, protocol.CompleteAck{JobID: f.JobID, Status: v}))
+		return
+	}
+	h.complete(j, w, f.Result, "", "", "", 0, f.Prompt, ackOrDrop(c, protocol.CompleteAck{JobID: f.JobID, Status: protocol.AckStored}))
+	h.mu.Unlock()
+	c.log.Info("result stored", "job_id", f.JobID)
+}
+
+// finishedVerdict answers a result for a job that is not in memory: duplicate when it is
+// completed, rejected otherwise (failed, cancelled or unknown).
+func (h *Hub) finishedVerdict(ctx context.Context, id string) protocol.AckStatus {
+	var s string
+	err := h.db.db.QueryRowContext(ctx, `SELECT status FROM jobs WHERE id=?`, id).Scan(&s)
+	if err == nil && protocol.JobStatus(s) == protocol.JobCompleted {
+		return protocol.AckDuplicate
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		h.log.Error("look up a finished job", "job_id", id, "err", err)
+	}
+	return protocol.AckRejected
+}
+
+func (h *Hub) onFail(c *conn, w *worker, f protocol.Fail) {
+	ack := ackOrDrop(c, protocol.FailAck{JobID: f.JobID})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	j := h.jobs[f.JobID]
+	if j == nil || j.status != protocol.JobRunning || j.holder != w.id {
+		h.afterCommit(ack) // changes nothing for a job the worker does not hold
+		return
+	}
+	c.log.Info("job failed on the worker", "job_id", j.id, "retryable", f.Retryable, "error", f.Error)
+	if f.Retryable {
+		h.requeue(j, "worker "+w.id+": "+f.Error, ack)
+		return
+	}
+	h.finish(j, protocol.JobFailed, f.Error, ack)
+}
+
+func (h *Hub) onLogBatch(c *conn, w *worker, f protocol.LogBatch) {
+	wid, entries, seq := w.id, f.Entries, f.Seq
+	h.db.enqueue(func(tx *sql.Tx) error {
+		for _, e := range entries {
+			if _, err := tx.Exec(`INSERT INTO worker_logs(worker_id, seq, ts, level, source, message, job_id) VALUES(?,?,?,?,?,?,?)`,
+				wid, seq, fmtTime(e.TS), string(e.Level), e.Source, e.Message, e.JobID); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(`DELETE FROM worker_logs WHERE worker_id=? AND id <= (
+			SELECT id FROM worker_logs WHERE worker_id=? ORDER BY id DESC LIMIT 1 OFFSET ?)`, wid, wid, maxLogsPerWorker)
+		return err
+	}, ackOrDrop(c, protocol.LogAck{Seq: seq}))
+}

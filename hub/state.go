@@ -1,0 +1,715 @@
+package hub
+
+import (
+	"container/heap"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"studioworker/protocol"
+)
+
+// job is the authoritative state of an unfinished job (and of a finished one until its row is
+// committed). It lives in Hub.jobs and is only touched under Hub.mu.
+type job struct {
+	id        string
+	seq       uint64
+	kind      protocol.Kind
+	model     string
+	vram      float64
+	input     json.RawMessage
+	inputFile string // name under dirs.inputs, "" when none
+	inputType string
+	created   time.Time
+
+	status   protocol.JobStatus
+	holder   string // worker id of the open offer (offered) or of the lease (running, completed)
+	attempts int
+	errText  string
+	// acceptedBy lists every worker that accepted the job at some attempt: a result from one of
+	// them is stored when nobody else holds the job.
+	acceptedBy []string
+	// declined lists the workers that declined (or let expire) an offer of the current attempt.
+	declined map[string]bool
+	inQueue  bool // an entry for it is in its queue (possibly stale while offered)
+
+	offerSeq   uint64 // identifies the open offer, so a stale timer does nothing
+	offerUntil time.Time
+	leaseGen   uint64    // bumped on every lease change, so a stale grace timer does nothing
+	graceUntil time.Time // non-zero while its holder is disconnected
+
+	result     json.RawMessage
+	resultFile string
+	resultExt  string
+}
+
+func (j *job) accepted(workerID string) bool { return slices.Contains(j.acceptedBy, workerID) }
+
+// worker is a registered worker and, while connected, its session state.
+type worker struct {
+	id        string
+	name      string
+	tokenHash [32]byte
+
+	conn      *conn // nil when disconnected
+	baseURL   string
+	caps      protocol.Capabilities
+	keys      []queueKey
+	state     protocol.WorkerState
+	accepting bool
+	running   []string
+	gpus      []protocol.GPUStat
+	lastSeen  time.Time
+	lastOffer time.Time // longest-idle first: the worker given work least recently goes first
+
+	held   map[string]*job // jobs whose holder it is (offers and leases)
+	offers int             // open offers
+	// active counts runs the worker has not yet reported ended with ready_for_more: every accept
+	// frame (late ones too: the worker starts them and ends them on cancel) and every
+	// hello.in_flight entry, minus every ready_for_more.
+	active int
+}
+
+func (w *worker) slots() int { return max(1, w.caps.MaxConcurrentJobs) }
+
+func (w *worker) info() protocol.WorkerInfo {
+	state := w.state
+	if state == "" {
+		state = protocol.StateIdle
+	}
+	return protocol.WorkerInfo{
+		WorkerID:  w.id,
+		Name:      w.name,
+		Connected: w.conn != nil,
+		State:     state,
+		Running:   protocol.List[string](slices.Clone(w.running)),
+		GPUs:      protocol.List[protocol.GPUStat](slices.Clone(w.gpus)),
+		LastSeen:  w.lastSeen.UTC(),
+	}
+}
+
+type queueKey struct {
+	kind  protocol.Kind
+	model string
+}
+
+func keysOf(c protocol.Capabilities) []queueKey {
+	var keys []queueKey
+	for kind, models := range c.SupportedModelsPerKind {
+		for _, m := range models {
+			keys = append(keys, queueKey{kind, m})
+		}
+	}
+	return keys
+}
+
+// queue holds the queued jobs of one kind and model, oldest (lowest seq) first. Entries of jobs
+// that left the queued state stay until a scan meets them, so taking a job from the middle costs
+// nothing; head advances over the front.
+type queue struct {
+	items []*job
+	head  int
+}
+
+// maxScan bounds how many queued jobs one pick looks at past jobs the worker cannot take (too
+// large an estimate, already declined), so a deep queue of unsuitable jobs cannot stall offers.
+const maxScan = 1024
+
+func (q *queue) push(j *job) {
+	if j.inQueue {
+		return // its old entry is still in place, at the right position
+	}
+	j.inQueue = true
+	live := q.items[q.head:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].seq > j.seq })
+	if i == len(live) {
+		q.items = append(q.items, j)
+		return
+	}
+	q.items = slices.Insert(q.items, q.head+i, j)
+}
+
+// peek returns the index of the oldest queued job ok accepts, or -1.
+func (q *queue) peek(ok func(*job) bool) int {
+	for q.head < len(q.items) && q.items[q.head].status != protocol.JobQueued {
+		q.items[q.head].inQueue = false
+		q.items[q.head] = nil
+		q.head++
+	}
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+		return -1
+	}
+	if q.head > 1024 && q.head > len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	scanned, dead := 0, 0
+	for i := q.head; i < len(q.items) && scanned < maxScan; i++ {
+		j := q.items[i]
+		if j.status != protocol.JobQueued {
+			dead++
+			continue
+		}
+		if ok(j) {
+			if dead > 256 {
+				return q.compactFind(j)
+			}
+			return i
+		}
+		scanned++
+	}
+	return -1
+}
+
+// compactFind drops stale entries and returns the new index of j.
+func (q *queue) compactFind(target *job) int {
+	out := q.items[:0]
+	idx := -1
+	for _, j := range q.items[q.head:] {
+		if j.status != protocol.JobQueued {
+			j.inQueue = false
+			continue
+		}
+		if j == target {
+			idx = len(out)
+		}
+		out = append(out, j)
+	}
+	clear(q.items[len(out):])
+	q.items, q.head = out, 0
+	return idx
+}
+
+// take removes the entry at i (from peek).
+func (q *queue) take(i int) *job {
+	j := q.items[i]
+	j.inQueue = false
+	if i == q.head {
+		q.items[i] = nil
+		q.head++
+		return j
+	}
+	q.items = slices.Delete(q.items, i, i+1)
+	return j
+}
+
+// timers: offer expiries and lease grace ends, earliest first.
+type timerKind int
+
+const (
+	timerOffer timerKind = iota
+	timerLease
+)
+
+type timerItem struct {
+	at    time.Time
+	kind  timerKind
+	jobID string
+	token uint64
+}
+
+type timerHeap []timerItem
+
+func (t timerHeap) Len() int           { return len(t) }
+func (t timerHeap) Less(i, j int) bool { return t[i].at.Before(t[j].at) }
+func (t timerHeap) Swap(i, j int)      { t[i], t[j] = t[j], t[i] }
+func (t *timerHeap) Push(x any)        { *t = append(*t, x.(timerItem)) }
+func (t *timerHeap) Pop() any {
+	old := *t
+	it := old[len(old)-1]
+	*t = old[:len(old)-1]
+	return it
+}
+
+// ---- transitions; every one below runs under h.mu ----
+
+func (h *Hub) setHolder(j *job, workerID string) {
+	if j.holder != "" {
+		if w := h.workers[j.holder]; w != nil {
+			delete(w.held, j.id)
+		}
+	}
+	j.holder = workerID
+	if workerID != "" {
+		if w := h.workers[workerID]; w != nil {
+			w.held[j.id] = j
+		}
+	}
+}
+
+func (h *Hub) setStatus(j *job, s protocol.JobStatus) {
+	h.met.jobStatus(j.status, -1)
+	j.status = s
+	h.met.jobStatus(s, +1)
+}
+
+func (h *Hub) enqueueJob(j *job) {
+	h.setStatus(j, protocol.JobQueued)
+	h.setHolder(j, "")
+	q := h.queues[queueKey{j.kind, j.model}]
+	if q == nil {
+		q = &queue{}
+		h.queues[queueKey{j.kind, j.model}] = q
+	}
+	q.push(j)
+	h.kickScheduler()
+}
+
+// sendTo queues a frame for a worker if it is connected.
+func (h *Hub) sendTo(workerID string, f protocol.Frame) {
+	if w := h.workers[workerID]; w != nil && w.conn != nil {
+		w.conn.send(f)
+	}
+}
+
+func (h *Hub) offer(j *job, w *worker, now time.Time) {
+	h.setStatus(j, protocol.JobOffered)
+	h.setHolder(j, w.id)
+	h.nextSeq++
+	j.offerSeq = h.nextSeq
+	j.offerUntil = now.Add(h.cfg.OfferTTL)
+	w.offers++
+	w.lastOffer = now
+	heap.Push(&h.timers, timerItem{at: j.offerUntil, kind: timerOffer, jobID: j.id, token: j.offerSeq})
+	claim := protocol.Claim{
+		JobID:          j.id,
+		Kind:           j.kind,
+		Model:          j.model,
+		VRAMGBEstimate: j.vram,
+		Input:          j.input,
+		ExpiresAt:      j.offerUntil.UTC(),
+	}
+	if j.inputFile != "" {
+		base := h.cfg.PublicURL
+		if base == "" {
+			base = w.baseURL
+		}
+		claim.InputURL = base + protocol.InputPath(j.id)
+	}
+	h.met.offers.Add(1)
+	w.conn.send(protocol.Offer{Claim: claim})
+}
+
+// withdrawOffer puts an offered job back in the queue; declined marks the worker as having
+// refused this attempt.
+func (h *Hub) withdrawOffer(j *job, declined bool) {
+	if w := h.workers[j.holder]; w != nil {
+		w.offers = max(0, w.offers-1)
+		if declined {
+			if j.declined == nil {
+				j.declined = map[string]bool{}
+			}
+			j.declined[w.id] = true
+		}
+	}
+	h.enqueueJob(j)
+}
+
+// lease gives the job to w (accept, or a lease taken back from hello).
+func (h *Hub) lease(j *job, w *worker) {
+	h.setStatus(j, protocol.JobRunning)
+	h.setHolder(j, w.id)
+	if !j.accepted(w.id) {
+		j.acceptedBy = append(j.acceptedBy, w.id)
+	}
+	j.leaseGen++
+	j.graceUntil = time.Time{}
+	h.persistJob(j, nil)
+}
+
+// requeue ends a leased run without a result: attempts+1, then the queue or, at max_attempts,
+// failure.
+func (h *Hub) requeue(j *job, why string, after func(error)) {
+	j.attempts++
+	j.declined = nil
+	j.graceUntil = time.Time{}
+	j.leaseGen++
+	if j.attempts >= h.cfg.MaxAttempts {
+		h.finish(j, protocol.JobFailed, fmt.Sprintf("%s (attempt %d of %d)", why, j.attempts, h.cfg.MaxAttempts), after)
+		return
+	}
+	h.met.requeues.Add(1)
+	j.errText = why
+	h.enqueueJob(j)
+	h.persistJob(j, after)
+}
+
+// finish makes a job final (failed or cancelled; completions go through complete), persists it,
+// and forgets it once committed.
+func (h *Hub) finish(j *job, s protocol.JobStatus, errText string, after func(error)) {
+	switch j.status {
+	case protocol.JobOffered:
+		if ow := h.workers[j.holder]; ow != nil {
+			ow.offers = max(0, ow.offers-1)
+		}
+		h.setHolder(j, "")
+		h.kickScheduler()
+	case protocol.JobRunning:
+		if w := h.workers[j.holder]; w != nil {
+			delete(w.held, j.id) // holder stays as the job's worker_id, but it holds nothing now
+		}
+	default:
+		h.setHolder(j, "")
+	}
+	h.setStatus(j, s)
+	j.errText = errText
+	j.graceUntil = time.Time{}
+	j.leaseGen++
+	h.persistJob(j, func(err error) {
+		h.forget(j)
+		if after != nil {
+			after(err)
+		}
+	})
+}
+
+// forget drops a finished job from memory once its row is committed, and its input file.
+func (h *Hub) forget(j *job) {
+	h.mu.Lock()
+	if h.jobs[j.id] == j && j.status.Done() {
+		delete(h.jobs, j.id)
+	}
+	h.mu.Unlock()
+	if j.inputFile != "" {
+		if err := os.Remove(filepath.Join(h.dirs.inputs, j.inputFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			h.log.Warn("remove input file", "job_id", j.id, "err", err)
+		}
+	}
+}
+
+// persistJob writes the job's state (not its result) in the next batch. An open offer is not
+// durable: it is written as queued, so after a restart the job is simply offered again.
+func (h *Hub) persistJob(j *job, after func(error)) {
+	status, holder := j.status, j.holder
+	if status == protocol.JobOffered || status == protocol.JobQueued {
+		status, holder = protocol.JobQueued, ""
+	}
+	attempts, accepted, errText := j.attempts, strings.Join(j.acceptedBy, ","), j.errText
+	id, now := j.id, fmtTime(h.now())
+	h.db.enqueue(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE jobs SET status=?, worker_id=?, attempts=?, accepted_by=?, error=?, updated_at=? WHERE id=?`,
+			string(status), holder, attempts, accepted, errText, now, id)
+		return err
+	}, after)
+}
+
+// verdict is the answer to a result from w for j (nil: not in memory, so finished or unknown).
+func verdict(w *worker, j *job) protocol.AckStatus {
+	switch {
+	case j == nil:
+		return protocol.AckRejected
+	case j.status == protocol.JobCompleted:
+		return protocol.AckDuplicate
+	case j.status.Done():
+		return protocol.AckRejected
+	case !j.accepted(w.id):
+		return protocol.AckRejected
+	case j.status == protocol.JobRunning && j.holder != w.id:
+		return protocol.AckRejected
+	}
+	return protocol.AckStored
+}
+
+// complete stores a result from w (verdict must be stored): JSON in result, or a file already in
+// place under dirs.results. after runs once the result is committed.
+func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum string, size int64, prompt string, after func(error)) {
+	if j.status == protocol.JobOffered {
+		// An open offer elsewhere is withdrawn: the job is done.
+		other := j.holder
+		if ow := h.workers[other]; ow != nil {
+			ow.offers = max(0, ow.offers-1)
+		}
+		h.sendTo(other, protocol.Cancel{JobID: j.id, Reason: protocol.CancelCancelled})
+		h.kickScheduler()
+	}
+	h.setHolder(j, w.id)
+	delete(w.held, j.id)
+	h.setStatus(j, protocol.JobCompleted)
+	j.errText = ""
+	j.graceUntil = time.Time{}
+	j.leaseGen++
+	j.result, j.resultFile, j.resultExt = result, file, ext
+	id, wid, now := j.id, w.id, fmtTime(h.now())
+	accepted := strings.Join(j.acceptedBy, ",")
+	var res any
+	if result != nil {
+		res = string(result)
+	}
+	h.db.enqueue(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE jobs SET status='completed', worker_id=?, accepted_by=?, error='', result=?, result_file=?,
+			result_ext=?, result_sha256=?, result_size=?, prompt=?, updated_at=? WHERE id=?`,
+			wid, accepted, res, file, ext, sum, size, prompt, now, id)
+		return err
+	}, func(err error) {
+		if err == nil {
+			h.forget(j)
+		}
+		after(err)
+	})
+}
+
+// schedule offers queued jobs to connected, accepting workers with a free slot: the least
+// recently served worker first, each taking the oldest job it can run, one offer per worker per
+// round so a many-slot worker does not take everything.
+func (h *Hub) schedule(now time.Time) {
+	if h.closing || h.met.queued() == 0 {
+		return
+	}
+	var cands []*worker
+	for _, w := range h.workers {
+		if w.conn != nil && w.accepting && len(w.keys) > 0 && w.offers+w.active < w.slots() {
+			cands = append(cands, w)
+		}
+	}
+	sort.Slice(cands, func(a, b int) bool {
+		la, lb := cands[a].offers+cands[a].active, cands[b].offers+cands[b].active
+		if la != lb {
+			return la < lb
+		}
+		return cands[a].lastOffer.Before(cands[b].lastOffer)
+	})
+	for len(cands) > 0 && h.met.queued() > 0 {
+		next := cands[:0]
+		for _, w := range cands {
+			j := h.pickFor(w)
+			if j == nil {
+				continue
+			}
+			h.offer(j, w, now)
+			if w.conn != nil && w.offers+w.active < w.slots() {
+				next = append(next, w)
+			}
+		}
+		cands = next
+	}
+}
+
+func (h *Hub) pickFor(w *worker) *job {
+	ok := func(j *job) bool {
+		return j.vram <= w.caps.VRAMThresholdGB && !j.declined[w.id]
+	}
+	var bestQ *queue
+	best := -1
+	for _, k := range w.keys {
+		q := h.queues[k]
+		if q == nil {
+			continue
+		}
+		i := q.peek(ok)
+		if i >= 0 && (best < 0 || q.items[i].seq < bestQ.items[best].seq) {
+			bestQ, best = q, i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return bestQ.take(best)
+}
+
+// fireTimers handles offer expiries and lease grace ends that are due.
+func (h *Hub) fireTimers(now time.Time) {
+	for len(h.timers) > 0 && !h.timers[0].at.After(now) {
+		it := heap.Pop(&h.timers).(timerItem)
+		j := h.jobs[it.jobID]
+		if j == nil {
+			continue
+		}
+		switch it.kind {
+		case timerOffer:
+			if j.status == protocol.JobOffered && j.offerSeq == it.token {
+				h.met.expiries.Add(1)
+				h.log.Debug("offer expired", "job_id", j.id, "worker_id", j.holder)
+				h.withdrawOffer(j, true)
+			}
+		case timerLease:
+			if j.status == protocol.JobRunning && j.leaseGen == it.token && !j.graceUntil.IsZero() {
+				h.log.Info("lease lost: the worker did not come back in time", "job_id", j.id, "worker_id", j.holder)
+				h.requeue(j, "lease lost: worker "+j.holder+" did not come back", nil)
+			}
+		}
+	}
+}
+
+func (h *Hub) nextTimer() (time.Time, bool) {
+	if len(h.timers) == 0 {
+		return time.Time{}, false
+	}
+	return h.timers[0].at, true
+}
+
+// startGrace keeps a disconnected worker's lease on j for LeaseGrace.
+func (h *Hub) startGrace(j *job, now time.Time) {
+	j.leaseGen++
+	j.graceUntil = now.Add(h.cfg.LeaseGrace)
+	heap.Push(&h.timers, timerItem{at: j.graceUntil, kind: timerLease, jobID: j.id, token: j.leaseGen})
+}
+
+// schedulerLoop owns offers and timers: it runs a scheduling pass when kicked and fires timers
+// when due, and closes sessions that went silent.
+func (h *Hub) schedulerLoop(ctx context.Context) {
+	defer h.loops.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	sweep := time.NewTicker(h.cfg.HeartbeatInterval)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.kick:
+		case <-timer.C:
+		case <-sweep.C:
+			h.sweepSilent()
+		}
+		h.mu.Lock()
+		now := h.now()
+		h.fireTimers(now)
+		h.schedule(now)
+		at, ok := h.nextTimer()
+		h.mu.Unlock()
+		d := time.Hour
+		if ok {
+			d = max(at.Sub(now), time.Millisecond)
+		}
+		timer.Reset(d)
+	}
+}
+
+// sweepSilent closes sessions that sent nothing for three heartbeat intervals: their leases then
+// follow the grace rule.
+func (h *Hub) sweepSilent() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	limit := h.now().Add(-3 * h.cfg.HeartbeatInterval)
+	for _, w := range h.workers {
+		if w.conn != nil && w.lastSeen.Before(limit) {
+			h.log.Warn("closing a silent session", "worker_id", w.id, "last_seen", w.lastSeen)
+			w.conn.closeWith(nil, 1001, "no heartbeat")
+		}
+	}
+}
+
+// ---- startup ----
+
+func (h *Hub) load(ctx context.Context) error {
+	db := h.db.db
+	rows, err := db.QueryContext(ctx, `SELECT id, name, token_hash, last_seen FROM workers`)
+	if err != nil {
+		return fmt.Errorf("hub: load workers: %w", err)
+	}
+	for rows.Next() {
+		var id, name, lastSeen string
+		var hash []byte
+		if err := rows.Scan(&id, &name, &hash, &lastSeen); err != nil {
+			rows.Close()
+			return fmt.Errorf("hub: load workers: %w", err)
+		}
+		w := &worker{id: id, name: name, lastSeen: parseTime(lastSeen), held: map[string]*job{}}
+		copy(w.tokenHash[:], hash)
+		h.workers[id] = w
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("hub: load workers: %w", err)
+	}
+
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM jobs`).Scan(&h.nextSeq); err != nil {
+		return fmt.Errorf("hub: load jobs: %w", err)
+	}
+	// Counting finished jobs once at startup keeps the jobs-by-status gauge exact without a
+	// query per scrape.
+	crows, err := db.QueryContext(ctx, `SELECT status, COUNT(*) FROM jobs WHERE status IN ('completed','failed','cancelled') GROUP BY status`)
+	if err != nil {
+		return fmt.Errorf("hub: count jobs: %w", err)
+	}
+	for crows.Next() {
+		var s string
+		var n int64
+		if err := crows.Scan(&s, &n); err != nil {
+			crows.Close()
+			return fmt.Errorf("hub: count jobs: %w", err)
+		}
+		h.met.jobStatus(protocol.JobStatus(s), n)
+	}
+	crows.Close()
+
+	jrows, err := db.QueryContext(ctx, `SELECT id, seq, kind, model, vram_gb, input, input_file, input_type, status,
+		worker_id, attempts, accepted_by, error, created_at FROM jobs WHERE status IN ('queued','offered','running') ORDER BY seq`)
+	if err != nil {
+		return fmt.Errorf("hub: load jobs: %w", err)
+	}
+	defer jrows.Close()
+	now := h.now()
+	for jrows.Next() {
+		j := &job{}
+		var kind, status, accepted, created, input string
+		if err := jrows.Scan(&j.id, &j.seq, &kind, &j.model, &j.vram, &input, &j.inputFile, &j.inputType, &status,
+			&j.holder, &j.attempts, &accepted, &j.errText, &created); err != nil {
+			return fmt.Errorf("hub: load jobs: %w", err)
+		}
+		j.kind, j.input, j.created = protocol.Kind(kind), json.RawMessage(input), parseTime(created)
+		if accepted != "" {
+			j.acceptedBy = strings.Split(accepted, ",")
+		}
+		h.jobs[j.id] = j
+		holder := j.holder
+		j.holder = ""
+		if protocol.JobStatus(status) == protocol.JobRunning && h.workers[holder] != nil {
+			h.setStatus(j, protocol.JobRunning)
+			h.setHolder(j, holder)
+			h.startGrace(j, now)
+			continue
+		}
+		h.enqueueJob(j)
+	}
+	return jrows.Err()
+}
+
+// cleanFiles removes what a crash can leave behind: partial uploads in tmp/, and complete files
+// that no committed row points to (a crash between the rename and the commit).
+func (h *Hub) cleanFiles(ctx context.Context) error {
+	ents, err := os.ReadDir(h.dirs.tmp)
+	if err != nil {
+		return fmt.Errorf("hub: clean %s: %w", h.dirs.tmp, err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(h.dirs.tmp, e.Name())); err != nil {
+			return fmt.Errorf("hub: clean %s: %w", h.dirs.tmp, err)
+		}
+	}
+	for _, c := range []struct {
+		dir, query string
+	}{
+		{h.dirs.results, `SELECT 1 FROM jobs WHERE id=? AND result_file=?`},
+		{h.dirs.inputs, `SELECT 1 FROM jobs WHERE id=? AND input_file=? AND status IN ('queued','offered','running')`},
+	} {
+		ents, err := os.ReadDir(c.dir)
+		if err != nil {
+			return fmt.Errorf("hub: clean %s: %w", c.dir, err)
+		}
+		for _, e := range ents {
+			id, _, _ := strings.Cut(e.Name(), ".")
+			var one int
+			err := h.db.db.QueryRowContext(ctx, c.query, id, e.Name()).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				h.log.Info("removing a file no job refers to", "file", filepath.Join(c.dir, e.Name()))
+				if err := os.Remove(filepath.Join(c.dir, e.Name())); err != nil {
+					return fmt.Errorf("hub: clean %s: %w", c.dir, err)
+				}
+			} else if err != nil {
+				return fmt.Errorf("hub: clean %s: %w", c.dir, err)
+			}
+		}
+	}
+	return nil
+}
