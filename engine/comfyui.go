@@ -1,0 +1,660 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"studioworker/protocol"
+)
+
+// maxWorkflowBytes caps a workflow file; real ones are tens of kilobytes.
+const maxWorkflowBytes = 16 << 20
+
+// comfyWorkflow is a ComfyUI API-format workflow: node id -> {class_type, inputs, ...}.
+type comfyWorkflow struct {
+	raw   []byte
+	nodes map[string]struct {
+		ClassType string                     `json:"class_type"`
+		Inputs    map[string]json.RawMessage `json:"inputs"`
+	}
+}
+
+func loadWorkflow(path string) (*comfyWorkflow, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxWorkflowBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(raw) > maxWorkflowBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxWorkflowBytes)
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("%s is not a JSON object: %w", path, err)
+	}
+	if _, ok := probe["nodes"]; ok {
+		if _, ok := probe["links"]; ok {
+			return nil, fmt.Errorf("%s is in ComfyUI's UI format; export it with \"Save (API)\" instead", path)
+		}
+	}
+	wf := &comfyWorkflow{raw: raw}
+	if err := json.Unmarshal(raw, &wf.nodes); err != nil {
+		return nil, fmt.Errorf("%s is not an API-format workflow (node id -> {class_type, inputs}): %w", path, err)
+	}
+	if len(wf.nodes) == 0 {
+		return nil, fmt.Errorf("%s has no nodes", path)
+	}
+	for _, id := range sortedKeys(wf.nodes) {
+		if wf.nodes[id].ClassType == "" || wf.nodes[id].Inputs == nil {
+			return nil, fmt.Errorf("%s: node %q has no class_type or inputs; is this an API-format workflow?", path, id)
+		}
+	}
+	return wf, nil
+}
+
+// check reports whether a mapping target exists in the workflow.
+func (wf *comfyWorkflow) check(field string, ni NodeInput) error {
+	n, ok := wf.nodes[ni.Node]
+	if !ok {
+		return fmt.Errorf("node %q is not in the workflow", ni.Node)
+	}
+	if _, ok := n.Inputs[ni.Input]; !ok {
+		return fmt.Errorf("node %q (%s) has no input %q (it has: %s)", ni.Node, n.ClassType, ni.Input, strings.Join(sortedKeys(n.Inputs), ", "))
+	}
+	return nil
+}
+
+// fill returns the workflow with the mapped inputs set to values, as a fresh tree per job.
+func (wf *comfyWorkflow) fill(mapping map[string]NodeInput, values map[string]any) (map[string]any, error) {
+	var tree map[string]any
+	dec := json.NewDecoder(bytes.NewReader(wf.raw))
+	dec.UseNumber() // keep the workflow's numbers exactly as written
+	if err := dec.Decode(&tree); err != nil {
+		return nil, err
+	}
+	for field, v := range values {
+		ni, ok := mapping[field]
+		if !ok {
+			continue
+		}
+		node, _ := tree[ni.Node].(map[string]any)
+		inputs, _ := node["inputs"].(map[string]any)
+		if inputs == nil {
+			return nil, fmt.Errorf("workflow node %q has no inputs", ni.Node)
+		}
+		inputs[ni.Input] = v
+	}
+	return tree, nil
+}
+
+// comfyUI runs image and video jobs on ComfyUI's HTTP API.
+type comfyUI struct {
+	kind   protocol.Kind
+	cfg    BackendConfig
+	wf     *comfyWorkflow
+	client *http.Client
+	logger *slog.Logger
+}
+
+func newComfyUI(kind protocol.Kind, cfg BackendConfig, client *http.Client, logger *slog.Logger) (*comfyUI, error) {
+	wf, err := loadWorkflow(cfg.Workflow)
+	if err != nil {
+		return nil, fmt.Errorf("engines.%s.workflow: %w", kind, err)
+	}
+	return &comfyUI{kind: kind, cfg: cfg, wf: wf, client: client, logger: logger}, nil
+}
+
+func (c *comfyUI) name() string { return BackendComfyUI }
+
+func (c *comfyUI) url(p string, q url.Values) string {
+	u := joinURL(c.cfg.URL, p)
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return u
+}
+
+func (c *comfyUI) get(parent, ctx context.Context, p string, q url.Values) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(p, q), nil)
+	if err != nil {
+		return nil, &Error{Err: fmt.Errorf("engine: comfyui request: %w", err)}
+	}
+	resp, err := send(parent, ctx, c.client, req, "comfyui")
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, statusError(resp, "comfyui "+p)
+	}
+	return resp, nil
+}
+
+func (c *comfyUI) getJSON(parent, ctx context.Context, p string, v any) error {
+	resp, err := c.get(parent, ctx, p, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(v); err != nil {
+		if cerr := ctxError(parent, ctx, "comfyui"); cerr != nil {
+			return cerr
+		}
+		return backendFailed(true, "comfyui %s: unreadable answer: %v", p, err)
+	}
+	return nil
+}
+
+// models lists the configured models; without any, the checkpoints the mapped model input
+// accepts (from /object_info), or else the workflow's file name.
+func (c *comfyUI) models(ctx context.Context) ([]string, error) {
+	var stats map[string]any
+	if err := c.getJSON(ctx, ctx, "/system_stats", &stats); err != nil {
+		return nil, err
+	}
+	if len(c.cfg.Models) > 0 {
+		return c.cfg.Models, nil
+	}
+	if ni, ok := c.cfg.Mapping["model"]; ok {
+		class := c.wf.nodes[ni.Node].ClassType
+		var info map[string]struct {
+			Input map[string]map[string]json.RawMessage `json:"input"`
+		}
+		if err := c.getJSON(ctx, ctx, "/object_info/"+url.PathEscape(class), &info); err != nil {
+			return nil, err
+		}
+		for _, group := range []string{"required", "optional"} {
+			if spec, ok := info[class].Input[group][ni.Input]; ok {
+				if names := comboOptions(spec); len(names) > 0 {
+					return names, nil
+				}
+			}
+		}
+		return nil, fmt.Errorf("comfyui lists no choices for %s.%s: put the models in the config", class, ni.Input)
+	}
+	return []string{strings.TrimSuffix(filepath.Base(c.cfg.Workflow), filepath.Ext(c.cfg.Workflow))}, nil
+}
+
+// comboOptions reads a combo input's choices, in the old ([[a, b], {...}]) and the new
+// (["COMBO", {"options": [a, b]}]) shapes of /object_info.
+func comboOptions(spec json.RawMessage) []string {
+	var parts []json.RawMessage
+	if json.Unmarshal(spec, &parts) != nil || len(parts) == 0 {
+		return nil
+	}
+	var names []string
+	if json.Unmarshal(parts[0], &names) == nil {
+		return names
+	}
+	if len(parts) > 1 {
+		var opts struct {
+			Options []string `json:"options"`
+		}
+		if json.Unmarshal(parts[1], &opts) == nil {
+			return opts.Options
+		}
+	}
+	return nil
+}
+
+// comfyEvent is one /ws message about a prompt.
+type comfyEvent struct {
+	Type string `json:"type"`
+	Data struct {
+		PromptID  string  `json:"prompt_id"`
+		Node      *string `json:"node"`
+		Value     float64 `json:"value"`
+		Max       float64 `json:"max"`
+		NodeID    string  `json:"node_id"`
+		NodeType  string  `json:"node_type"`
+		Exception string  `json:"exception_message"`
+	} `json:"data"`
+}
+
+func (c *comfyUI) Run(parent context.Context, job Job, progress Progress) (Result, error) {
+	progress = monotonic(progress)
+	values := map[string]any{}
+	var prompt string
+	switch c.kind {
+	case protocol.KindImage:
+		in, err := parseImage(job.Input, c.cfg.limits())
+		if err != nil {
+			return Result{}, err
+		}
+		prompt = in.Prompt
+		values["prompt"], values["width"], values["height"] = in.Prompt, in.Width, in.Height
+		values["seed"] = seedOf(in.Seed, job.ID)
+		if in.NegativePrompt != "" {
+			values["negative_prompt"] = in.NegativePrompt
+		}
+		if in.Steps != nil {
+			values["steps"] = *in.Steps
+		}
+	case protocol.KindVideo:
+		in, err := parseVideo(job.Input, c.cfg.limits())
+		if err != nil {
+			return Result{}, err
+		}
+		prompt = in.Prompt
+		values["prompt"], values["width"], values["height"] = in.Prompt, in.Width, in.Height
+		values["frames"], values["fps"] = in.Frames, in.FPS
+		values["seed"] = seedOf(in.Seed, job.ID)
+	default:
+		return Result{}, unsupported("kind", "comfyui does not run %s jobs", c.kind)
+	}
+	if job.Model != "" {
+		values["model"] = job.Model
+	}
+	tree, err := c.wf.fill(c.cfg.Mapping, values)
+	if err != nil {
+		return Result{}, &Error{Retry: true, Err: fmt.Errorf("engine: comfyui workflow: %w", err)}
+	}
+
+	ctx, cancel := context.WithTimeout(parent, c.cfg.timeout())
+	defer cancel()
+	clientID := randomHex(16)
+	events, stopWS := c.listen(ctx, clientID)
+	defer stopWS()
+
+	promptID, err := c.queue(parent, ctx, tree, clientID)
+	if err != nil {
+		return Result{}, err
+	}
+	log := c.logger.With("job_id", job.ID, "prompt_id", promptID)
+	log.Debug("comfyui prompt queued")
+	progress(0.02, "queued in ComfyUI")
+
+	if err := c.wait(parent, ctx, promptID, events, progress); err != nil {
+		if errors.Is(err, ErrCancelled) || errors.Is(err, ErrTimeout) {
+			c.interrupt(ctx, promptID, log)
+		}
+		return Result{}, err
+	}
+	progress(0.97, "fetching the output")
+	path, ext, err := c.fetchOutput(parent, ctx, job, promptID)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{File: path, Ext: ext, Prompt: prompt}, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// listen opens ComfyUI's /ws for clientID and forwards its text messages as events until ctx
+// ends or stop is called; stop waits for the reader. Without a socket it returns a nil channel
+// and the wait falls back to polling /history.
+func (c *comfyUI) listen(ctx context.Context, clientID string) (<-chan comfyEvent, func()) {
+	wsURL := c.url("/ws", url.Values{"clientId": {clientID}})
+	wsURL = "ws" + strings.TrimPrefix(wsURL, "http")
+	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.client})
+	if err != nil {
+		c.logger.Debug("comfyui /ws not available; polling /history", "err", err)
+		return nil, func() {}
+	}
+	// Previews arrive as binary frames of any size: no frame limit, and text is capped below.
+	conn.SetReadLimit(-1)
+	events := make(chan comfyEvent, 32)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(events)
+		for {
+			typ, r, err := conn.Reader(ctx)
+			if err != nil {
+				return
+			}
+			if typ != websocket.MessageText {
+				if _, err := io.Copy(io.Discard, r); err != nil {
+					return
+				}
+				continue
+			}
+			data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return
+			}
+			var ev comfyEvent
+			if json.Unmarshal(data, &ev) != nil {
+				continue
+			}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return events, func() {
+		conn.CloseNow()
+		<-done
+	}
+}
+
+// queue posts the workflow and returns its prompt id. A refusal that names a node input the job
+// filled is the job's fault (not retryable, naming the field); one about the rest of the workflow
+// is this worker's (retryable).
+func (c *comfyUI) queue(parent, ctx context.Context, tree map[string]any, clientID string) (string, error) {
+	body, err := json.Marshal(map[string]any{"prompt": tree, "client_id": clientID})
+	if err != nil {
+		return "", &Error{Retry: true, Err: fmt.Errorf("engine: comfyui workflow: %w", err)}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("/prompt", nil), bytes.NewReader(body))
+	if err != nil {
+		return "", &Error{Err: fmt.Errorf("engine: comfyui request: %w", err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := send(parent, ctx, c.client, req, "comfyui")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		PromptID string `json:"prompt_id"`
+		Error    struct {
+			Message string `json:"message"`
+			Details string `json:"details"`
+		} `json:"error"`
+		NodeErrors map[string]struct {
+			ClassType string `json:"class_type"`
+			Errors    []struct {
+				Message   string `json:"message"`
+				Details   string `json:"details"`
+				ExtraInfo struct {
+					InputName string `json:"input_name"`
+				} `json:"extra_info"`
+			} `json:"errors"`
+		} `json:"node_errors"`
+	}
+	if resp.StatusCode >= 500 {
+		return "", statusError(resp, "comfyui /prompt")
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&ans); err != nil {
+		if resp.StatusCode != http.StatusOK {
+			return "", backendFailed(true, "comfyui /prompt: %s", resp.Status)
+		}
+		return "", backendFailed(true, "comfyui /prompt: unreadable answer: %v", err)
+	}
+	if resp.StatusCode == http.StatusOK && ans.PromptID != "" {
+		return ans.PromptID, nil
+	}
+	var parts []string
+	field := ""
+	for _, id := range sortedKeys(ans.NodeErrors) {
+		ne := ans.NodeErrors[id]
+		for _, e := range ne.Errors {
+			input := e.ExtraInfo.InputName
+			if input == "" {
+				input = e.Details
+			}
+			for f, ni := range c.cfg.Mapping {
+				if ni.Node == id && ni.Input == input && field == "" {
+					field = f
+				}
+			}
+			parts = append(parts, fmt.Sprintf("node %s (%s) %s: %s", id, ne.ClassType, input, e.Message))
+		}
+	}
+	msg := strings.TrimSpace(ans.Error.Message + " " + ans.Error.Details)
+	if len(parts) > 0 {
+		msg += ": " + strings.Join(parts, "; ")
+	}
+	if msg == "" {
+		msg = resp.Status
+	}
+	if field == "model" {
+		return "", unsupported("model", "comfyui refused the model: %s", msg)
+	}
+	if field != "" {
+		return "", &Error{Field: field, Err: fmt.Errorf("%w: input.%s: comfyui refused it: %s", ErrInvalidInput, field, msg)}
+	}
+	return "", backendFailed(true, "comfyui refused the workflow: %s", msg)
+}
+
+// wait follows the prompt through /ws messages until it has run, polling /history as well, since
+// a socket can miss messages or drop.
+func (c *comfyUI) wait(parent, ctx context.Context, promptID string, events <-chan comfyEvent, progress Progress) error {
+	poll := time.NewTicker(comfyPollEvery(events))
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctxError(parent, ctx, "comfyui")
+		case ev, ok := <-events:
+			if !ok {
+				events = nil // the socket went away: rely on polling
+				poll.Reset(comfyPollEvery(nil))
+				continue
+			}
+			if ev.Data.PromptID != promptID {
+				continue
+			}
+			switch ev.Type {
+			case "progress":
+				if ev.Data.Max > 0 {
+					progress(0.05+0.9*ev.Data.Value/ev.Data.Max, fmt.Sprintf("step %d/%d", int(ev.Data.Value), int(ev.Data.Max)))
+				}
+			case "executing":
+				if ev.Data.Node == nil {
+					return nil
+				}
+				class := c.wf.nodes[*ev.Data.Node].ClassType
+				progress(0, fmt.Sprintf("running node %s (%s)", *ev.Data.Node, class))
+			case "execution_success":
+				return nil
+			case "execution_error":
+				return backendFailed(true, "comfyui node %s (%s) failed: %s", ev.Data.NodeID, ev.Data.NodeType, ev.Data.Exception)
+			case "execution_interrupted":
+				return backendFailed(true, "comfyui interrupted the prompt")
+			}
+		case <-poll.C:
+			done, err := c.historyDone(parent, ctx, promptID)
+			if err != nil || done {
+				return err
+			}
+		}
+	}
+}
+
+func comfyPollEvery(events <-chan comfyEvent) time.Duration {
+	if events == nil {
+		return time.Second
+	}
+	return 5 * time.Second
+}
+
+// comfyHistory is one prompt's entry of /history/{prompt_id}.
+type comfyHistory struct {
+	Outputs map[string]map[string]json.RawMessage `json:"outputs"`
+	Status  struct {
+		StatusStr string            `json:"status_str"`
+		Completed bool              `json:"completed"`
+		Messages  []json.RawMessage `json:"messages"`
+	} `json:"status"`
+}
+
+func (c *comfyUI) history(parent, ctx context.Context, promptID string) (*comfyHistory, error) {
+	var h map[string]comfyHistory
+	if err := c.getJSON(parent, ctx, "/history/"+url.PathEscape(promptID), &h); err != nil {
+		return nil, err
+	}
+	e, ok := h[promptID]
+	if !ok {
+		return nil, nil
+	}
+	return &e, nil
+}
+
+// historyDone reports whether the prompt has finished, or the error it ended with.
+func (c *comfyUI) historyDone(parent, ctx context.Context, promptID string) (bool, error) {
+	h, err := c.history(parent, ctx, promptID)
+	if err != nil || h == nil {
+		return false, err
+	}
+	if h.Status.StatusStr == "error" {
+		return false, backendFailed(true, "comfyui could not run the prompt: %s", lastMessage(h.Status.Messages))
+	}
+	return h.Status.Completed || h.Status.StatusStr == "success", nil
+}
+
+func lastMessage(msgs []json.RawMessage) string {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		var m []json.RawMessage
+		if json.Unmarshal(msgs[i], &m) == nil && len(m) == 2 {
+			var d struct {
+				Exception string `json:"exception_message"`
+			}
+			if json.Unmarshal(m[1], &d) == nil && d.Exception != "" {
+				return d.Exception
+			}
+		}
+	}
+	return "no details"
+}
+
+// comfyFile is one output file as ComfyUI lists it.
+type comfyFile struct {
+	Filename  string `json:"filename"`
+	Subfolder string `json:"subfolder"`
+	Type      string `json:"type"`
+}
+
+// fetchOutput finds the prompt's output file of an allowed type for the kind, saved outputs
+// before previews, and streams it into the spool folder.
+func (c *comfyUI) fetchOutput(parent, ctx context.Context, job Job, promptID string) (string, string, error) {
+	h, err := c.history(parent, ctx, promptID)
+	if err != nil {
+		return "", "", err
+	}
+	if h == nil {
+		return "", "", backendFailed(true, "comfyui has no history for prompt %s", promptID)
+	}
+	var files, seen []comfyFile
+	nodes := sortedKeys(h.Outputs)
+	slices.SortStableFunc(nodes, func(a, b string) int { return numericCompare(a, b) })
+	for _, n := range nodes {
+		for _, key := range sortedKeys(h.Outputs[n]) {
+			var list []comfyFile
+			if json.Unmarshal(h.Outputs[n][key], &list) != nil {
+				continue
+			}
+			for _, f := range list {
+				if f.Filename == "" {
+					continue
+				}
+				seen = append(seen, f)
+				if c.kind.AllowedExt(fileExt(f.Filename)) {
+					files = append(files, f)
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(files, func(a, b comfyFile) int {
+		return boolInt(a.Type != "output") - boolInt(b.Type != "output")
+	})
+	if len(files) == 0 {
+		names := make([]string, len(seen))
+		for i, f := range seen {
+			names[i] = f.Filename
+		}
+		return "", "", backendFailed(true, "comfyui produced no %s output of type %s (outputs: %s)",
+			c.kind, strings.Join(c.kind.ResultExts(), ", "), strings.Join(names, ", "))
+	}
+	out := files[0]
+	resp, err := c.get(parent, ctx, "/view", url.Values{"filename": {out.Filename}, "subfolder": {out.Subfolder}, "type": {out.Type}})
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	f, err := newSpoolFile(job)
+	if err != nil {
+		return "", "", err
+	}
+	defer f.abort()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		if cerr := ctxError(parent, ctx, "comfyui"); cerr != nil {
+			return "", "", cerr
+		}
+		return "", "", backendDown("comfyui /view", err)
+	}
+	ext := fileExt(out.Filename)
+	p, err := f.commit(ext)
+	return p, ext, err
+}
+
+func fileExt(name string) string {
+	return strings.ToLower(strings.TrimPrefix(path.Ext(name), "."))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// numericCompare orders node ids as numbers when they are ("9" before "10").
+func numericCompare(a, b string) int {
+	x, errA := strconv.Atoi(a)
+	y, errB := strconv.Atoi(b)
+	if errA == nil && errB == nil {
+		return x - y
+	}
+	return strings.Compare(a, b)
+}
+
+// interrupt asks ComfyUI to stop the prompt (running) and drop it from the queue (pending), on a
+// short context of its own since the job's has ended.
+func (c *comfyUI) interrupt(ctx context.Context, promptID string, log *slog.Logger) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for _, call := range []struct {
+		path string
+		body any
+	}{
+		{"/interrupt", map[string]any{"prompt_id": promptID}},
+		{"/queue", map[string]any{"delete": []string{promptID}}},
+	} {
+		body, _ := json.Marshal(call.body)
+		req, err := http.NewRequestWithContext(ictx, http.MethodPost, c.url(call.path, nil), bytes.NewReader(body))
+		if err != nil {
+			continue
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.client.Do(req)
+		if err != nil {
+			log.Warn("comfyui did not take the interrupt", "path", call.path, "err", err)
+			continue
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		resp.Body.Close()
+	}
+}

@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// spoolFile is a result file being written inside a job's spool folder. It is created with a
+// ".part" name and gets its final extension on commit, so a half-written file never looks like a
+// result; abort removes it.
+type spoolFile struct {
+	f    *os.File
+	w    *bufio.Writer
+	path string
+	done bool
+}
+
+// newSpoolFile creates an empty result file for job inside job.SpoolDir.
+func newSpoolFile(job Job) (*spoolFile, error) {
+	if job.SpoolDir == "" {
+		return nil, &Error{Retry: true, Err: errors.New("engine: job has no spool folder for its result file")}
+	}
+	if err := os.MkdirAll(job.SpoolDir, 0o700); err != nil {
+		return nil, &Error{Retry: true, Err: fmt.Errorf("engine: spool folder: %w", err)}
+	}
+	f, err := os.CreateTemp(job.SpoolDir, safeName(job.ID)+"-*.part")
+	if err != nil {
+		return nil, &Error{Retry: true, Err: fmt.Errorf("engine: result file: %w", err)}
+	}
+	return &spoolFile{f: f, w: bufio.NewWriterSize(f, 256<<10), path: f.Name()}, nil
+}
+
+func (s *spoolFile) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+// base is the path without its ".part" extension.
+func (s *spoolFile) base() string { return strings.TrimSuffix(s.path, ".part") }
+
+// commit flushes and closes the file and renames it to carry ext; it returns the final path.
+func (s *spoolFile) commit(ext string) (string, error) {
+	s.done = true
+	err := s.w.Flush()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(s.path)
+		return "", &Error{Retry: true, Err: fmt.Errorf("engine: writing the result file: %w", err)}
+	}
+	final := s.base() + "." + ext
+	if err := os.Rename(s.path, final); err != nil {
+		os.Remove(s.path)
+		return "", &Error{Retry: true, Err: fmt.Errorf("engine: result file: %w", err)}
+	}
+	return final, nil
+}
+
+// abort closes and removes the file unless it was committed; safe to defer.
+func (s *spoolFile) abort() {
+	if s.done {
+		return
+	}
+	s.done = true
+	s.f.Close()
+	os.Remove(s.path)
+}
+
+// safeName keeps a job id usable as part of a file name, whatever the hub put in it.
+func safeName(id string) string {
+	var b strings.Builder
+	for _, r := range id {
+		if b.Len() >= 64 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "job"
+	}
+	return b.String()
+}
+
+// insideDir reports whether path lies inside dir (after cleaning); used to check where a
+// command-line tool was told to write.
+func insideDir(dir, path string) bool {
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
+	return err == nil && rel != "." && !strings.HasPrefix(rel, "..")
+}
+
+func hash64(parts ...string) uint64 {
+	h := fnv.New64a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
+
+func removeQuietly(path string) { _ = os.Remove(path) }
