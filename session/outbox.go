@@ -1,0 +1,549 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"studioworker/protocol"
+)
+
+// The outbox is the durable part of the session: every finished job's result (or fail) is written
+// to SpoolDir/outbox before it is sent, and deleted only when the hub has acknowledged it. One
+// metadata file per entry (<name>.<nonce>.json) plus, for a binary result, the result file itself
+// (<name>.<nonce>.<ext>). The metadata file is the commit point: it is written to a temp file,
+// fsynced and renamed, and the folder is fsynced, after the result file is in place; a result
+// file without metadata is an orphan of a crash and is removed on load. Every entry has its own
+// file names, so replacing or deleting one entry can never touch the files of another entry for
+// the same job, and disk work happens outside the lock.
+
+const (
+	outboxVersion = 1
+	tmpSuffix     = ".tmp"
+	metaSuffix    = ".json"
+)
+
+type itemType string
+
+const (
+	itemJSON itemType = "json" // complete_json
+	itemFile itemType = "file" // HTTP upload
+	itemFail itemType = "fail" // fail
+)
+
+// outboxMeta is the on-disk record of one undelivered result.
+type outboxMeta struct {
+	Version   int             `json:"version"`
+	JobID     string          `json:"job_id"`
+	Kind      protocol.Kind   `json:"kind,omitempty"`
+	Type      itemType        `json:"type"`
+	Result    protocol.Object `json:"result,omitempty"`
+	Prompt    string          `json:"prompt,omitempty"`
+	File      string          `json:"file,omitempty"` // base name inside the outbox folder
+	Ext       string          `json:"ext,omitempty"`
+	SHA256    string          `json:"sha256,omitempty"`
+	Size      int64           `json:"size,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	Retryable bool            `json:"retryable,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// outboxItem is an outbox entry plus its delivery state, which lives only in memory.
+type outboxItem struct {
+	meta     outboxMeta
+	metaName string // base name of the metadata file
+	seq      uint64 // insertion order, for FIFO delivery
+
+	// Guarded by outbox.mu.
+	sentGen   uint64 // connection generation on which the frame was sent (frames only)
+	uploading bool
+	failures  int       // consecutive failed uploads, for the retry backoff
+	notBefore time.Time // next upload attempt
+	recheck   bool      // sha256 already recomputed once after a 400
+	cancel    context.CancelFunc
+	removed   bool
+}
+
+type outbox struct {
+	dir string
+	log *slog.Logger
+
+	mu    sync.Mutex
+	items map[string]*outboxItem
+	seq   uint64
+}
+
+// safeName turns a job id into a file name: the id itself when it is plainly safe, else a hash.
+// Ids come from the hub, so they must never be able to name a path outside the outbox.
+func safeName(jobID string) string {
+	ok := jobID != "" && len(jobID) <= 100 && jobID[0] != '.'
+	for _, r := range jobID {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return jobID
+	}
+	sum := sha256.Sum256([]byte(jobID))
+	return "h-" + hex.EncodeToString(sum[:16])
+}
+
+func openOutbox(dir string, log *slog.Logger) (*outbox, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	o := &outbox{dir: dir, log: log, items: map[string]*outboxItem{}}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	type loaded struct {
+		m    outboxMeta
+		name string
+	}
+	var metas []loaded
+	files := map[string]bool{}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case e.IsDir():
+		case strings.HasSuffix(name, tmpSuffix):
+			_ = os.Remove(filepath.Join(dir, name)) // an interrupted write
+		case strings.HasSuffix(name, metaSuffix):
+			m, err := readMeta(filepath.Join(dir, name))
+			if err != nil {
+				// A metadata file is renamed into place whole, so a bad one is not a torn write:
+				// keep it aside for a human rather than delete or retry it forever.
+				log.Warn("outbox: unreadable entry set aside", "file", name, "err", err)
+				_ = os.Rename(filepath.Join(dir, name), filepath.Join(dir, name+".bad"))
+				continue
+			}
+			metas = append(metas, loaded{m, name})
+		default:
+			files[name] = true
+		}
+	}
+	slices.SortFunc(metas, func(a, b loaded) int { return a.m.CreatedAt.Compare(b.m.CreatedAt) })
+	for _, l := range metas {
+		m, name := l.m, l.name
+		if m.Type == itemFile {
+			if !files[m.File] {
+				// The result is gone (deleted by hand?): tell the hub rather than forget the job.
+				log.Warn("outbox: result file missing, reporting a fail", "job_id", m.JobID, "file", m.File)
+				old := name
+				m = failMeta(m.JobID, m.Kind, "the result file was lost from the worker's spool", true)
+				if name, err = o.writeMeta(m); err != nil {
+					return nil, err
+				}
+				_ = os.Remove(filepath.Join(dir, old))
+			}
+			delete(files, m.File)
+		}
+		if old := o.items[m.JobID]; old != nil {
+			// Two entries for one job: a crash between writing the newer and deleting the older.
+			o.deleteFiles(old)
+		}
+		o.seq++
+		o.items[m.JobID] = &outboxItem{meta: m, metaName: name, seq: o.seq}
+	}
+	for name := range files {
+		if strings.HasSuffix(name, ".bad") {
+			continue
+		}
+		log.Info("outbox: removing orphan file", "file", name)
+		_ = os.Remove(filepath.Join(dir, name))
+	}
+	return o, nil
+}
+
+func readMeta(path string) (outboxMeta, error) {
+	var m outboxMeta
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, err
+	}
+	if m.Version != outboxVersion || m.JobID == "" {
+		return m, fmt.Errorf("version %d, job_id %q", m.Version, m.JobID)
+	}
+	switch m.Type {
+	case itemJSON, itemFail:
+	case itemFile:
+		if m.File == "" || m.File != filepath.Base(m.File) || m.SHA256 == "" {
+			return m, errors.New("file entry without file or sha256")
+		}
+	default:
+		return m, fmt.Errorf("unknown type %q", m.Type)
+	}
+	return m, nil
+}
+
+func failMeta(jobID string, kind protocol.Kind, msg string, retryable bool) outboxMeta {
+	return outboxMeta{Version: outboxVersion, JobID: jobID, Kind: kind, Type: itemFail,
+		Error: msg, Retryable: retryable, CreatedAt: time.Now().UTC()}
+}
+
+// writeMeta commits m under a new name: temp file, fsync, rename, fsync the folder.
+func (o *outbox) writeMeta(m outboxMeta) (string, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("outbox: encode %s: %w", m.JobID, err)
+	}
+	name := safeName(m.JobID) + "." + nonce() + metaSuffix
+	if err := writeFileSync(filepath.Join(o.dir, name), b); err != nil {
+		return "", fmt.Errorf("outbox: write %s: %w", m.JobID, err)
+	}
+	return name, nil
+}
+
+func writeFileSync(final string, b []byte) error {
+	tmp := final + tmpSuffix
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}
+
+func nonce() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// hashFile streams path through sha256 and fsyncs it, so that the result is on disk before the
+// metadata that points at it.
+func hashFile(path string) (sum string, size int64, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err = io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), size, nil
+}
+
+// putFile moves a binary result into the outbox and commits it. src must be a regular file.
+func (o *outbox) putFile(jobID string, kind protocol.Kind, src, ext, prompt string) (*outboxItem, error) {
+	sum, size, err := hashFile(src)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: result of %s: %w", jobID, err)
+	}
+	name := safeName(jobID) + "." + nonce() + "." + ext
+	dst := filepath.Join(o.dir, name)
+	if err := os.Rename(src, dst); err != nil {
+		return nil, fmt.Errorf("outbox: move result of %s: %w", jobID, err)
+	}
+	m := outboxMeta{Version: outboxVersion, JobID: jobID, Kind: kind, Type: itemFile, Prompt: prompt,
+		File: name, Ext: ext, SHA256: sum, Size: size, CreatedAt: time.Now().UTC()}
+	metaName, err := o.writeMeta(m)
+	if err != nil {
+		_ = os.Remove(dst)
+		return nil, err
+	}
+	return o.insert(m, metaName), nil
+}
+
+// put commits a JSON result or a fail.
+func (o *outbox) put(m outboxMeta) (*outboxItem, error) {
+	m.Version = outboxVersion
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = time.Now().UTC()
+	}
+	metaName, err := o.writeMeta(m)
+	if err != nil {
+		return nil, err
+	}
+	return o.insert(m, metaName), nil
+}
+
+func (o *outbox) insert(m outboxMeta, metaName string) *outboxItem {
+	o.mu.Lock()
+	o.seq++
+	it := &outboxItem{meta: m, metaName: metaName, seq: o.seq}
+	old := o.items[m.JobID]
+	if old != nil {
+		// The same job run again (re-offered after a retryable fail): the new entry wins.
+		old.removed = true
+		if old.cancel != nil {
+			old.cancel()
+		}
+	}
+	o.items[m.JobID] = it
+	o.mu.Unlock()
+	if old != nil {
+		o.deleteFiles(old)
+	}
+	return it
+}
+
+// remove deletes a job's entry (metadata first, so a crash leaves only an orphan result file) and
+// cancels its upload if one is running. It reports whether there was one.
+func (o *outbox) remove(jobID string) bool {
+	o.mu.Lock()
+	it := o.items[jobID]
+	if it == nil {
+		o.mu.Unlock()
+		return false
+	}
+	delete(o.items, jobID)
+	it.removed = true
+	if it.cancel != nil {
+		it.cancel()
+	}
+	o.mu.Unlock()
+	o.deleteFiles(it)
+	return true
+}
+
+func (o *outbox) deleteFiles(it *outboxItem) {
+	if err := os.Remove(filepath.Join(o.dir, it.metaName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		o.log.Warn("outbox: remove entry", "job_id", it.meta.JobID, "err", err)
+	}
+	if it.meta.File != "" {
+		_ = os.Remove(filepath.Join(o.dir, it.meta.File))
+	}
+}
+
+// convertToFail replaces a binary result the hub will never take (413, a 400 that persists) by a
+// non-retryable fail, so that the job fails on the hub instead of being retried forever.
+func (o *outbox) convertToFail(it *outboxItem, msg string, retryable bool) (*outboxItem, bool) {
+	m := failMeta(it.meta.JobID, it.meta.Kind, msg, retryable)
+	name, err := o.writeMeta(m)
+	if err != nil {
+		// Keep the file entry: it is retried with backoff, and the conversion is tried again.
+		o.log.Error("outbox: convert to fail", "job_id", m.JobID, "err", err)
+		return nil, false
+	}
+	o.mu.Lock()
+	if it.removed || o.items[it.meta.JobID] != it {
+		// Acknowledged or cancelled meanwhile: the fail is moot.
+		o.mu.Unlock()
+		_ = os.Remove(filepath.Join(o.dir, name))
+		return nil, false
+	}
+	it.removed = true
+	o.seq++
+	n := &outboxItem{meta: m, metaName: name, seq: o.seq}
+	o.items[m.JobID] = n
+	o.mu.Unlock()
+	o.deleteFiles(it)
+	return n, true
+}
+
+// updateSHA records a recomputed checksum.
+func (o *outbox) updateSHA(it *outboxItem, sum string, size int64) error {
+	o.mu.Lock()
+	m := it.meta
+	o.mu.Unlock()
+	m.SHA256, m.Size = sum, size
+	name, err := o.writeMeta(m)
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
+	if it.removed {
+		o.mu.Unlock()
+		_ = os.Remove(filepath.Join(o.dir, name))
+		return nil
+	}
+	old := it.metaName
+	it.meta, it.metaName = m, name
+	o.mu.Unlock()
+	_ = os.Remove(filepath.Join(o.dir, old))
+	return nil
+}
+
+func (o *outbox) isRemoved(it *outboxItem) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return it.removed
+}
+
+func (o *outbox) get(jobID string) *outboxItem {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.items[jobID]
+}
+
+func (o *outbox) len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.items)
+}
+
+// ids lists the outbox in delivery order.
+func (o *outbox) ids() []string {
+	return o.idsWhere(func(*outboxItem) bool { return true })
+}
+
+func (o *outbox) idsWhere(keep func(*outboxItem) bool) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	its := make([]*outboxItem, 0, len(o.items))
+	for _, it := range o.items {
+		if keep(it) {
+			its = append(its, it)
+		}
+	}
+	slices.SortFunc(its, func(a, b *outboxItem) int { return int(a.seq) - int(b.seq) })
+	ids := make([]string, len(its))
+	for i, it := range its {
+		ids[i] = it.meta.JobID
+	}
+	return ids
+}
+
+// claimFrames returns, in order, the frame entries (JSON results and fails) not yet sent on
+// connection gen, and marks them sent on it. Claiming under the lock is what keeps the job that
+// just finished and the post-reconnect flush from sending the same entry twice on one connection.
+func (o *outbox) claimFrames(gen uint64, only string) []outboxMeta {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var its []*outboxItem
+	for id, it := range o.items {
+		if (only != "" && id != only) || it.meta.Type == itemFile || it.sentGen == gen {
+			continue
+		}
+		its = append(its, it)
+	}
+	slices.SortFunc(its, func(a, b *outboxItem) int { return int(a.seq) - int(b.seq) })
+	out := make([]outboxMeta, len(its))
+	for i, it := range its {
+		it.sentGen = gen
+		out[i] = it.meta
+	}
+	return out
+}
+
+// unclaim forgets that an entry was sent on gen, after the write failed.
+func (o *outbox) unclaim(jobID string, gen uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if it := o.items[jobID]; it != nil && it.sentGen == gen {
+		it.sentGen = 0
+	}
+}
+
+// nextUpload picks the oldest file entry that is due and marks it uploading; otherwise it says
+// when the next one is due (zero when none is waiting).
+func (o *outbox) nextUpload(now time.Time) (it *outboxItem, next time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, c := range o.items {
+		if c.meta.Type != itemFile || c.uploading {
+			continue
+		}
+		if c.notBefore.After(now) {
+			if next.IsZero() || c.notBefore.Before(next) {
+				next = c.notBefore
+			}
+			continue
+		}
+		if it == nil || c.seq < it.seq {
+			it = c
+		}
+	}
+	if it != nil {
+		it.uploading = true
+	}
+	return it, next
+}
+
+// uploadDone records the end of an upload attempt; retryAfter > 0 schedules another one.
+func (o *outbox) uploadDone(it *outboxItem, retryAfter time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	it.uploading = false
+	it.cancel = nil
+	if retryAfter > 0 {
+		it.failures++
+		it.notBefore = time.Now().Add(retryAfter)
+	} else {
+		it.failures = 0
+		it.notBefore = time.Time{}
+	}
+}
+
+// retryNow makes every waiting upload due, after a (re)connect: the outbox goes first.
+func (o *outbox) retryNow() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, it := range o.items {
+		it.notBefore = time.Time{}
+		it.failures = 0
+	}
+}
+
+func (o *outbox) setCancel(it *outboxItem, cancel context.CancelFunc) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if it.removed {
+		return false
+	}
+	it.cancel = cancel
+	return true
+}
+
+func (o *outbox) failures(it *outboxItem) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return it.failures
+}
+
+func (o *outbox) markRecheck(it *outboxItem) (first bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	first = !it.recheck
+	it.recheck = true
+	return first
+}
