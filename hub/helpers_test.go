@@ -168,7 +168,9 @@ type testWorker struct {
 	err    error
 }
 
-func (e *env) wsURL() string { return "ws" + strings.TrimPrefix(e.srv.URL, "http") + protocol.PathWorkerWS }
+func (e *env) wsURL() string {
+	return "ws" + strings.TrimPrefix(e.srv.URL, "http") + protocol.PathWorkerWS
+}
 
 func (e *env) dial(creds protocol.RegisterResponse) (*websocket.Conn, *http.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
