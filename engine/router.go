@@ -157,15 +157,21 @@ func New(cfg Config, opts Options) (*Router, error) {
 		}
 	}
 	r.engine = strings.Join(names, ",")
-	// Until the first refresh, only what needs no network is known.
+	// Until the first refresh, only what needs no network is known: the synthetic backend, and
+	// whether an exec backend's program is installed.
 	r.caps = Capabilities{Engine: r.engine, Models: map[protocol.Kind][]string{}, VRAMGB: map[protocol.Kind]float64{}, Down: map[protocol.Kind]string{}}
 	for k, b := range r.backends {
-		if s, ok := b.(*synthetic); ok {
-			ms, _ := s.models(context.Background())
+		switch b.(type) {
+		case *synthetic, *execBackend:
+			ms, err := b.models(context.Background())
+			if err != nil {
+				r.caps.Down[k] = err.Error()
+				continue
+			}
 			r.caps.Models[k] = ms
 			r.caps.VRAMGB[k] = cfg[k].VRAMGB
 			r.known[k] = ms
-		} else {
+		default:
 			r.caps.Down[k] = "not checked yet"
 		}
 	}
