@@ -386,3 +386,8 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+func newServer(h *Hub) *httptest.Server { return httptest.NewServer(h.Handler()) }
+
+// waitTick is the polling interval of loops that wait for a file to go.
+func waitTick() { time.Sleep(5 * time.Millisecond) }
