@@ -248,6 +248,10 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 		s.out.remove(id)
 		it = nil
 	}
+	if err := os.RemoveAll(j.dir); err != nil {
+		s.log.Warn("remove job folder", "job_id", id, "err", err)
+	}
+	s.emit(ended) // before delivery, so the UI sees "ended" before "delivered"
 	if it != nil {
 		if it.meta.Type == itemFile {
 			s.kick()
@@ -258,10 +262,6 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 	if c != nil {
 		_ = c.write(protocol.ReadyForMore{})
 	}
-	if err := os.RemoveAll(j.dir); err != nil {
-		s.log.Warn("remove job folder", "job_id", id, "err", err)
-	}
-	s.emit(ended)
 }
 
 func (s *Session) stopping() bool {

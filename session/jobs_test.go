@@ -1,0 +1,402 @@
+package session
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"studioworker/protocol"
+)
+
+func TestFailsCarryTheRetryableFlagAndUserCancel(t *testing.T) {
+	hub := newScriptHub(t)
+	h := newTestHandler()
+	started := make(chan string, 4)
+	h.setRun(func(ctx context.Context, j Job, _ func(float64, string)) (Result, error) {
+		switch j.Claim.JobID {
+		case "unsupported":
+			return Result{}, fmt.Errorf("model gone: %w", retryErr{false})
+		case "flaky":
+			return Result{}, errors.New("backend down")
+		case "user":
+			started <- j.Claim.JobID
+			<-ctx.Done()
+			return Result{}, ctx.Err()
+		case "bad-ext":
+			p := filepath.Join(j.SpoolDir, "x.bmp")
+			os.WriteFile(p, []byte("bmp"), 0o600)
+			return Result{File: p, Ext: "bmp"}, nil
+		case "outside":
+			p := filepath.Join(t.TempDir(), "x.png")
+			os.WriteFile(p, []byte("png"), 0o600)
+			return Result{File: p, Ext: "png"}, nil
+		}
+		return Result{}, errors.New("unexpected job")
+	})
+	s := newSession(t, testConfig(t, hub.srv.URL), h)
+	startRun(t, s)
+	c := hub.next(t)
+
+	tests := []struct {
+		id        string
+		kind      protocol.Kind
+		retryable bool
+		msg       string
+	}{
+		{"unsupported", protocol.KindLLM, false, "model gone: engine error (retryable=false)"},
+		{"flaky", protocol.KindLLM, true, "backend down"},
+		{"user", protocol.KindLLM, true, userCancelMessage},
+		{"bad-ext", protocol.KindImage, true, ""},
+		{"outside", protocol.KindImage, true, ""},
+	}
+	for _, tt := range tests {
+		c.send(protocol.Offer{Claim: claim(tt.id, tt.kind)})
+		c.expect(t, protocol.TypeAccept)
+		if tt.id == "user" {
+			<-started
+			if !s.CancelJob("user") {
+				t.Fatal("CancelJob found no running job")
+			}
+		}
+		f := c.expect(t, protocol.TypeFail, protocol.TypeCompleteJSON).(protocol.Fail)
+		if f.JobID != tt.id || f.Retryable != tt.retryable || (tt.msg != "" && f.Error != tt.msg) {
+			t.Errorf("%s: fail = %+v, want retryable=%v error=%q", tt.id, f, tt.retryable, tt.msg)
+		}
+		c.expect(t, protocol.TypeReadyForMore)
+		c.send(protocol.FailAck{JobID: tt.id})
+	}
+	if s.CancelJob("nope") {
+		t.Error("CancelJob of an unknown job returned true")
+	}
+	waitFor(t, "outbox emptied by fail_acks", func() bool { return s.OutboxLen() == 0 })
+}
+
+func TestProgressIsThrottledAndNeverFollowsCompletion(t *testing.T) {
+	hub := newScriptHub(t)
+	h := newTestHandler()
+	h.setRun(func(ctx context.Context, j Job, progress func(float64, string)) (Result, error) {
+		// 200 reports, spread over several throttle intervals (50 ms each in tests): the engine
+		// working, not the test waiting.
+		for i := range 200 {
+			progress(float64(i)/200, "step")
+			if i%10 == 0 {
+				time.Sleep(15 * time.Millisecond)
+			}
+		}
+		progress(1, "done")
+		return defaultRun(ctx, j, progress)
+	})
+	cfg := testConfig(t, hub.srv.URL)
+	s := newSession(t, cfg, h)
+	startRun(t, s)
+	c := hub.next(t)
+	c.send(protocol.Offer{Claim: claim("job-p", protocol.KindLLM)})
+	c.expect(t, protocol.TypeCompleteJSON)
+	c.expect(t, protocol.TypeReadyForMore)
+
+	var sends []time.Time
+	completed := false
+	for _, r := range c.allTimed() {
+		switch f := r.f.(type) {
+		case protocol.Progress:
+			if completed {
+				t.Fatalf("progress after complete_json: %+v", f)
+			}
+			if f.Fraction < 0 || f.Fraction > 1 {
+				t.Fatalf("fraction %v out of range", f.Fraction)
+			}
+			sends = append(sends, r.at)
+		case protocol.CompleteJSON:
+			completed = true
+		}
+	}
+	reports := len(h.eventsOf(func(e Event) bool { _, ok := e.(JobProgressEvent); return ok }))
+	if reports < 200 {
+		t.Fatalf("%d progress events reached the Handler, want every one (≥ 200)", reports)
+	}
+	if len(sends) < 2 {
+		t.Fatalf("%d progress frames, want a few", len(sends))
+	}
+	// The wire is throttled: far fewer frames than reports, at most one per interval over the
+	// span they were sent in (+1 for the first, which goes at once).
+	span := sends[len(sends)-1].Sub(sends[0])
+	if max := int(span/cfg.ProgressInterval) + 2; len(sends) > max {
+		t.Fatalf("%d progress frames in %v, want at most %d", len(sends), span, max)
+	}
+}
+
+func TestBinaryResultIsUploadedStreamedWithItsChecksum(t *testing.T) {
+	hub := newScriptHub(t)
+	type upload struct {
+		ext, sha, prompt, auth, worker string
+		body                           []byte
+		length                         int64
+	}
+	uploads := make(chan upload, 4)
+	hub.set(func(h *scriptHub) {
+		h.uploadFn = func(w http.ResponseWriter, r *http.Request) {
+			mr, err := r.MultipartReader()
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			u := upload{auth: r.Header.Get("Authorization"), worker: r.Header.Get(protocol.HeaderWorkerID), length: r.ContentLength}
+			for {
+				p, err := mr.NextPart()
+				if err != nil {
+					break
+				}
+				b, _ := io.ReadAll(p)
+				switch p.FormName() {
+				case "ext":
+					u.ext = string(b)
+				case "sha256":
+					u.sha = string(b)
+				case "prompt":
+					u.prompt = string(b)
+				case "file":
+					u.body = b
+				}
+			}
+			uploads <- u
+			w.WriteHeader(http.StatusOK)
+		}
+	})
+	h := newTestHandler()
+	big := make([]byte, 3<<20+17)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	h.setRun(func(ctx context.Context, j Job, _ func(float64, string)) (Result, error) {
+		p := filepath.Join(j.SpoolDir, "sub", "out.PNG")
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, big, 0o600); err != nil {
+			return Result{}, err
+		}
+		return Result{File: p, Ext: "PNG", Prompt: "a cat"}, nil
+	})
+	s := newSession(t, testConfig(t, hub.srv.URL), h)
+	startRun(t, s)
+	c := hub.next(t)
+	c.send(protocol.Offer{Claim: claim("img-1", protocol.KindImage)})
+	c.expect(t, protocol.TypeAccept)
+	c.expect(t, protocol.TypeReadyForMore)
+	var u upload
+	select {
+	case u = <-uploads:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no upload")
+	}
+	sum := sha256.Sum256(big)
+	if u.ext != "png" || u.sha != hex.EncodeToString(sum[:]) || u.prompt != "a cat" || string(u.body) != string(big) {
+		t.Fatalf("upload: ext %q sha %q prompt %q body %d bytes", u.ext, u.sha, u.prompt, len(u.body))
+	}
+	if u.auth != "Bearer tok" || u.worker != "w1" {
+		t.Fatalf("upload headers: %q %q", u.auth, u.worker)
+	}
+	if u.length <= int64(len(big)) {
+		t.Fatalf("Content-Length %d: the upload was not sent with its exact length", u.length)
+	}
+	d := h.waitEvent(t, "delivered", func(e Event) bool { _, ok := e.(DeliveredEvent); return ok }).(DeliveredEvent)
+	if d.JobID != "img-1" || d.Bytes != int64(len(big)) || d.Status != protocol.AckStored {
+		t.Fatalf("delivered = %+v", d)
+	}
+	waitFor(t, "outbox empty", func() bool { return s.OutboxLen() == 0 })
+	entries, _ := os.ReadDir(filepath.Join(s.cfg.SpoolDir, "outbox"))
+	if len(entries) != 0 {
+		t.Fatalf("outbox folder not empty: %v", names(entries))
+	}
+	for _, f := range c.all() {
+		if _, ok := f.(protocol.CompleteJSON); ok {
+			t.Fatal("a binary result was sent as complete_json")
+		}
+	}
+}
+
+func TestUploadAnswersFollowTheContract(t *testing.T) {
+	hub := newScriptHub(t)
+	var mu sync.Mutex
+	script := map[string][]int{ // status answers per job, in order; the last one repeats
+		"ok-after-503": {503, 503, 200},
+		"conflict":     {409},
+		"too-large":    {413},
+		"bad-request":  {400},
+	}
+	calls := map[string]int{}
+	hub.set(func(h *scriptHub) {
+		h.uploadFn = func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			id := r.PathValue("id")
+			mu.Lock()
+			answers := script[id]
+			n := calls[id]
+			calls[id]++
+			mu.Unlock()
+			w.WriteHeader(answers[min(n, len(answers)-1)])
+		}
+	})
+	h := newTestHandler()
+	s := newSession(t, testConfig(t, hub.srv.URL), h)
+	startRun(t, s)
+	c := hub.next(t)
+	for _, id := range []string{"ok-after-503", "conflict", "too-large", "bad-request"} {
+		c.send(protocol.Offer{Claim: claim(id, protocol.KindImage)})
+		c.expect(t, protocol.TypeAccept)
+		c.expect(t, protocol.TypeReadyForMore)
+	}
+	fails := map[string]protocol.Fail{}
+	for len(fails) < 2 {
+		f := c.expect(t, protocol.TypeFail).(protocol.Fail)
+		fails[f.JobID] = f
+		c.send(protocol.FailAck{JobID: f.JobID})
+	}
+	if f := fails["too-large"]; f.Retryable {
+		t.Errorf("413: fail = %+v, want not retryable", f)
+	}
+	if f := fails["bad-request"]; f.Retryable {
+		t.Errorf("400: fail = %+v, want not retryable", f)
+	}
+	waitFor(t, "outbox empty", func() bool { return s.OutboxLen() == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["ok-after-503"] != 3 || calls["conflict"] != 1 || calls["too-large"] != 1 {
+		t.Errorf("upload calls = %v", calls)
+	}
+	if calls["bad-request"] != 1 {
+		// The checksum did not change on disk, so the second attempt is skipped.
+		t.Errorf("400 was retried %d times with an unchanged checksum", calls["bad-request"])
+	}
+	rejected := h.eventsOf(func(e Event) bool { d, ok := e.(DeliveredEvent); return ok && d.Status == protocol.AckRejected })
+	if len(rejected) != 1 || rejected[0].(DeliveredEvent).JobID != "conflict" {
+		t.Errorf("rejected deliveries = %v", rejected)
+	}
+}
+
+func TestASlowUploadDoesNotStopHeartbeats(t *testing.T) {
+	hub := newScriptHub(t)
+	inUpload := make(chan struct{})
+	release := make(chan struct{})
+	hub.set(func(h *scriptHub) {
+		h.uploadFn = func(w http.ResponseWriter, r *http.Request) {
+			close(inUpload)
+			<-release // the hub reads nothing for a while: the worker's upload is stuck
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusOK)
+		}
+	})
+	h := newTestHandler()
+	h.setRun(func(ctx context.Context, j Job, _ func(float64, string)) (Result, error) {
+		p := filepath.Join(j.SpoolDir, "big.png")
+		f, _ := os.Create(p)
+		f.Truncate(16 << 20) // larger than the socket buffers
+		f.Close()
+		return Result{File: p, Ext: "png"}, nil
+	})
+	s := newSession(t, testConfig(t, hub.srv.URL), h)
+	startRun(t, s)
+	c := hub.next(t)
+	c.send(protocol.Offer{Claim: claim("slow", protocol.KindImage)})
+	c.expect(t, protocol.TypeAccept)
+	<-inUpload
+	// Heartbeats keep coming, and list the job whose result is uploading (its lease must live).
+	for range 3 {
+		hb := c.expect(t, protocol.TypeHeartbeat).(protocol.Heartbeat)
+		if len(hb.Status.Running) != 1 || hb.Status.Running[0] != "slow" {
+			t.Fatalf("heartbeat during the upload lists %v", hb.Status.Running)
+		}
+	}
+	// And the worker still answers offers.
+	c.send(protocol.Offer{Claim: claim("next", protocol.KindLLM)})
+	c.expect(t, protocol.TypeAccept)
+	close(release)
+	h.waitEvent(t, "upload delivered", func(e Event) bool { d, ok := e.(DeliveredEvent); return ok && d.JobID == "slow" })
+}
+
+func TestInputIsDownloadedAndItsErrorsClassified(t *testing.T) {
+	hub := newScriptHub(t)
+	var authOK atomic.Bool
+	hub.set(func(h *scriptHub) {
+		h.inputFn = func(w http.ResponseWriter, r *http.Request) {
+			authOK.Store(r.Header.Get("Authorization") == "Bearer tok" && r.Header.Get(protocol.HeaderWorkerID) == "w1")
+			switch r.PathValue("id") {
+			case "ok":
+				w.Header().Set("Content-Type", "audio/wav")
+				w.Write([]byte("RIFF audio"))
+			case "not-ours":
+				http.Error(w, `{"error":"not your job"}`, http.StatusForbidden)
+			case "gone":
+				http.Error(w, "gone", http.StatusNotFound)
+			case "too-large":
+				http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			case "down":
+				http.Error(w, "down", http.StatusServiceUnavailable)
+			}
+		}
+	})
+	h := newTestHandler()
+	got := make(chan string, 1)
+	h.setRun(func(ctx context.Context, j Job, _ func(float64, string)) (Result, error) {
+		b, err := os.ReadFile(j.InputFile)
+		if err != nil {
+			return Result{}, err
+		}
+		got <- string(b) + " " + filepath.Ext(j.InputFile)
+		return Result{JSON: []byte(`{"text":"hi","language":"en","segments":[]}`)}, nil
+	})
+	s := newSession(t, testConfig(t, hub.srv.URL), h)
+	startRun(t, s)
+	c := hub.next(t)
+	offer := func(id string) {
+		cl := claim(id, protocol.KindSTT)
+		cl.InputURL = hub.srv.URL + protocol.InputPath(id)
+		c.send(protocol.Offer{Claim: cl})
+		c.expect(t, protocol.TypeAccept)
+	}
+	offer("ok")
+	if g := <-got; g != "RIFF audio .wav" {
+		t.Fatalf("the handler read %q", g)
+	}
+	if !authOK.Load() {
+		t.Fatal("the download did not carry the worker's headers")
+	}
+	c.expect(t, protocol.TypeCompleteJSON)
+	c.expect(t, protocol.TypeReadyForMore)
+
+	offer("not-ours") // 403: dropped silently
+	c.expect(t, protocol.TypeReadyForMore)
+	h.waitEvent(t, "dropped job ended", func(e Event) bool {
+		je, ok := e.(JobEndedEvent)
+		return ok && je.JobID == "not-ours" && je.Cancelled
+	})
+
+	for _, tt := range []struct {
+		id        string
+		retryable bool
+	}{{"gone", false}, {"too-large", false}, {"down", true}} {
+		offer(tt.id)
+		f := c.expect(t, protocol.TypeFail).(protocol.Fail)
+		if f.JobID != tt.id || f.Retryable != tt.retryable {
+			t.Errorf("%s: fail = %+v, want retryable=%v", tt.id, f, tt.retryable)
+		}
+		c.expect(t, protocol.TypeReadyForMore)
+	}
+	for _, f := range c.all() {
+		if fl, ok := f.(protocol.Fail); ok && fl.JobID == "not-ours" {
+			t.Error("a fail was reported for a job the hub says this worker does not hold")
+		}
+	}
+	_, runs := h.counts()
+	if runs != 5 {
+		t.Errorf("Run called %d times, want 5 (one per accepted offer)", runs)
+	}
+}
