@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// fakeOpenAI is an in-test HTTP server that answers like an OpenAI-compatible server (llama.cpp's
+// llama-server, Ollama, whisper-server) as documented in shared/FIELD-NOTES.md. The llm prompt
+// chooses its behaviour: "bad-request", "server-error", "unknown-model", "slow", "vanish",
+// "no-usage", "not-streaming"; anything else streams a normal answer.
+type fakeOpenAI struct {
+	*httptest.Server
+	apiKey    string
+	noModels  atomic.Bool // /models answers 404 (whisper-server)
+	hang      atomic.Bool // /models does not answer until the client gives up
+	cancelled chan struct{}
+	mu        sync.Mutex
+	requests  []map[string]any
+	forms     []map[string]string
+}
+
+func newFakeOpenAI(t *testing.T, apiKey string) *fakeOpenAI {
+	f := &fakeOpenAI{apiKey: apiKey, cancelled: make(chan struct{}, 8)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/models", f.models)
+	mux.HandleFunc("POST /v1/chat/completions", f.chat)
+	mux.HandleFunc("POST /v1/images/generations", f.images)
+	mux.HandleFunc("POST /v1/audio/speech", f.speech)
+	mux.HandleFunc("POST /v1/audio/transcriptions", f.transcribe)
+	mux.HandleFunc("POST /inference", f.transcribe) // whisper-server's one path
+	f.Server = httptest.NewServer(mux)
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeOpenAI) requestCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.requests)
+}
+
+func (f *fakeOpenAI) lastRequest() map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.requests) == 0 {
+		return nil
+	}
+	return f.requests[len(f.requests)-1]
+}
+
+func (f *fakeOpenAI) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if f.apiKey != "" && r.Header.Get("Authorization") != "Bearer "+f.apiKey {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":{"code":401,"message":"Invalid API Key","type":"authentication_error"}}`)
+		return false
+	}
+	return true
+}
+
+func (f *fakeOpenAI) decode(w http.ResponseWriter, r *http.Request) (map[string]any, bool) {
+	var req map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, `{"error":{"code":500,"message":"malformed JSON","type":"server_error"}}`)
+		return nil, false
+	}
+	f.mu.Lock()
+	f.requests = append(f.requests, req)
+	f.mu.Unlock()
+	return req, true
+}
+
+func (f *fakeOpenAI) models(w http.ResponseWriter, r *http.Request) {
+	if f.hang.Load() {
+		<-r.Context().Done()
+		return
+	}
+	if f.noModels.Load() {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"models":[{"name":"llama3.gguf","model":"llama3.gguf"}],"object":"list","data":[{"id":"llama3","object":"model","owned_by":"llamacpp"}]}`)
+}
+
+func (f *fakeOpenAI) chat(w http.ResponseWriter, r *http.Request) {
+	if !f.authorized(w, r) {
+		return
+	}
+	req, ok := f.decode(w, r)
+	if !ok {
+		return
+	}
+	msgs, _ := req["messages"].([]any)
+	if len(msgs) == 0 {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"code":400,"message":"'messages' is required","type":"invalid_request_error"}}`)
+		return
+	}
+	last, _ := msgs[len(msgs)-1].(map[string]any)
+	prompt, _ := last["content"].(string)
+	maxTokens := 5
+	if m, ok := req["max_tokens"].(float64); ok && int(m) < maxTokens {
+		maxTokens = int(m)
+	}
+	switch prompt {
+	case "bad-request":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error"}}`)
+		return
+	case "server-error":
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, `{"error":{"code":500,"message":"CUDA error: out of memory","type":"server_error"}}`)
+		return
+	case "unknown-model":
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"error":{"message":"model \"nope\" not found, try pulling it first","type":"api_error"}}`)
+		return
+	case "not-streaming":
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"choices":[{"index":0,"message":{"role":"assistant","content":"Plain answer."},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}`)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	fl := w.(http.Flusher)
+	event := func(s string) {
+		fmt.Fprintf(w, "data: %s\n\n", s)
+		fl.Flush()
+	}
+	event(`{"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],"object":"chat.completion.chunk"}`)
+	if prompt == "slow" {
+		<-r.Context().Done()
+		f.cancelled <- struct{}{}
+		return
+	}
+	words := []string{"Hello", " there", ",", " friend", "!"}
+	for i := 0; i < maxTokens; i++ {
+		event(fmt.Sprintf(`{"choices":[{"finish_reason":null,"index":0,"delta":{"content":%q}}],"object":"chat.completion.chunk"}`, words[i]))
+		if prompt == "vanish" && i == 1 {
+			// The server goes away mid-stream: the connection drops without [DONE].
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+	}
+	reason := "stop"
+	if maxTokens < 5 {
+		reason = "length"
+	}
+	event(fmt.Sprintf(`{"choices":[{"finish_reason":%q,"index":0,"delta":{}}],"object":"chat.completion.chunk"}`, reason))
+	if opts, _ := req["stream_options"].(map[string]any); opts["include_usage"] == true && prompt != "no-usage" {
+		event(fmt.Sprintf(`{"choices":[],"usage":{"completion_tokens":%d,"prompt_tokens":11,"total_tokens":%d},"object":"chat.completion.chunk"}`, maxTokens, maxTokens+11))
+	}
+	event("[DONE]")
+}
+
+// testPNG encodes a small real PNG.
+func testPNG(w, h int) []byte {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 7)
+	}
+	img.Set(0, 0, color.NRGBA{1, 2, 3, 255})
+	var b bytes.Buffer
+	png.Encode(&b, img)
+	return b.Bytes()
+}
+
+func (f *fakeOpenAI) images(w http.ResponseWriter, r *http.Request) {
+	if !f.authorized(w, r) {
+		return
+	}
+	req, ok := f.decode(w, r)
+	if !ok {
+		return
+	}
+	var width, height int
+	if _, err := fmt.Sscanf(fmt.Sprint(req["size"]), "%dx%d", &width, &height); err != nil || req["response_format"] != "b64_json" {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"message":"bad size or response_format"}}`)
+		return
+	}
+	if req["prompt"] == "no-b64" {
+		io.WriteString(w, `{"created":1,"data":[{"url":"http://example.invalid/x.png"}]}`)
+		return
+	}
+	// Escape "/" as "\/", as PHP-style encoders do, and put a decoy key in another string first.
+	b64 := strings.ReplaceAll(base64.StdEncoding.EncodeToString(testPNG(width, height)), "/", `\/`)
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"created":1,"note":"field \"b64_json\" below","data":[{"revised_prompt":"x","b64_json" : "%s"}]}`, b64)
+}
+
+// testWAV returns a small valid WAV of seconds of silence at 16 kHz.
+func testWAV(seconds float64) []byte {
+	n := int(seconds * 16000)
+	var b bytes.Buffer
+	writeWAVHeader(&b, 16000, uint32(n*2))
+	b.Write(make([]byte, n*2))
+	return b.Bytes()
+}
+
+func (f *fakeOpenAI) speech(w http.ResponseWriter, r *http.Request) {
+	if !f.authorized(w, r) {
+		return
+	}
+	req, ok := f.decode(w, r)
+	if !ok {
+		return
+	}
+	if req["input"] == "" || req["voice"] == "" {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"message":"input and voice are required"}}`)
+		return
+	}
+	w.Header().Set("Content-Type", "audio/wav")
+	w.Write(testWAV(1))
+}
+
+func (f *fakeOpenAI) transcribe(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseMultipartForm(1 << 20); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, "Invalid request") // whisper-server answers errors as plain text
+		return
+	}
+	file, _, err := r.FormFile("file")
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, "no 'file' field in the request")
+		return
+	}
+	defer file.Close()
+	data, _ := io.ReadAll(file)
+	form := map[string]string{"size": fmt.Sprint(len(data))}
+	for k, v := range r.MultipartForm.Value {
+		form[k] = v[0]
+	}
+	f.mu.Lock()
+	f.forms = append(f.forms, form)
+	f.mu.Unlock()
+	if form["response_format"] != "verbose_json" {
+		io.WriteString(w, `{"text":" flat"}`)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"task":"transcribe","language":"english","duration":2.0,"text":" Hello world.","segments":[{"id":0,"start":0.0,"end":1.1,"text":" Hello"},{"id":1,"start":1.1,"end":2.0,"text":" world."}]}`)
+}
