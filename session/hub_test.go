@@ -291,7 +291,10 @@ func (p *tcpProxy) accept() {
 			a.Close()
 			continue
 		}
-		b, err := net.Dial("tcp", p.target)
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		b, err := net.Dial("tcp", target)
 		if err != nil {
 			a.Close()
 			continue
@@ -357,6 +360,13 @@ func (p *tcpProxy) cutAfterBytes(n int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cutAfter = n
+}
+
+// setTarget points new connections at another address (a hub restarted elsewhere).
+func (p *tcpProxy) setTarget(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = addr
 }
 
 func (p *tcpProxy) setRefuse(v bool) {
