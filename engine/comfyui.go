@@ -297,6 +297,7 @@ func (c *comfyUI) Run(parent context.Context, job Job, progress Progress) (Resul
 	if err != nil {
 		return Result{}, err
 	}
+	progress(1, "done")
 	return Result{File: path, Ext: ext, Prompt: prompt}, nil
 }
 
