@@ -1,0 +1,543 @@
+package ui
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"studioworker/app"
+	"studioworker/protocol"
+)
+
+// maxRecentShown is how many finished jobs the dashboard lists; the State keeps more.
+const maxRecentShown = 8
+
+// jobActions is what the dashboard's buttons do; the Window runs them on a goroutine.
+type jobActions interface {
+	cancelJob(id string)
+	acceptOffer(id string)
+	declineOffer(id string)
+}
+
+// dashboard shows the GPUs, the running jobs, the pending offers and the recent jobs. Rows are
+// kept by id across states, so a button keeps its hover and a thumbnail is decoded once.
+type dashboard struct {
+	act jobActions
+
+	warnings *fyne.Container
+	gpus     keyedRows[*gpuCard]
+	gpuBox   *fyne.Container
+
+	runningEmpty *widget.Label
+	running      keyedRows[*runningRow]
+
+	offersHeading *widget.Label
+	offersEmpty   *widget.Label
+	offers        keyedRows[*offerRow]
+
+	recentHeading *widget.Label
+	recentEmpty   *widget.Label
+	recent        keyedRows[*recentRow]
+
+	content fyne.CanvasObject
+}
+
+func newDashboard(act jobActions) *dashboard {
+	d := &dashboard{act: act}
+	d.warnings = container.NewVBox()
+	d.gpuBox = container.NewVBox()
+	d.gpus.box = d.gpuBox
+	d.running.box = container.NewVBox()
+	d.offers.box = container.NewVBox()
+	d.recent.box = container.NewVBox()
+	d.runningEmpty = mutedLabel("Nothing running.")
+	d.offersHeading = heading("Offers")
+	d.offersEmpty = mutedLabel("No offers waiting.")
+	d.recentHeading = heading("Recent jobs")
+	d.recentEmpty = mutedLabel("No jobs finished yet.")
+
+	body := container.NewVBox(
+		d.warnings,
+		d.gpuBox,
+		heading("Running"),
+		d.runningEmpty,
+		d.running.box,
+		widget.NewSeparator(),
+		d.offersHeading,
+		d.offersEmpty,
+		d.offers.box,
+		widget.NewSeparator(),
+		d.recentHeading,
+		d.recentEmpty,
+		d.recent.box,
+	)
+	d.content = container.NewVScroll(container.NewPadded(body))
+	return d
+}
+
+// update shows a state; now drives the elapsed times and countdowns.
+func (d *dashboard) update(s app.State, now time.Time) {
+	d.updateWarnings(s)
+	d.updateGPUs(s)
+
+	ids := make([]string, len(s.Running))
+	for i, j := range s.Running {
+		ids[i] = j.JobID
+	}
+	d.running.sync(ids, func(id string) *runningRow { return newRunningRow(id, d.act) })
+	for _, j := range s.Running {
+		d.running.get(j.JobID).set(j, now)
+	}
+	showIf(d.runningEmpty, len(s.Running) == 0)
+	switch {
+	case s.Mode == protocol.StatePaused:
+		d.runningEmpty.SetText("Nothing running: paused.")
+	case s.Mode == protocol.StateYielding:
+		d.runningEmpty.SetText("Nothing running: your programs have the GPU.")
+	case s.Conn.State != connConnected:
+		d.runningEmpty.SetText("Nothing running.")
+	default:
+		d.runningEmpty.SetText("Nothing running — waiting for the Studio to offer a job.")
+	}
+
+	ids = make([]string, len(s.Offers))
+	waiting := 0
+	for i, o := range s.Offers {
+		ids[i] = o.JobID
+		if o.WaitingForUser {
+			waiting++
+		}
+	}
+	d.offers.sync(ids, func(id string) *offerRow { return newOfferRow(id, d.act) })
+	for _, o := range s.Offers {
+		d.offers.get(o.JobID).set(o, now)
+	}
+	showIf(d.offersEmpty, len(s.Offers) == 0)
+	switch {
+	case waiting > 0:
+		d.offersHeading.SetText(fmt.Sprintf("Offers waiting for you (%d) — auto-accept is off", waiting))
+	case s.AutoAccept:
+		d.offersHeading.SetText("Offers — accepted automatically when they fit")
+	default:
+		d.offersHeading.SetText("Offers — auto-accept is off: you choose each one")
+	}
+
+	recent := s.Recent[:min(len(s.Recent), maxRecentShown)]
+	ids = make([]string, len(recent))
+	for i, r := range recent {
+		ids[i] = r.JobID + "/" + r.Ended.String() // a job id may end twice (cancelled, then retried)
+	}
+	d.recent.sync(ids, func(string) *recentRow { return newRecentRow() })
+	for i, r := range recent {
+		d.recent.get(ids[i]).set(r, now.Location())
+	}
+	showIf(d.recentEmpty, len(recent) == 0)
+	c := s.Counters
+	d.recentHeading.SetText(fmt.Sprintf("Recent jobs — %d done, %d failed, %d cancelled since start", c.Done, c.Failed, c.Cancelled))
+}
+
+// tick refreshes what moves with the clock alone.
+func (d *dashboard) tick(now time.Time) {
+	for _, r := range d.running.byID {
+		r.tick(now)
+	}
+	for _, o := range d.offers.byID {
+		o.tick(now)
+	}
+}
+
+func (d *dashboard) updateWarnings(s app.State) {
+	var lines []string
+	if s.GPU.Problem != "" && len(s.GPU.Cards) > 0 {
+		lines = append(lines, s.GPU.Problem)
+	}
+	kinds := make([]string, 0, len(s.EngineDown))
+	for k := range s.EngineDown {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		lines = append(lines, fmt.Sprintf("The %s backend is not answering: %s", k, s.EngineDown[k]))
+	}
+	objs := make([]fyne.CanvasObject, len(lines))
+	for i, l := range lines {
+		lbl := widget.NewLabel(l)
+		lbl.Importance = widget.WarningImportance
+		lbl.Wrapping = fyne.TextWrapWord
+		objs[i] = container.NewBorder(nil, nil, widget.NewIcon(theme.WarningIcon()), nil, lbl)
+	}
+	if !sameLabels(d.warnings.Objects, lines) {
+		d.warnings.Objects = objs
+		d.warnings.Refresh()
+	}
+}
+
+// sameLabels reports whether the warning rows already show lines, to avoid re-laying them out on
+// every GPU sample.
+func sameLabels(objs []fyne.CanvasObject, lines []string) bool {
+	if len(objs) != len(lines) {
+		return false
+	}
+	for i, o := range objs {
+		b, ok := o.(*fyne.Container)
+		if !ok || len(b.Objects) == 0 {
+			return false
+		}
+		l, ok := b.Objects[0].(*widget.Label)
+		if !ok || l.Text != lines[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *dashboard) updateGPUs(s app.State) {
+	g := s.GPU
+	if len(g.Cards) == 0 {
+		// Never a blank bar: say why there is nothing to show.
+		d.gpus.sync([]string{"none"}, func(string) *gpuCard { return newGPUCard() })
+		card := d.gpus.get("none")
+		title := "No NVIDIA GPU found"
+		if g.Source == "nvml" {
+			title = "No GPU reported by the NVIDIA driver"
+		}
+		card.card.SetTitle(title)
+		card.card.SetSubTitle(orDefault(g.Problem, "No NVIDIA driver found: VRAM checks are off."))
+		card.body.Hide()
+		return
+	}
+	ids := make([]string, len(g.Cards))
+	for i, c := range g.Cards {
+		ids[i] = fmt.Sprint(c.Index)
+	}
+	d.gpus.sync(ids, func(string) *gpuCard { return newGPUCard() })
+	for i, c := range g.Cards {
+		d.gpus.get(ids[i]).set(c, g)
+	}
+}
+
+// gpuCard is one GPU: its name, a reading, the VRAM bar with the cap, and the sparkline.
+type gpuCard struct {
+	card    *widget.Card
+	body    *fyne.Container
+	bar     *vramBar
+	barText *widget.Label
+	spark   *sparkline
+	note    *widget.Label
+}
+
+func newGPUCard() *gpuCard {
+	c := &gpuCard{bar: newVRAMBar(), barText: widget.NewLabel(""), spark: newSparkline(), note: widget.NewLabel("")}
+	c.note.Importance = widget.WarningImportance
+	c.note.Wrapping = fyne.TextWrapWord
+	legend := container.NewHBox(
+		legendSwatch(theme.Color(theme.ColorNamePrimary)), widget.NewLabel("VRAM"),
+		legendSwatch(theme.Color(theme.ColorNameSuccess)), widget.NewLabel("utilization"),
+		mutedLabel("· last 5 minutes"),
+	)
+	c.body = container.NewVBox(
+		container.NewBorder(nil, nil, widget.NewLabel("VRAM"), c.barText, container.New(fillCenterV{}, c.bar)),
+		c.spark,
+		legend,
+		c.note,
+	)
+	c.card = widget.NewCard("", "", c.body)
+	return c
+}
+
+func (c *gpuCard) object() fyne.CanvasObject { return c.card }
+
+func (c *gpuCard) set(g app.GPUCard, st app.GPUState) {
+	title := fmt.Sprintf("GPU %d · %s", g.Index, orDefault(g.Name, "unknown GPU"))
+	if st.Simulated {
+		title += " (simulated)"
+	}
+	c.card.SetTitle(title)
+	c.card.SetSubTitle(gpuSummary(g))
+	capMB := int64(st.CapGB * 1024)
+	c.bar.set(g.UsedMB, g.TotalMB, capMB)
+	text := gb(g.UsedMB) + " / " + gb(g.TotalMB) + " GB"
+	if capMB > 0 {
+		text += fmt.Sprintf(" · cap %s GB", strings.TrimSuffix(fmt.Sprintf("%.1f", st.CapGB), ".0"))
+	} else {
+		text += " · no cap"
+	}
+	c.barText.SetText(text)
+	c.spark.set(g.History, g.TotalMB)
+	switch {
+	case st.Simulated:
+		c.note.SetText("Simulated GPU: these figures are made up for the demo; no real GPU is used.")
+		c.note.Show()
+	case g.TotalMB <= 0:
+		c.note.SetText("This GPU reports no memory figures: VRAM checks are off for it.")
+		c.note.Show()
+	default:
+		c.note.Hide()
+	}
+	c.body.Show()
+}
+
+// runningRow is a running job: what, how long, how far, and Cancel.
+type runningRow struct {
+	started time.Time
+	title   *widget.Label
+	sub     *widget.Label
+	elapsed *widget.Label
+	icon    *widget.Icon
+	bar     *widget.ProgressBar
+	cancel  *widget.Button
+	obj     fyne.CanvasObject
+}
+
+func newRunningRow(id string, act jobActions) *runningRow {
+	r := &runningRow{title: boldLabel(""), sub: mutedLabel(""), elapsed: widget.NewLabel(""), icon: widget.NewIcon(theme.FileIcon()),
+		bar: widget.NewProgressBar()}
+	r.sub.Truncation = fyne.TextTruncateEllipsis
+	r.cancel = widget.NewButtonWithIcon("Cancel", theme.CancelIcon(), func() { act.cancelJob(id) })
+	right := container.NewHBox(r.elapsed, container.New(&fixedWidth{width: 220}, r.bar), r.cancel)
+	r.obj = container.NewBorder(nil, nil, r.icon, right, container.NewVBox(r.title, r.sub))
+	return r
+}
+
+func (r *runningRow) object() fyne.CanvasObject { return r.obj }
+
+func (r *runningRow) set(j app.RunningJob, now time.Time) {
+	r.started = j.Started
+	r.icon.SetResource(kindIcon(j.Kind))
+	r.title.SetText(jobLabel(j.Kind, j.Model))
+	sub := "job " + shortID(j.JobID)
+	if j.Message != "" {
+		sub += " · " + j.Message
+	}
+	r.sub.SetText(sub)
+	r.bar.SetValue(max(0, min(1, j.Fraction)))
+	r.tick(now)
+}
+
+func (r *runningRow) tick(now time.Time) {
+	if r.started.IsZero() {
+		r.elapsed.SetText("")
+		return
+	}
+	r.elapsed.SetText(clock(now.Sub(r.started)) + " elapsed")
+}
+
+// offerRow is an offer: what, how much VRAM, how long it waits, and Accept/Decline when it waits
+// for the user.
+type offerRow struct {
+	expires   time.Time
+	title     *widget.Label
+	sub       *widget.Label
+	countdown *widget.Label
+	icon      *widget.Icon
+	accept    *widget.Button
+	decline   *widget.Button
+	deciding  *widget.Label
+	obj       fyne.CanvasObject
+}
+
+func newOfferRow(id string, act jobActions) *offerRow {
+	r := &offerRow{title: boldLabel(""), sub: mutedLabel(""), countdown: widget.NewLabel(""), icon: widget.NewIcon(theme.FileIcon()),
+		deciding: mutedLabel("deciding…")}
+	r.accept = widget.NewButtonWithIcon("Accept", theme.ConfirmIcon(), func() { act.acceptOffer(id) })
+	r.accept.Importance = widget.HighImportance
+	r.decline = widget.NewButtonWithIcon("Decline", theme.CancelIcon(), func() { act.declineOffer(id) })
+	right := container.NewHBox(r.countdown, r.deciding, r.accept, r.decline)
+	r.obj = container.NewBorder(nil, nil, r.icon, right, container.NewVBox(r.title, r.sub))
+	return r
+}
+
+func (r *offerRow) object() fyne.CanvasObject { return r.obj }
+
+func (r *offerRow) set(o app.PendingOffer, now time.Time) {
+	r.expires = o.ExpiresAt
+	r.icon.SetResource(kindIcon(o.Kind))
+	r.title.SetText(jobLabel(o.Kind, o.Model))
+	r.sub.SetText(gbEstimate(o.VRAMGBEstimate) + " VRAM · job " + shortID(o.JobID))
+	showIf(r.accept, o.WaitingForUser)
+	showIf(r.decline, o.WaitingForUser)
+	showIf(r.deciding, !o.WaitingForUser)
+	r.tick(now)
+}
+
+func (r *offerRow) tick(now time.Time) { r.countdown.SetText(expiresIn(r.expires, now)) }
+
+// recentRow is a finished job: status, what, how long, and a thumbnail for an image.
+type recentRow struct {
+	status *widget.Icon
+	title  *widget.Label
+	sub    *widget.Label
+	when   *widget.Label
+	thumb  *canvas.Image
+	file   string
+	obj    fyne.CanvasObject
+}
+
+func newRecentRow() *recentRow {
+	r := &recentRow{status: widget.NewIcon(theme.ConfirmIcon()), title: boldLabel(""), sub: mutedLabel(""), when: mutedLabel("")}
+	r.sub.Truncation = fyne.TextTruncateEllipsis
+	r.thumb = &canvas.Image{FillMode: canvas.ImageFillContain, ScaleMode: canvas.ImageScaleSmooth}
+	r.thumb.SetMinSize(fyne.NewSize(48, 48))
+	r.thumb.Hide()
+	r.obj = container.NewBorder(nil, nil, container.NewHBox(r.status, r.thumb), r.when, container.NewVBox(r.title, r.sub))
+	return r
+}
+
+func (r *recentRow) object() fyne.CanvasObject { return r.obj }
+
+func (r *recentRow) set(j app.RecentJob, loc *time.Location) {
+	switch j.Status {
+	case "done":
+		r.status.SetResource(theme.NewSuccessThemedResource(theme.ConfirmIcon()))
+	case "failed":
+		r.status.SetResource(theme.NewErrorThemedResource(theme.ErrorIcon()))
+	default:
+		r.status.SetResource(theme.NewDisabledResource(theme.CancelIcon()))
+	}
+	r.title.SetText(jobLabel(j.Kind, j.Model))
+	r.sub.SetText(humanDuration(j.Duration) + " · " + recentStatus(j))
+	if !j.Ended.IsZero() {
+		r.when.SetText(j.Ended.In(loc).Format("15:04:05"))
+	}
+	file := ""
+	if j.Kind == protocol.KindImage && j.Status == "done" && thumbnailable(j.File) {
+		file = j.File
+	}
+	if file != r.file {
+		r.file = file
+		if file == "" {
+			r.thumb.Hide()
+		} else {
+			r.thumb.File = file
+			r.thumb.Show()
+			r.thumb.Refresh()
+		}
+	}
+}
+
+// thumbnailable reports whether Fyne can decode the result file for a thumbnail.
+func thumbnailable(path string) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".png", ".jpg", ".jpeg":
+		return true
+	}
+	return false
+}
+
+// kindIcon is the icon of a job kind.
+func kindIcon(k protocol.Kind) fyne.Resource {
+	switch k {
+	case protocol.KindLLM:
+		return theme.MailComposeIcon()
+	case protocol.KindImage:
+		return theme.MediaPhotoIcon()
+	case protocol.KindTTS:
+		return theme.VolumeUpIcon()
+	case protocol.KindSTT:
+		return theme.MediaRecordIcon()
+	case protocol.KindVideo:
+		return theme.MediaVideoIcon()
+	}
+	return theme.FileIcon()
+}
+
+// keyedRows keeps one row per id in a box, in the order of the ids, reusing rows across updates.
+type keyedRows[R interface{ object() fyne.CanvasObject }] struct {
+	box   *fyne.Container
+	byID  map[string]R
+	order []string
+}
+
+// sync makes the box show one row per id, creating the missing rows; the caller then sets them.
+func (k *keyedRows[R]) sync(ids []string, create func(id string) R) {
+	next := make(map[string]R, len(ids))
+	objs := make([]fyne.CanvasObject, 0, len(ids))
+	for _, id := range ids {
+		r, ok := k.byID[id]
+		if !ok {
+			r = create(id)
+		}
+		next[id] = r
+		objs = append(objs, r.object())
+	}
+	k.byID = next
+	if !slices.Equal(ids, k.order) {
+		k.order = slices.Clone(ids)
+		k.box.Objects = objs
+		k.box.Refresh()
+	}
+}
+
+func (k *keyedRows[R]) get(id string) R { return k.byID[id] }
+
+// fixedWidth lays out its objects at a fixed minimum width, full height, centred vertically.
+type fixedWidth struct{ width float32 }
+
+func (f *fixedWidth) MinSize(objs []fyne.CanvasObject) fyne.Size {
+	s := fyne.NewSize(f.width, 0)
+	for _, o := range objs {
+		s = s.Max(fyne.NewSize(0, o.MinSize().Height))
+	}
+	return s
+}
+
+func (f *fixedWidth) Layout(objs []fyne.CanvasObject, size fyne.Size) {
+	for _, o := range objs {
+		h := o.MinSize().Height
+		o.Resize(fyne.NewSize(size.Width, h))
+		o.Move(fyne.NewPos(0, (size.Height-h)/2))
+	}
+}
+
+// fillCenterV stretches its objects across the width at their own height, centred vertically.
+type fillCenterV struct{}
+
+func (fillCenterV) MinSize(objs []fyne.CanvasObject) fyne.Size {
+	var s fyne.Size
+	for _, o := range objs {
+		s = s.Max(o.MinSize())
+	}
+	return s
+}
+
+func (fillCenterV) Layout(objs []fyne.CanvasObject, size fyne.Size) {
+	for _, o := range objs {
+		h := o.MinSize().Height
+		o.Resize(fyne.NewSize(size.Width, h))
+		o.Move(fyne.NewPos(0, (size.Height-h)/2))
+	}
+}
+
+func heading(text string) *widget.Label {
+	l := widget.NewLabelWithStyle(text, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	l.SizeName = theme.SizeNameSubHeadingText
+	return l
+}
+
+func boldLabel(text string) *widget.Label {
+	return widget.NewLabelWithStyle(text, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+}
+
+func mutedLabel(text string) *widget.Label {
+	l := widget.NewLabel(text)
+	l.Importance = widget.LowImportance
+	return l
+}
+
+// showIf shows or hides an object, touching it only on change.
+func showIf(o fyne.CanvasObject, visible bool) {
+	if visible && !o.Visible() {
+		o.Show()
+	} else if !visible && o.Visible() {
+		o.Hide()
+	}
+}

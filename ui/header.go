@@ -1,0 +1,154 @@
+package ui
+
+import (
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/layout"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"studioworker/app"
+)
+
+// headerActions is what the header's controls do.
+type headerActions interface {
+	togglePause()
+	drain()
+	setAutoAccept(on bool)
+	reconnect()
+	registerAgain()
+}
+
+// header is always visible above the tabs: the connection, what the worker does, and the controls
+// that make it stop.
+type header struct {
+	dot       *canvas.Circle
+	title     *widget.Label
+	mode      *widget.Label
+	detail    *widget.Label
+	fix       *widget.Button
+	fixBox    *fyne.Container
+	fixAction string
+	pause     *widget.Button
+	drain     *widget.Button
+	auto      *widget.Check
+	banner    *widget.Label
+	bannerBox *fyne.Container
+	note      *widget.Label
+	noteBox   *fyne.Container
+	content   fyne.CanvasObject
+}
+
+func newHeader(act headerActions) *header {
+	h := &header{dot: canvas.NewCircle(theme.Color(theme.ColorNameDisabled))}
+	h.title = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	h.title.SizeName = theme.SizeNameSubHeadingText
+	h.title.Truncation = fyne.TextTruncateEllipsis
+	h.mode = widget.NewLabel("")
+	h.mode.Truncation = fyne.TextTruncateEllipsis
+	h.detail = mutedLabel("")
+	h.detail.Wrapping = fyne.TextWrapWord
+	h.detail.Hide()
+	h.fix = widget.NewButton("", func() {
+		switch h.fixAction {
+		case "register":
+			act.registerAgain()
+		case "reconnect":
+			act.reconnect()
+		}
+	})
+	h.fix.Importance = widget.HighImportance
+	h.fixBox = container.NewHBox(h.fix)
+	h.fixBox.Hide()
+
+	h.pause = widget.NewButtonWithIcon(labelPause, theme.MediaPauseIcon(), act.togglePause)
+	h.drain = widget.NewButtonWithIcon(labelDrain, theme.MediaStopIcon(), act.drain)
+	h.auto = widget.NewCheck(labelAutoAccept, act.setAutoAccept)
+
+	h.banner = widget.NewLabel("")
+	h.banner.Importance = widget.DangerImportance
+	h.banner.Wrapping = fyne.TextWrapWord
+	h.bannerBox = container.NewBorder(nil, nil, widget.NewIcon(theme.NewErrorThemedResource(theme.ErrorIcon())),
+		widget.NewButtonWithIcon("", theme.CancelIcon(), h.clearError), h.banner)
+	h.bannerBox.Hide()
+	h.note = widget.NewLabel("")
+	h.note.Wrapping = fyne.TextWrapWord
+	h.noteBox = container.NewBorder(nil, nil, widget.NewIcon(theme.InfoIcon()), nil, h.note)
+	h.noteBox.Hide()
+
+	dot := container.NewCenter(container.NewGridWrap(fyne.NewSize(14, 14), h.dot))
+	right := container.NewVBox(container.NewHBox(h.pause, h.drain), container.NewHBox(layout.NewSpacer(), h.auto))
+	left := container.NewBorder(nil, nil, container.NewVBox(container.NewPadded(dot)), nil,
+		container.NewVBox(h.title, h.mode, h.detail, h.fixBox))
+	h.content = container.NewVBox(
+		container.NewPadded(container.NewBorder(nil, nil, nil, right, left)),
+		h.bannerBox, h.noteBox,
+	)
+	return h
+}
+
+func (h *header) update(s app.State, now time.Time) {
+	h.updateConn(s, now)
+	mode, _ := describeMode(s)
+	h.mode.SetText(mode)
+	if s.Paused || s.Draining {
+		h.pause.SetText(labelResume)
+		h.pause.SetIcon(theme.MediaPlayIcon())
+		h.pause.Importance = widget.HighImportance // paused: Resume is what the user came for
+	} else {
+		h.pause.SetText(labelPause)
+		h.pause.SetIcon(theme.MediaPauseIcon())
+		h.pause.Importance = widget.MediumImportance
+	}
+	h.pause.Refresh()
+	if len(s.Running) == 0 || s.Paused || s.Draining {
+		h.drain.Disable()
+	} else {
+		h.drain.Enable()
+	}
+	setChecked(h.auto, s.AutoAccept)
+}
+
+// updateConn shows the connection; it runs every tick for the reconnect countdown.
+func (h *header) updateConn(s app.State, now time.Time) {
+	cv := describeConn(s, now)
+	h.title.SetText(cv.Title)
+	if c := toneColor(cv.Tone); c != h.dot.FillColor {
+		h.dot.FillColor = c
+		h.dot.Refresh()
+	}
+	h.detail.SetText(cv.Detail)
+	showIf(h.detail, cv.Detail != "")
+	h.fixAction = cv.Action
+	switch cv.Action {
+	case "register":
+		if s.Conn.State == connAuthFailed {
+			h.fix.SetText("Register again")
+		} else {
+			h.fix.SetText("Register…")
+		}
+	case "reconnect":
+		h.fix.SetText("Reconnect now")
+	}
+	showIf(h.fixBox, cv.Action != "")
+}
+
+func (h *header) showError(msg string) {
+	h.banner.SetText(msg)
+	h.bannerBox.Show()
+}
+
+func (h *header) clearError() {
+	if h.bannerBox.Visible() {
+		h.banner.SetText("")
+		h.bannerBox.Hide()
+	}
+}
+
+func (h *header) showNote(msg string) {
+	h.note.SetText(msg)
+	h.noteBox.Show()
+}

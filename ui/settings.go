@@ -1,0 +1,645 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/layout"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"studioworker/app"
+	"studioworker/engine"
+	"studioworker/protocol"
+)
+
+// Backend choices as the settings page shows them, and the engine names behind them.
+const backendOff = "Off (not offered)"
+
+var backendChoices = []struct{ label, name string }{
+	{backendOff, ""},
+	{"Synthetic (demo, no GPU work)", engine.BackendSynthetic},
+	{"OpenAI-compatible server", engine.BackendOpenAI},
+	{"ComfyUI", engine.BackendComfyUI},
+	{"Command line", engine.BackendExec},
+}
+
+func backendLabels() []string {
+	out := make([]string, len(backendChoices))
+	for i, c := range backendChoices {
+		out[i] = c.label
+	}
+	return out
+}
+
+func backendLabel(name string) string {
+	for _, c := range backendChoices {
+		if c.name == name {
+			return c.label
+		}
+	}
+	return name // a backend this build does not list: show it rather than lose it
+}
+
+func backendName(label string) string {
+	for _, c := range backendChoices {
+		if c.label == label {
+			return c.name
+		}
+	}
+	return label
+}
+
+// settingsActions is what the settings page needs from the window.
+type settingsActions interface {
+	run(what string, call func(context.Context) error, done func(error))
+	controller() app.Controller
+}
+
+// settingsView is the Settings tab. Nothing is saved until the whole form is valid: numbers are
+// checked here, the rest by the worker, and every message shows next to its field.
+type settingsView struct {
+	act settingsActions
+
+	loaded     app.Settings // what the worker gave, so fields the form does not show are kept
+	haveLoaded bool
+
+	status  *widget.Label
+	general *widget.Label
+	errs    map[string]*widget.Label
+
+	serverURL, name, pairing *widget.Entry
+	insecure                 *widget.Check
+	register                 *widget.Button
+	regStatus                *widget.Label
+
+	kinds      map[protocol.Kind]*backendForm
+	acc        *widget.Accordion
+	enginesErr *widget.Label
+
+	vramCap     *widget.Slider
+	vramCapText *widget.Label
+	maxJobs     *widget.Entry
+
+	yieldOn, yieldCancel           *widget.Check
+	yieldMB, yieldResume, yieldIgn *widget.Entry
+
+	service       *widget.Check
+	serviceStatus *widget.Label
+
+	save, reload *widget.Button
+	content      fyne.CanvasObject
+}
+
+// backendForm is one kind's backend settings.
+type backendForm struct {
+	kind                           protocol.Kind
+	backend                        *widget.Select
+	url, command, models, workflow *widget.Entry
+	apiKey                         *widget.Entry
+	urlRow, cmdRow, keyRow, wfRow  fyne.CanvasObject
+	test                           *widget.Button
+	result, err                    *widget.Label
+	item                           *widget.AccordionItem
+}
+
+func errorLabel() *widget.Label {
+	l := widget.NewLabel("")
+	l.Importance = widget.DangerImportance
+	l.Wrapping = fyne.TextWrapWord
+	l.Hide()
+	return l
+}
+
+func setError(l *widget.Label, msg string) {
+	l.SetText(msg)
+	showIf(l, msg != "")
+}
+
+func newSettingsView(act settingsActions) *settingsView {
+	v := &settingsView{act: act, errs: map[string]*widget.Label{}, kinds: map[protocol.Kind]*backendForm{}}
+	field := func(key string, obj fyne.CanvasObject, hint string) fyne.CanvasObject {
+		e := errorLabel()
+		v.errs[key] = e
+		parts := []fyne.CanvasObject{obj}
+		if hint != "" {
+			h := mutedLabel(hint)
+			h.Wrapping = fyne.TextWrapWord
+			parts = append(parts, h)
+		}
+		return container.NewVBox(append(parts, e)...)
+	}
+	v.status = mutedLabel("Loading the settings…")
+	v.general = errorLabel()
+
+	// The Studio: where to connect, and pairing.
+	v.serverURL = widget.NewEntry()
+	v.serverURL.SetPlaceHolder("https://studio.example.com")
+	v.name = widget.NewEntry()
+	v.name.SetPlaceHolder("This computer's name in the Studio")
+	v.pairing = widget.NewEntry()
+	v.pairing.SetPlaceHolder("Pairing code from the Studio")
+	v.insecure = widget.NewCheck("Allow http:// (only for a Studio on this network)", nil)
+	v.regStatus = mutedLabel("")
+	v.regStatus.Wrapping = fyne.TextWrapWord
+	v.register = widget.NewButtonWithIcon("Register", theme.LoginIcon(), v.doRegister)
+	v.register.Importance = widget.HighImportance
+	studio := container.New(layout.NewFormLayout(),
+		widget.NewLabel("Studio address"), field("server_url", v.serverURL, ""),
+		widget.NewLabel("Worker name"), field("name", v.name, ""),
+		widget.NewLabel(""), v.insecure,
+		widget.NewLabel("Pairing code"), field("pairing_code", container.NewBorder(nil, nil, nil, v.register, v.pairing),
+			"Registering pairs this worker with the Studio and connects at once."),
+		widget.NewLabel(""), v.regStatus,
+	)
+
+	// Backends, one per kind.
+	v.enginesErr = errorLabel()
+	v.acc = widget.NewAccordion()
+	for _, k := range protocol.Kinds() {
+		f := v.newBackendForm(k)
+		v.kinds[k] = f
+		v.acc.Append(f.item)
+	}
+	backends := container.NewVBox(
+		mutedLabel("Which program runs each kind of job. Test asks the backend what it serves."),
+		v.enginesErr, v.acc)
+
+	// The GPU and jobs.
+	v.vramCapText = widget.NewLabel("")
+	v.vramCap = widget.NewSlider(0, 48)
+	v.vramCap.Step = 0.5
+	v.vramCap.OnChanged = func(float64) { v.showCap() }
+	v.maxJobs = widget.NewEntry()
+	gpu := container.New(layout.NewFormLayout(),
+		widget.NewLabel("VRAM cap"), field("vram_threshold_gb", container.NewBorder(nil, nil, nil, v.vramCapText, v.vramCap),
+			"Jobs that need more than this are declined. 0 = no cap."),
+		widget.NewLabel("Jobs at once"), field("max_concurrent_jobs", v.maxJobs, "0 = one per GPU."),
+	)
+
+	// Yielding to the user's own programs.
+	v.yieldOn = widget.NewCheck("Step aside when my own programs use the GPU", nil)
+	v.yieldMB = widget.NewEntry()
+	v.yieldResume = widget.NewEntry()
+	v.yieldIgn = widget.NewEntry()
+	v.yieldIgn.SetPlaceHolder("e.g. obs, discord")
+	v.yieldCancel = widget.NewCheck("Also stop the running job (the Studio gives it to another worker)", nil)
+	yield := container.New(layout.NewFormLayout(),
+		widget.NewLabel(""), field("yield", v.yieldOn, ""),
+		widget.NewLabel("Above (MB)"), field("yield.threshold_mb", v.yieldMB, "VRAM another program must use before the worker steps aside."),
+		widget.NewLabel("Resume after (s)"), field("yield.resume_after_s", v.yieldResume, "How long the GPU must be free again."),
+		widget.NewLabel("Ignore"), field("yield.ignore", v.yieldIgn, "Programs never stepped aside for, comma-separated."),
+		widget.NewLabel(""), v.yieldCancel,
+	)
+
+	// The service.
+	v.serviceStatus = mutedLabel("")
+	v.serviceStatus.Wrapping = fyne.TextWrapWord
+	v.service = widget.NewCheck("Start with this computer (install as service)", nil)
+	v.service.OnChanged = v.doService
+	service := container.NewVBox(field("auto_start", v.service, ""), v.serviceStatus)
+
+	v.save = widget.NewButtonWithIcon("Save", theme.DocumentSaveIcon(), v.doSave)
+	v.save.Importance = widget.HighImportance
+	v.reload = widget.NewButtonWithIcon("Reload", theme.ViewRefreshIcon(), v.load)
+	v.save.Disable()
+
+	body := container.NewVBox(
+		widget.NewCard("Studio", "", studio),
+		widget.NewCard("Backends", "", backends),
+		widget.NewCard("GPU and jobs", "", gpu),
+		widget.NewCard("Your own programs", "", yield),
+		widget.NewCard("Start with this computer", "", service),
+	)
+	bottom := container.NewBorder(widget.NewSeparator(), nil, nil, container.NewHBox(v.reload, v.save),
+		container.NewVBox(v.status, v.general))
+	v.content = container.NewBorder(nil, bottom, nil, nil, container.NewVScroll(container.NewPadded(body)))
+	return v
+}
+
+func (v *settingsView) newBackendForm(k protocol.Kind) *backendForm {
+	f := &backendForm{kind: k, url: widget.NewEntry(), command: widget.NewEntry(), models: widget.NewEntry(),
+		workflow: widget.NewEntry(), apiKey: widget.NewPasswordEntry(), result: mutedLabel(""), err: errorLabel()}
+	f.url.SetPlaceHolder("http://127.0.0.1:8080/v1")
+	f.command.SetPlaceHolder("my-tool --prompt {prompt} --out {output}")
+	f.models.SetPlaceHolder("Comma-separated; empty = ask the backend")
+	f.workflow.SetPlaceHolder("Path of an API-format workflow JSON file")
+	f.result.Wrapping = fyne.TextWrapWord
+	f.test = widget.NewButtonWithIcon("Test", theme.SearchIcon(), func() { v.doTest(f) })
+	f.backend = widget.NewSelect(backendLabels(), func(string) {
+		f.showRows()
+		if v.acc != nil {
+			v.acc.Refresh() // the item's title names the backend
+		}
+	})
+	f.urlRow = labelled("URL", f.url)
+	f.keyRow = labelled("API key", f.apiKey)
+	f.cmdRow = labelled("Command", f.command)
+	f.wfRow = labelled("Workflow", f.workflow)
+	body := container.NewVBox(
+		labelled("Backend", f.backend),
+		f.urlRow, f.keyRow, f.wfRow, f.cmdRow,
+		labelled("Models", f.models),
+		container.NewBorder(nil, nil, nil, f.test, f.result),
+		f.err,
+	)
+	f.item = widget.NewAccordionItem(string(k), body)
+	f.backend.SetSelected(backendOff)
+	return f
+}
+
+func labelled(label string, obj fyne.CanvasObject) fyne.CanvasObject {
+	l := widget.NewLabel(label)
+	return container.NewBorder(nil, nil, container.New(&fixedWidth{width: 90}, l), nil, obj)
+}
+
+// showRows shows the fields the chosen backend uses.
+func (f *backendForm) showRows() {
+	b := backendName(f.backend.Selected)
+	showIf(f.urlRow, b == engine.BackendOpenAI || b == engine.BackendComfyUI)
+	showIf(f.keyRow, b == engine.BackendOpenAI)
+	showIf(f.wfRow, b == engine.BackendComfyUI)
+	showIf(f.cmdRow, b == engine.BackendExec)
+	if b == "" {
+		f.test.Disable()
+	} else {
+		f.test.Enable()
+	}
+	title := string(f.kind) + " — " + f.backend.Selected
+	if f.item.Title != title {
+		f.item.Title = title
+	}
+}
+
+// config returns the kind's backend config from the form over the loaded one, so fields the form
+// does not show (mapping, limits, timeouts) are kept; ok is false when the kind is off.
+func (f *backendForm) config(loaded engine.BackendConfig) (engine.BackendConfig, bool, error) {
+	name := backendName(f.backend.Selected)
+	if name == "" {
+		return engine.BackendConfig{}, false, nil
+	}
+	bc := loaded
+	bc.Backend = name
+	bc.URL = strings.TrimSpace(f.url.Text)
+	bc.Workflow = strings.TrimSpace(f.workflow.Text)
+	bc.Models = splitList(f.models.Text)
+	cmd, err := splitArgs(f.command.Text)
+	if err != nil {
+		return bc, true, fmt.Errorf("command: %w", err)
+	}
+	bc.Command = cmd
+	if k := f.apiKey.Text; k != "" {
+		bc.APIKey = k // a new key; left empty the worker keeps the one it has ("(set)")
+	}
+	return bc, true, nil
+}
+
+func (f *backendForm) fill(bc engine.BackendConfig, on bool) {
+	f.backend.SetSelected(backendOff)
+	if on {
+		label := backendLabel(bc.Backend)
+		if !slices.Contains(f.backend.Options, label) {
+			f.backend.SetOptions(append(backendLabels(), label))
+		}
+		f.backend.SetSelected(label)
+	}
+	f.url.SetText(bc.URL)
+	f.workflow.SetText(bc.Workflow)
+	f.models.SetText(strings.Join(bc.Models, ", "))
+	f.command.SetText(joinArgs(bc.Command))
+	f.apiKey.SetText("")
+	f.apiKey.SetPlaceHolder("")
+	if bc.APIKey != "" {
+		f.apiKey.SetPlaceHolder("(set — leave empty to keep it)")
+	}
+	f.result.SetText("")
+	setError(f.err, "")
+}
+
+// load asks the worker for its settings and fills the form.
+func (v *settingsView) load() {
+	v.status.SetText("Loading the settings…")
+	var got app.Settings
+	v.act.run("Load the settings", func(ctx context.Context) error {
+		s, err := v.act.controller().Settings(ctx)
+		got = s
+		return err
+	}, func(err error) {
+		if err != nil {
+			v.status.SetText("Could not load the settings: " + err.Error())
+			return
+		}
+		v.fill(got)
+		v.status.SetText("")
+	})
+}
+
+func (v *settingsView) fill(s app.Settings) {
+	v.loaded, v.haveLoaded = s, true
+	v.serverURL.SetText(s.ServerURL)
+	v.name.SetText(s.Name)
+	setChecked(v.insecure, s.AllowInsecure)
+	for _, k := range protocol.Kinds() {
+		bc, on := s.Engines[k]
+		v.kinds[k].fill(bc, on)
+	}
+	if s.VRAMThresholdGB > v.vramCap.Max {
+		v.vramCap.Max = math.Ceil(s.VRAMThresholdGB)
+	}
+	setSlider(v.vramCap, s.VRAMThresholdGB)
+	v.showCap()
+	v.maxJobs.SetText(strconv.Itoa(s.MaxConcurrentJobs))
+	setChecked(v.yieldOn, s.Yield.Enabled)
+	v.yieldMB.SetText(strconv.FormatInt(s.Yield.ThresholdMB, 10))
+	v.yieldResume.SetText(strconv.FormatFloat(s.Yield.ResumeAfterS, 'f', -1, 64))
+	v.yieldIgn.SetText(strings.Join(s.Yield.Ignore, ", "))
+	setChecked(v.yieldCancel, s.Yield.CancelRunning)
+	setChecked(v.service, s.AutoStart)
+	v.showErrors(nil)
+	v.save.Enable()
+}
+
+// updateFromState follows what the worker reports: the GPUs' size for the cap slider, and the
+// service's status.
+func (v *settingsView) updateFromState(s app.State) {
+	var most int64
+	for _, c := range s.GPU.Cards {
+		most = max(most, c.TotalMB)
+	}
+	if most > 0 {
+		top := math.Ceil(float64(most) / 1024)
+		if top < v.vramCap.Value {
+			top = math.Ceil(v.vramCap.Value)
+		}
+		if top != v.vramCap.Max {
+			v.vramCap.Max = top
+			v.vramCap.Refresh()
+			v.showCap()
+		}
+	}
+	if s.Service != "" {
+		v.serviceStatus.SetText("Service: " + s.Service)
+	}
+}
+
+func (v *settingsView) showCap() {
+	if v.vramCap.Value <= 0 {
+		v.vramCapText.SetText("No cap")
+		return
+	}
+	v.vramCapText.SetText(fmt.Sprintf("%.1f of %.0f GB", v.vramCap.Value, v.vramCap.Max))
+}
+
+// collect reads the form into settings over the loaded ones; bad is what is wrong, by field key.
+func (v *settingsView) collect() (app.Settings, map[string]string) {
+	s := v.loaded
+	bad := map[string]string{}
+	s.ServerURL = strings.TrimSpace(v.serverURL.Text)
+	s.Name = strings.TrimSpace(v.name.Text)
+	s.AllowInsecure = v.insecure.Checked
+	s.VRAMThresholdGB = v.vramCap.Value
+	if n, err := strconv.Atoi(strings.TrimSpace(v.maxJobs.Text)); err != nil || n < 0 || n > 64 {
+		bad["max_concurrent_jobs"] = "must be a whole number from 0 (one per GPU) to 64"
+	} else {
+		s.MaxConcurrentJobs = n
+	}
+	s.Yield.Enabled = v.yieldOn.Checked
+	s.Yield.CancelRunning = v.yieldCancel.Checked
+	if n, err := strconv.ParseInt(strings.TrimSpace(v.yieldMB.Text), 10, 64); err != nil || n < 0 {
+		bad["yield.threshold_mb"] = "must be a whole number of MB, 0 or more"
+	} else {
+		s.Yield.ThresholdMB = n
+	}
+	if f, err := strconv.ParseFloat(strings.TrimSpace(v.yieldResume.Text), 64); err != nil || f < 0 || math.IsInf(f, 0) {
+		bad["yield.resume_after_s"] = "must be a number of seconds, 0 or more"
+	} else {
+		s.Yield.ResumeAfterS = f
+	}
+	s.Yield.Ignore = splitList(v.yieldIgn.Text)
+	s.AutoStart = v.service.Checked
+	engines := make(engine.Config, len(v.loaded.Engines))
+	for _, k := range protocol.Kinds() {
+		bc, on, err := v.kinds[k].config(v.loaded.Engines[k])
+		if err != nil {
+			bad["engines."+string(k)] = err.Error()
+		}
+		if on {
+			engines[k] = bc
+		}
+	}
+	// Kinds this build does not list stay as they were.
+	for k, bc := range v.loaded.Engines {
+		if _, listed := v.kinds[k]; !listed {
+			engines[k] = bc
+		}
+	}
+	s.Engines = engines
+	return s, bad
+}
+
+// showErrors puts each message next to its field; keys without a field go to the general line.
+func (v *settingsView) showErrors(fields map[string]string) {
+	for _, l := range v.errs {
+		setError(l, "")
+	}
+	for _, f := range v.kinds {
+		setError(f.err, "")
+	}
+	setError(v.enginesErr, "")
+	var general []string
+	perKind := map[protocol.Kind][]string{}
+	keys := slices.Sorted(maps.Keys(fields))
+	for _, key := range keys {
+		msg := fields[key]
+		if l, ok := v.errs[key]; ok {
+			setError(l, msg)
+			continue
+		}
+		if key == "engines" || strings.HasPrefix(key, "engines.") {
+			// The worker reports engine problems as "engines.<kind>.<field>: message" lines.
+			for _, line := range strings.Split(strings.TrimPrefix(key+": "+msg, "engines: "), "\n") {
+				if k, rest, ok := kindOf(line); ok {
+					perKind[k] = append(perKind[k], rest)
+				} else {
+					setError(v.enginesErr, strings.TrimSpace(v.enginesErr.Text+"\n"+line))
+				}
+			}
+			continue
+		}
+		general = append(general, key+": "+msg)
+	}
+	for i, k := range protocol.Kinds() {
+		if msgs := perKind[k]; len(msgs) > 0 {
+			setError(v.kinds[k].err, strings.Join(msgs, "\n"))
+			v.acc.Open(i) // a message inside a closed section would go unseen
+		}
+	}
+	setError(v.general, strings.Join(general, "\n"))
+}
+
+// kindOf splits "engines.image.url: message" into image and "url: message".
+func kindOf(line string) (protocol.Kind, string, bool) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(line), "engines.")
+	if !ok {
+		return "", "", false
+	}
+	end := strings.IndexAny(rest, ".:")
+	if end <= 0 {
+		return "", "", false
+	}
+	k := protocol.Kind(rest[:end])
+	if !k.Valid() {
+		return "", "", false
+	}
+	return k, strings.TrimLeft(rest[end:], ".: "), true
+}
+
+func (v *settingsView) doSave() {
+	s, bad := v.collect()
+	v.showErrors(bad)
+	if len(bad) > 0 {
+		v.status.SetText("Not saved: fix the fields marked in red.")
+		return
+	}
+	v.save.Disable()
+	v.status.SetText("Saving…")
+	v.act.run("Save the settings", func(ctx context.Context) error {
+		return v.act.controller().SaveSettings(ctx, s)
+	}, func(err error) {
+		v.save.Enable()
+		var ve *app.ValidationError
+		switch {
+		case errors.As(err, &ve):
+			v.showErrors(ve.Fields)
+			v.status.SetText("Not saved: fix the fields marked in red.")
+		case err != nil:
+			v.status.SetText("Not saved: " + err.Error())
+		default:
+			v.status.SetText("Saved.")
+			v.loaded = s
+		}
+	})
+}
+
+func (v *settingsView) doRegister() {
+	req := app.RegisterRequest{ServerURL: strings.TrimSpace(v.serverURL.Text), PairingCode: strings.TrimSpace(v.pairing.Text),
+		Name: strings.TrimSpace(v.name.Text)}
+	bad := map[string]string{}
+	if req.ServerURL == "" {
+		bad["server_url"] = "enter the Studio's address"
+	}
+	if req.PairingCode == "" {
+		bad["pairing_code"] = "enter the pairing code the Studio shows"
+	}
+	v.showErrors(bad)
+	if len(bad) > 0 {
+		return
+	}
+	v.register.Disable()
+	v.regStatus.SetText("Registering…")
+	v.act.run("Register", func(ctx context.Context) error {
+		return v.act.controller().Register(ctx, req)
+	}, func(err error) {
+		v.register.Enable()
+		var ve *app.ValidationError
+		switch {
+		case errors.As(err, &ve):
+			v.showErrors(ve.Fields)
+			v.regStatus.SetText("Not registered.")
+		case err != nil:
+			v.regStatus.SetText("Not registered: " + err.Error())
+		default:
+			v.pairing.SetText("")
+			v.regStatus.SetText("Registered. Connecting…")
+			v.load()
+		}
+	})
+}
+
+func (v *settingsView) doTest(f *backendForm) {
+	bc, on, err := f.config(v.loaded.Engines[f.kind])
+	if !on {
+		return
+	}
+	if err != nil {
+		setError(f.err, err.Error())
+		return
+	}
+	f.test.Disable()
+	f.result.SetText("Asking the backend…")
+	var found []string
+	v.act.run("Test the "+string(f.kind)+" backend", func(ctx context.Context) error {
+		models, err := v.act.controller().TestBackend(ctx, f.kind, bc)
+		found = models
+		return err
+	}, func(err error) {
+		f.test.Enable()
+		switch {
+		case err != nil:
+			f.result.SetText("")
+			setError(f.err, "Test failed: "+err.Error())
+		case len(found) == 0:
+			setError(f.err, "")
+			f.result.SetText("It answered, but lists no models.")
+		default:
+			setError(f.err, "")
+			f.result.SetText("It answered. Models: " + strings.Join(found, ", "))
+		}
+	})
+}
+
+func (v *settingsView) doService(install bool) {
+	v.service.Disable()
+	verb := "Installing the service…"
+	if !install {
+		verb = "Removing the service…"
+	}
+	v.serviceStatus.SetText(verb)
+	var status string
+	v.act.run("Start with this computer", func(ctx context.Context) error {
+		st, err := v.act.controller().SetService(ctx, install)
+		status = st
+		return err
+	}, func(err error) {
+		v.service.Enable()
+		if err != nil {
+			setChecked(v.service, !install) // it did not happen: show what is true
+			setError(v.errs["auto_start"], err.Error())
+			v.serviceStatus.SetText("")
+			return
+		}
+		setError(v.errs["auto_start"], "")
+		v.serviceStatus.SetText("Service: " + status)
+	})
+}
+
+// focusPairing brings the pairing code forward, for "register again".
+func (v *settingsView) focusPairing(c fyne.Canvas) {
+	if c != nil {
+		c.Focus(v.pairing)
+	}
+}
+
+// setChecked changes a check without running its OnChanged: state flows into widgets, and only a
+// person's click flows out to the Controller.
+func setChecked(c *widget.Check, on bool) {
+	fn := c.OnChanged
+	c.OnChanged = nil
+	c.SetChecked(on)
+	c.OnChanged = fn
+}
+
+func setSlider(s *widget.Slider, v float64) {
+	fn, end := s.OnChanged, s.OnChangeEnded
+	s.OnChanged, s.OnChangeEnded = nil, nil
+	s.SetValue(v)
+	s.OnChanged, s.OnChangeEnded = fn, end
+}

@@ -1,0 +1,471 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fyne.io/fyne/v2"
+	fyneapp "fyne.io/fyne/v2/app"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/driver/desktop"
+	"fyne.io/fyne/v2/theme"
+
+	"studioworker/app"
+	"studioworker/assets"
+)
+
+// appID is FyneApp.toml's ID: preferences and notifications are filed under it.
+const appID = "studio.worker.app"
+
+// actionTimeout bounds one Controller call made from a widget; a call past it shows as an error.
+const actionTimeout = 30 * time.Second
+
+// Options says how the window starts and quits.
+type Options struct {
+	Quit        func() // what "Quit" does after confirming (stops the worker); nil = just quit the Fyne app
+	ShowOnStart bool   // open the window at start (true for a double-click; false for `--tray`)
+}
+
+// env is what the window takes from its surroundings; tests replace it.
+type env struct {
+	do       func(func())     // runs a function on the UI thread (fyne.Do)
+	now      func() time.Time // the clock for countdowns and elapsed times
+	tick     time.Duration    // how often countdowns move; 0 = never
+	trayHost func() bool      // whether a tray (StatusNotifier host) is there to show the icon
+	log      *slog.Logger
+}
+
+func defaultEnv() env {
+	return env{do: fyne.Do, now: time.Now, tick: time.Second, trayHost: trayHostPresent, log: slog.Default()}
+}
+
+// Run builds the Fyne app, the window and the tray, subscribes to src, and blocks until the user
+// quits.
+func Run(src app.Source, ctl app.Controller, opts Options) error {
+	a := fyneapp.NewWithID(appID)
+	a.SetIcon(fyne.NewStaticResource("studio-worker.png", assets.AppIcon()))
+	w := New(a, src, ctl, opts)
+	defer w.Close()
+	a.Run()
+	return nil
+}
+
+// Window is the Studio Worker window and, on a desktop app, its tray icon and menu.
+type Window struct {
+	app  fyne.App
+	win  fyne.Window
+	ctl  app.Controller
+	opts Options
+	env  env
+
+	sub    *app.Subscription
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add against Close
+	closed bool
+	wg     sync.WaitGroup
+
+	// From the subscription goroutines to the UI thread, at most one hop queued each.
+	latest  atomic.Pointer[app.State]
+	stateQ  coalescer
+	tickQ   coalescer
+	notices noticeInbox
+
+	// UI thread only.
+	state     app.State
+	hasTray   bool
+	tray      desktop.App
+	trayItems []TrayItem
+	trayIcon  string
+	icons     map[string]fyne.Resource
+	header    *header
+	dash      *dashboard
+	logs      *logView
+	settings  *settingsView
+	tabs      *container.AppTabs
+	notifier  *notifier
+}
+
+// New builds the window on an existing Fyne app and subscribes to src. It must be called on the
+// UI thread (before a.Run, or from a callback).
+func New(a fyne.App, src app.Source, ctl app.Controller, opts Options) *Window {
+	return newWindow(a, src, ctl, opts, defaultEnv())
+}
+
+func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e env) *Window {
+	w := &Window{app: a, ctl: ctl, opts: opts, env: e, notifier: newNotifier(), icons: map[string]fyne.Resource{}}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.win = a.NewWindow("Studio Worker")
+	w.win.SetIcon(fyne.NewStaticResource("studio-worker.png", assets.AppIcon()))
+
+	w.header = newHeader(w)
+	w.dash = newDashboard(w)
+	w.logs = newLogView(e.now().Location(), func(s string) { a.Clipboard().SetContent(s) })
+	w.settings = newSettingsView(w)
+	w.tabs = container.NewAppTabs(
+		container.NewTabItemWithIcon("Dashboard", theme.HomeIcon(), w.dash.content),
+		container.NewTabItemWithIcon("Logs", theme.ListIcon(), w.logs.content),
+		container.NewTabItemWithIcon("Settings", theme.SettingsIcon(), w.settings.content),
+	)
+	w.win.SetContent(container.NewBorder(w.header.content, nil, nil, nil, w.tabs))
+	w.win.Resize(fyne.NewSize(960, 640))
+
+	if desk, ok := a.(desktop.App); ok {
+		w.tray = desk
+		w.hasTray = e.trayHost()
+	}
+
+	first, sub := src.Subscribe()
+	w.sub = sub
+	w.apply(first)
+
+	switch {
+	case w.hasTray:
+		w.tray.SetSystemTrayWindow(w.win) // a click on the icon shows the window
+		w.win.SetCloseIntercept(w.win.Hide)
+	case w.tray != nil:
+		// The icon was set, but nothing shows it: the window is the only way to control the app.
+		w.header.showNote("No system tray was found, so this window is how you control Studio Worker: closing it quits.")
+		e.log.Info("no system tray host: the window stays the way to control the app")
+		w.win.SetCloseIntercept(w.quit)
+	default:
+		w.win.SetCloseIntercept(w.quit)
+	}
+
+	w.spawn(w.followStates)
+	w.spawn(w.followNotices)
+	if e.tick > 0 {
+		w.spawn(w.runTicker)
+	}
+	w.settings.load()
+	if opts.ShowOnStart || !w.hasTray {
+		w.win.Show()
+	}
+	return w
+}
+
+// Show brings the window forward.
+func (w *Window) Show() {
+	w.win.Show()
+	w.win.RequestFocus()
+}
+
+// Close unsubscribes and stops the window's goroutines, waiting for them. Controller calls in
+// flight are cancelled. The Fyne window itself is left to the app.
+func (w *Window) Close() {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.closed = true
+	w.mu.Unlock()
+	w.cancel()
+	w.sub.Close()
+	w.wg.Wait()
+}
+
+func (w *Window) isClosed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closed
+}
+
+// spawn runs fn on a goroutine the window owns: Close cancels ctx and waits for it.
+func (w *Window) spawn(fn func(ctx context.Context)) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		fn(w.ctx)
+	}()
+	return true
+}
+
+// onUI runs fn on the UI thread unless the window has closed meanwhile.
+func (w *Window) onUI(fn func()) {
+	w.env.do(func() {
+		if !w.isClosed() {
+			fn()
+		}
+	})
+}
+
+// followStates applies each new State on the UI thread. States() keeps only the newest, and the
+// coalescer keeps at most one apply queued, so a busy UI thread skips states instead of piling them.
+func (w *Window) followStates(context.Context) {
+	for s := range w.sub.States() {
+		w.latest.Store(&s)
+		w.stateQ.trigger(w.onUI, func() {
+			if p := w.latest.Load(); p != nil {
+				w.apply(*p)
+			}
+		})
+	}
+}
+
+// followNotices hands notices to the UI thread in batches.
+func (w *Window) followNotices(context.Context) {
+	for n := range w.sub.Notices() {
+		w.notices.put(n, w.sub.Lost())
+		w.notices.q.trigger(w.onUI, w.drainNotices)
+	}
+}
+
+func (w *Window) runTicker(ctx context.Context) {
+	t := time.NewTicker(w.env.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.tickQ.trigger(w.onUI, w.tick)
+		}
+	}
+}
+
+// apply shows a State everywhere: header, dashboard, settings, tray.
+func (w *Window) apply(s app.State) {
+	if s.Seq < w.state.Seq && w.state.Seq != 0 {
+		return // an older state overtaken by a newer one already shown
+	}
+	w.state = s
+	now := w.env.now()
+	w.header.update(s, now)
+	w.dash.update(s, now)
+	w.settings.updateFromState(s)
+	w.logs.setLogFile(s.LogFile)
+	w.updateTray(s)
+}
+
+func (w *Window) tick() {
+	now := w.env.now()
+	w.header.updateConn(w.state, now)
+	w.dash.tick(now)
+}
+
+func (w *Window) drainNotices() {
+	ns, lost := w.notices.take()
+	w.logs.add(ns, lost)
+	now := w.env.now()
+	for _, n := range ns {
+		if note := w.notifier.notificationFor(n, now); note != nil {
+			w.app.SendNotification(note)
+		}
+	}
+}
+
+// updateTray rebuilds the tray menu and icon when they change.
+func (w *Window) updateTray(s app.State) {
+	if w.tray == nil {
+		return
+	}
+	items := TrayMenu(s)
+	if !slices.Equal(items, w.trayItems) { // rebuilding a tray menu is a round of D-Bus calls: only on change
+		w.trayItems = items
+		w.tray.SetSystemTrayMenu(fyneMenu(items, w.trayAction))
+	}
+	if name := trayIconName(s); name != w.trayIcon {
+		res, err := w.trayIconResource(name)
+		if err != nil {
+			w.env.log.Error("tray icon missing", "icon", name, "err", err)
+			return
+		}
+		w.trayIcon = name
+		w.tray.SetSystemTrayIcon(res)
+	}
+}
+
+func (w *Window) trayIconResource(name string) (fyne.Resource, error) {
+	if r, ok := w.icons[name]; ok {
+		return r, nil
+	}
+	b, err := assets.StateIcon(name)
+	if err != nil {
+		return nil, fmt.Errorf("tray icon %s: %w", name, err)
+	}
+	r := fyne.NewStaticResource("tray-"+name+".png", b)
+	w.icons[name] = r
+	return r, nil
+}
+
+// trayAction runs a tray menu item (on the UI thread, where Fyne runs menu actions).
+func (w *Window) trayAction(a TrayAction) {
+	switch a {
+	case TrayAutoAccept:
+		on := !w.state.AutoAccept
+		w.run("Auto-accept", func(ctx context.Context) error { return w.ctl.SetAutoAccept(ctx, on) }, nil)
+	case TrayPause:
+		w.run("Pause", w.ctl.Pause, nil)
+	case TrayResume:
+		w.run("Resume", w.ctl.Resume, nil)
+	case TrayDrain:
+		w.run("Finish, then pause", w.ctl.Drain, nil)
+	case TrayOpen:
+		w.Show()
+	case TrayQuit:
+		w.quit()
+	}
+}
+
+// run calls the Controller on a goroutine the window owns; done runs on the UI thread with the
+// result. A failure shows in the header's banner, so no click fails silently.
+func (w *Window) run(what string, call func(context.Context) error, done func(error)) {
+	w.header.clearError()
+	started := w.spawn(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, actionTimeout)
+		err := call(ctx)
+		cancel()
+		if err != nil {
+			w.env.log.Warn("action failed", "action", what, "err", err)
+		}
+		w.onUI(func() {
+			if err != nil {
+				w.header.showError(what + " failed: " + err.Error())
+			}
+			if done != nil {
+				done(err)
+			}
+		})
+	})
+	if !started && done != nil {
+		done(context.Canceled)
+	}
+}
+
+func (w *Window) controller() app.Controller { return w.ctl }
+
+// The dashboard's buttons.
+func (w *Window) cancelJob(id string) {
+	w.run("Cancel job "+shortID(id), func(ctx context.Context) error { return w.ctl.CancelJob(ctx, id) }, nil)
+}
+
+func (w *Window) acceptOffer(id string) {
+	w.run("Accept offer "+shortID(id), func(ctx context.Context) error { return w.ctl.AcceptOffer(ctx, id) }, nil)
+}
+
+func (w *Window) declineOffer(id string) {
+	w.run("Decline offer "+shortID(id), func(ctx context.Context) error { return w.ctl.DeclineOffer(ctx, id) }, nil)
+}
+
+// The header's buttons.
+func (w *Window) togglePause() {
+	if w.state.Paused || w.state.Draining {
+		w.run("Resume", w.ctl.Resume, nil)
+		return
+	}
+	w.run("Pause", w.ctl.Pause, nil)
+}
+
+func (w *Window) drain() { w.run("Finish, then pause", w.ctl.Drain, nil) }
+
+func (w *Window) setAutoAccept(on bool) {
+	w.run("Auto-accept", func(ctx context.Context) error { return w.ctl.SetAutoAccept(ctx, on) }, func(err error) {
+		if err != nil {
+			setChecked(w.header.auto, w.state.AutoAccept) // show what is true, not what was asked
+		}
+	})
+}
+
+func (w *Window) reconnect() { w.run("Reconnect", w.ctl.Reconnect, nil) }
+
+// registerAgain opens the settings at the pairing code.
+func (w *Window) registerAgain() {
+	w.Show()
+	w.tabs.SelectIndex(2)
+	w.settings.focusPairing(w.win.Canvas())
+}
+
+// quit asks first when a job is running, then quits.
+func (w *Window) quit() {
+	n := len(w.state.Running)
+	if n == 0 {
+		w.quitNow()
+		return
+	}
+	w.Show()
+	j := w.state.Running[0]
+	msg := fmt.Sprintf("%s is running. Quitting stops it, and the Studio gives it to another worker.", jobLabel(j.Kind, j.Model))
+	if n > 1 {
+		msg = fmt.Sprintf("%d jobs are running. Quitting stops them, and the Studio gives them to other workers.", n)
+	}
+	d := dialog.NewConfirm("Quit Studio Worker?", msg, func(ok bool) {
+		if ok {
+			w.quitNow()
+		}
+	}, w.win)
+	d.SetConfirmText("Quit")
+	d.SetDismissText("Keep running")
+	d.Show()
+}
+
+func (w *Window) quitNow() {
+	w.win.Hide()
+	if w.opts.Quit == nil {
+		w.app.Quit()
+		return
+	}
+	quit := w.opts.Quit
+	// Stopping the worker may take a moment (it reports the cancelled job): not on the UI thread.
+	if !w.spawn(func(context.Context) {
+		quit()
+		w.env.do(w.app.Quit)
+	}) {
+		w.app.Quit()
+	}
+}
+
+// coalescer keeps at most one call to fn queued on the UI thread.
+type coalescer struct{ pending atomic.Bool }
+
+// trigger queues fn through do unless a call is already queued. fn clears the flag before it reads
+// anything, so whatever was published before trigger returns is seen by a queued call.
+func (c *coalescer) trigger(do func(func()), fn func()) {
+	if c.pending.CompareAndSwap(false, true) {
+		do(func() {
+			c.pending.Store(false)
+			fn()
+		})
+	}
+}
+
+// noticeInbox holds notices between the subscription goroutine and the UI thread, bounded: if the
+// UI thread falls behind, the oldest are dropped and counted like the subscription's own losses.
+type noticeInbox struct {
+	mu    sync.Mutex
+	items []app.Notice
+	lost  uint64
+	q     coalescer
+}
+
+const inboxMax = 512
+
+func (b *noticeInbox) put(n app.Notice, lost uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lost += lost
+	b.items = append(b.items, n)
+	if over := len(b.items) - inboxMax; over > 0 {
+		b.items = append(b.items[:0], b.items[over:]...)
+		b.lost += uint64(over)
+	}
+}
+
+func (b *noticeInbox) take() ([]app.Notice, uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	items, lost := b.items, b.lost
+	b.items, b.lost = nil, 0
+	return items, lost
+}
