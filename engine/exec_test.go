@@ -88,7 +88,8 @@ func execConfig(kind protocol.Kind, argv ...string) Config {
 
 func TestExecEspeakMakesARealWAV(t *testing.T) {
 	needProgram(t, "espeak-ng")
-	r := mustRouter(t, execConfig(protocol.KindTTS, "espeak-ng", "-w", "{output}", "{text}"), Options{})
+	// "--" ends espeak-ng's options, so a text that starts with "-" is spoken, not parsed.
+	r := mustRouter(t, execConfig(protocol.KindTTS, "espeak-ng", "-w", "{output}", "--", "{text}"), Options{})
 	caps := r.Refresh(context.Background())
 	if got := caps.Models[protocol.KindTTS]; len(got) != 1 || got[0] != "espeak-ng" {
 		t.Fatalf("models %v, want [espeak-ng]", got)
@@ -111,6 +112,19 @@ func TestExecEspeakMakesARealWAV(t *testing.T) {
 	}
 	if info.seconds < 0.5 || info.seconds > 10 {
 		t.Errorf("speech lasts %.2f s", info.seconds)
+	}
+
+	// A text made to look like an option stays text.
+	evil := filepath.Join(t.TempDir(), "evil.wav")
+	job = newTestJob(t, protocol.KindTTS, "espeak-ng", `{"text":`+quote("-w "+evil+" gotcha")+`}`)
+	if res, err = r.Run(context.Background(), job, nil); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := os.Stat(evil); err == nil {
+		t.Fatal("a text became an espeak-ng option")
+	}
+	if info, err := readWAVInfo(res.File); err != nil || info.seconds < 0.5 {
+		t.Fatalf("the option-like text was not spoken: %v %+v", err, info)
 	}
 }
 
