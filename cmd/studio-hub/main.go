@@ -1,0 +1,339 @@
+// Command studio-hub is the reference Studio hub: `serve` runs it, and `pair`, `submit` and
+// `jobs` talk to a running one through its HTTP API. All the logic lives in package hub; this
+// file only parses flags and wires signals.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"studioworker/hub"
+	"studioworker/protocol"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `studio-hub: the reference Studio hub
+
+  studio-hub serve  --addr 127.0.0.1:7860 --db PATH [--data DIR] [--open-registration]
+                    [--admin-token TOKEN] [--offer-ttl 10s] [--lease-grace 60s] [--max-attempts 3]
+                    [--max-upload 2GiB] [--public-url URL] [--log-format text|json]
+  studio-hub pair   [--hub URL] [--admin-token TOKEN | --admin-token-file FILE | --db PATH]
+  studio-hub submit --kind K --model M --input JSON [--file PATH] [--vram GB] [--wait] [hub flags]
+  studio-hub jobs   [--json] [hub flags]
+
+The admin token of pair, submit and jobs comes from --admin-token, $STUDIO_HUB_ADMIN_TOKEN,
+--admin-token-file, or the file the hub wrote next to --db on its first start.
+`
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stdout, stderr)
+	case "pair":
+		err = pair(ctx, args[1:], stdout)
+	case "submit":
+		err = submit(ctx, args[1:], stdout)
+	case "jobs":
+		err = jobs(ctx, args[1:], stdout)
+	case "version":
+		fmt.Fprintln(stdout, version)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "studio-hub: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "studio-hub %s: %v\n", args[0], err)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "studio-hub %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+// parseSize reads 2GiB, 500MiB, 10KB, 1024.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q: want a positive number with an optional unit (KiB, MiB, GiB)", s)
+	}
+	return n * mult, nil
+}
+
+type sizeFlag struct{ v *int64 }
+
+func (f sizeFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return strconv.FormatInt(*f.v, 10)
+}
+func (f sizeFlag) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*f.v = n
+	return nil
+}
+
+func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format must be text or json, not %q", format)}
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:7860", "address to listen on")
+	cfg := hub.Config{MaxUpload: hub.DefaultMaxUpload, ServerVersion: "studio-hub/" + version}
+	fs.StringVar(&cfg.DBPath, "db", "", "SQLite database file (required)")
+	fs.StringVar(&cfg.DataDir, "data", "", "folder for result and input files (default: data/ beside the database)")
+	fs.BoolVar(&cfg.OpenRegistration, "open-registration", false, "accept any pairing code (demo and tests only)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin token of the job API (default: created on first start)")
+	fs.DurationVar(&cfg.OfferTTL, "offer-ttl", hub.DefaultOfferTTL, "time a worker has to answer an offer")
+	fs.DurationVar(&cfg.LeaseGrace, "lease-grace", hub.DefaultLeaseGrace, "time a disconnected worker keeps its jobs")
+	fs.IntVar(&cfg.MaxAttempts, "max-attempts", hub.DefaultMaxAttempts, "runs of a job before it fails")
+	fs.Var(sizeFlag{&cfg.MaxUpload}, "max-upload", "largest result or input file (e.g. 2GiB)")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL workers reach the hub at, for input_url (default: from each request)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.DBPath == "" {
+		return usageError{errors.New("--db is required")}
+	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = os.Getenv("STUDIO_HUB_ADMIN_TOKEN")
+	}
+	log, err := newLogger(*logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	h, err := hub.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if f := h.AdminTokenFile(); f != "" {
+		fmt.Fprintf(stdout, "admin token created and written to %s (mode 0600)\n", f)
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		_ = h.Close(context.Background())
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("studio-hub listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "version", version)
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	// Workers first (error shutting_down, close 1012), then the HTTP server and its uploads.
+	cerr := h.Close(sctx)
+	if serr := srv.Shutdown(sctx); serr != nil && cerr == nil {
+		cerr = serr
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return cerr
+}
+
+// clientFlags are the flags of the commands that talk to a running hub.
+type clientFlags struct {
+	hubURL, token, tokenFile, db string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.hubURL, "hub", "http://127.0.0.1:7860", "base URL of the hub")
+	fs.StringVar(&c.token, "admin-token", "", "admin token")
+	fs.StringVar(&c.tokenFile, "admin-token-file", "", "file holding the admin token")
+	fs.StringVar(&c.db, "db", "", "the hub's database: read the token from the file beside it")
+}
+
+func (c *clientFlags) client() (*hub.Client, error) {
+	token := c.token
+	if token == "" {
+		token = os.Getenv("STUDIO_HUB_ADMIN_TOKEN")
+	}
+	file := c.tokenFile
+	if token == "" && file == "" && c.db != "" {
+		file = hub.AdminTokenFilePath(c.db)
+	}
+	if token == "" && file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read the admin token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		return nil, usageError{errors.New("no admin token: pass --admin-token, --admin-token-file or --db, or set STUDIO_HUB_ADMIN_TOKEN")}
+	}
+	return &hub.Client{BaseURL: c.hubURL, AdminToken: token, HTTP: &http.Client{Timeout: 10 * time.Minute}}, nil
+}
+
+func pair(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("pair", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	code, err := c.PairingCode(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, code)
+	return nil
+}
+
+func submit(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	kind := fs.String("kind", "", "job kind: llm, image, tts, stt or video")
+	model := fs.String("model", "", "model name")
+	input := fs.String("input", "{}", "job input as a JSON object")
+	file := fs.String("file", "", "input file (stt audio)")
+	vram := fs.Float64("vram", -1, "VRAM estimate in GB (default: none)")
+	wait := fs.Bool("wait", false, "wait until the job is finished and print it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *kind == "" || *model == "" {
+		return usageError{errors.New("--kind and --model are required")}
+	}
+	if !json.Valid([]byte(*input)) {
+		return usageError{fmt.Errorf("--input is not valid JSON: %s", *input)}
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	req := protocol.JobRequest{Kind: protocol.Kind(*kind), Model: *model, Input: protocol.Object(*input)}
+	if *vram >= 0 {
+		req.VRAMGBEstimate = vram
+	}
+	var id string
+	if *file != "" {
+		f, ferr := os.Open(*file)
+		if ferr != nil {
+			return ferr
+		}
+		defer f.Close()
+		id, err = c.SubmitWithFile(ctx, req, *file, f)
+	} else {
+		id, err = c.Submit(ctx, req)
+	}
+	if err != nil {
+		return err
+	}
+	if !*wait {
+		fmt.Fprintln(stdout, id)
+		return nil
+	}
+	info, err := c.WaitJob(ctx, id)
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, info)
+}
+
+func jobs(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	list, err := c.Jobs(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, list)
+	}
+	fmt.Fprintf(stdout, "%-28s %-6s %-20s %-10s %-28s %s\n", "JOB", "KIND", "MODEL", "STATUS", "WORKER", "ATTEMPTS")
+	for _, j := range list {
+		fmt.Fprintf(stdout, "%-28s %-6s %-20s %-10s %-28s %d\n", j.JobID, j.Kind, j.Model, j.Status, j.WorkerID, j.Attempts)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
