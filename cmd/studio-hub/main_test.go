@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 const waitLimit = 20 * time.Second
 
 type hubProcess struct {
-	cmd  *exec.Cmd
+	cmd    *exec.Cmd
 	url    string
 	done   chan struct{} // closed when the process has exited; err is set then
 	err    error
