@@ -36,12 +36,11 @@ type job struct {
 
 	hubCancelled  atomic.Bool // cancel frame: nothing more is reported
 	userCancelled atomic.Bool // Session.CancelJob: reported as a retryable fail
-	dropped       atomic.Bool // the hub says we do not hold it (403 on the input): nothing reported
 	prog          *throttle
 }
 
 // silent reports whether nothing more may be sent for the job.
-func (j *job) silent() bool { return j.hubCancelled.Load() || j.dropped.Load() }
+func (j *job) silent() bool { return j.hubCancelled.Load() }
 
 func (s *Session) onOffer(c *conn, claim protocol.Claim) {
 	s.emit(OfferEvent{Claim: claim})
@@ -154,10 +153,7 @@ func (s *Session) runJob(j *job) {
 		input, err = s.download(j.ctx, j)
 	}
 	if err != nil {
-		var de *downloadError
-		if errors.As(err, &de) && de.drop {
-			j.dropped.Store(true)
-		}
+		s.note(slog.LevelWarn, claim.JobID, "job not run", "err", err)
 		s.runCancelled(claim)
 		s.finish(j, Result{}, err, start)
 		return
@@ -178,9 +174,6 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 	switch {
 	case j.silent():
 		ended.Cancelled, ended.Err = true, runErr
-		if j.dropped.Load() {
-			s.note(slog.LevelWarn, id, "job dropped: the hub says this worker does not hold it", "err", runErr)
-		}
 	case runErr != nil:
 		msg, retryable := runErr.Error(), retryableOf(runErr)
 		switch {

@@ -72,6 +72,7 @@ type outboxItem struct {
 	failures  int       // consecutive failed uploads, for the retry backoff
 	notBefore time.Time // next upload attempt
 	recheck   bool      // sha256 already recomputed once after a 400
+	rejects   int       // 409/404 answers so far
 	cancel    context.CancelFunc
 	removed   bool
 }
@@ -538,6 +539,14 @@ func (o *outbox) failures(it *outboxItem) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return it.failures
+}
+
+// rejected counts one more "not yours" answer and returns the count.
+func (o *outbox) rejected(it *outboxItem) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	it.rejects++
+	return it.rejects
 }
 
 func (o *outbox) markRecheck(it *outboxItem) (first bool) {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -204,8 +205,9 @@ func TestRealHubRestartInTheMiddleOfAJobDeliversTheResultOnce(t *testing.T) {
 	h := newTestHandler()
 	started := make(chan struct{})
 	release := make(chan struct{})
+	var once sync.Once
 	h.setRun(func(ctx context.Context, j Job, p func(float64, string)) (Result, error) {
-		close(started)
+		once.Do(func() { close(started) })
 		<-release
 		return defaultRun(ctx, j, p)
 	})
@@ -216,6 +218,12 @@ func TestRealHubRestartInTheMiddleOfAJobDeliversTheResultOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
+	// The hub has taken the accept (the job is leased) before it goes down: a restart in the
+	// middle of a running job.
+	waitFor(t, "job running on the hub", func() bool {
+		info, err := rh.client.Job(context.Background(), id)
+		return err == nil && info.Status == protocol.JobRunning
+	})
 	rh.close() // shutting_down, 1012; the job keeps running on the worker
 	h.waitEvent(t, "reconnecting after the hub went away", connState(ConnReconnecting))
 
@@ -369,5 +377,3 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("Register over plain http to a remote host = %v, want ErrInsecureURL", err)
 	}
 }
-
-

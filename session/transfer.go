@@ -23,10 +23,14 @@ import (
 
 // downloadError is a failed input download, classified by the contract.
 type downloadError struct {
-	drop      bool // 403/409: this worker does not hold the job; nothing is reported
 	retryable bool
 	err       error
 }
+
+// notHeldRetries is how often a 403/409 ("this worker does not hold the job") is asked again, at
+// 20 ms × 2^n: the hub reads the accept frame on the WebSocket while the download comes on
+// another connection, so right after the accept it may not know yet that the job is ours.
+const notHeldRetries = 5
 
 func (e *downloadError) Error() string   { return "input download: " + e.err.Error() }
 func (e *downloadError) Unwrap() error   { return e.err }
@@ -46,27 +50,44 @@ func (s *Session) download(ctx context.Context, j *job) (string, error) {
 	if u.Scheme == "http" && !s.cfg.AllowInsecure && !isLoopback(u.Hostname()) {
 		return "", &downloadError{err: fmt.Errorf("%w (input_url host %s)", ErrInsecureURL, u.Hostname())}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
-	if err != nil {
-		return "", &downloadError{err: err}
+	sameOrigin := strings.EqualFold(u.Scheme, s.base.Scheme) && strings.EqualFold(u.Host, s.base.Host)
+	for try := 0; ; try++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
+		if err != nil {
+			return "", &downloadError{err: err}
+		}
+		if sameOrigin {
+			s.authHeaders(req.Header)
+		}
+		resp, err := s.client.Do(req)
+		if err != nil {
+			return "", &downloadError{retryable: true, err: err}
+		}
+		sc := resp.StatusCode
+		if sc == http.StatusOK {
+			defer resp.Body.Close()
+			return s.saveInput(j, resp)
+		}
+		detail := fmt.Errorf("%s%s", resp.Status, bodySnippet(resp.Body))
+		resp.Body.Close()
+		switch {
+		case sc == http.StatusForbidden || sc == http.StatusConflict:
+			if try < notHeldRetries && sleepCtx(ctx, 20*time.Millisecond<<try) {
+				continue
+			}
+			// Still not ours: a retryable fail is harmless if the hub really does not give the
+			// job to this worker (it changes nothing then), and frees the job at once if the hub
+			// does think this worker holds it.
+			return "", &downloadError{retryable: true, err: fmt.Errorf("this worker does not hold the job: %w", detail)}
+		case sc >= 500 || sc == http.StatusRequestTimeout || sc == http.StatusTooManyRequests:
+			return "", &downloadError{retryable: true, err: detail}
+		default: // 404, 410, 413 and other answers about the job itself: running it again will not help
+			return "", &downloadError{err: detail}
+		}
 	}
-	if strings.EqualFold(u.Scheme, s.base.Scheme) && strings.EqualFold(u.Host, s.base.Host) {
-		s.authHeaders(req.Header)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return "", &downloadError{retryable: true, err: err}
-	}
-	defer resp.Body.Close()
-	switch sc := resp.StatusCode; {
-	case sc == http.StatusOK:
-	case sc == http.StatusForbidden || sc == http.StatusConflict:
-		return "", &downloadError{drop: true, err: fmt.Errorf("%s%s", resp.Status, bodySnippet(resp.Body))}
-	case sc >= 500 || sc == http.StatusRequestTimeout || sc == http.StatusTooManyRequests:
-		return "", &downloadError{retryable: true, err: fmt.Errorf("%s%s", resp.Status, bodySnippet(resp.Body))}
-	default: // 404, 410, 413 and other answers about the job itself: running it again will not help
-		return "", &downloadError{err: fmt.Errorf("%s%s", resp.Status, bodySnippet(resp.Body))}
-	}
+}
+
+func (s *Session) saveInput(j *job, resp *http.Response) (string, error) {
 	path := filepath.Join(j.dir, "input"+inputExt(resp))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -80,6 +101,18 @@ func (s *Session) download(ctx context.Context, j *job) (string, error) {
 		return "", &downloadError{retryable: true, err: err}
 	}
 	return path, nil
+}
+
+// sleepCtx waits d unless ctx ends first; it reports whether the wait completed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // inputExt guesses the input file's extension (engines such as whisper look at it) from the
@@ -109,6 +142,10 @@ func safeExt(ext string) string {
 	}
 	return strings.ToLower(ext)
 }
+
+// notHeldUploadRetries is how often a 409/404 upload answer is asked again before the result is
+// dropped.
+const notHeldUploadRetries = 2
 
 // uploader delivers the outbox's binary results, one at a time per uploader, oldest first; a
 // failed upload waits its own backoff without holding back the others, the heartbeats or the read
@@ -155,6 +192,11 @@ func (s *Session) uploadOne(ctx context.Context, it *outboxItem) {
 	if s.out.isRemoved(it) || ctx.Err() != nil {
 		return // cancelled by the hub, or the session is stopping: the entry stays for next time
 	}
+	notOurs := err == nil && (status == http.StatusConflict || status == http.StatusNotFound || status == http.StatusGone)
+	rejects := 0
+	if notOurs {
+		rejects = s.out.rejected(it)
+	}
 	backoff := func() time.Duration {
 		return max(s.bo.Delay(s.out.failures(it)+1), s.bo.Base/4)
 	}
@@ -168,7 +210,12 @@ func (s *Session) uploadOne(ctx context.Context, it *outboxItem) {
 		s.out.remove(id)
 		s.log.Info("result uploaded", "job_id", id, "bytes", it.meta.Size)
 		s.emit(DeliveredEvent{JobID: id, Status: protocol.AckStored, Bytes: it.meta.Size})
-	case status == http.StatusConflict || status == http.StatusNotFound || status == http.StatusGone:
+	case notOurs && rejects <= notHeldUploadRetries:
+		// Right after the accept, the hub may not have read it yet (the upload comes on another
+		// connection): ask again shortly before believing it.
+		retry = 100 * time.Millisecond << (rejects - 1)
+		s.log.Info("upload refused as not ours, asking again", "job_id", id, "status", status, "retry_in", retry)
+	case notOurs:
 		s.out.remove(id)
 		s.note(slog.LevelWarn, id, "the hub refused the result: it does not hold this job for this worker", "status", status, "message", msg)
 		s.emit(DeliveredEvent{JobID: id, Status: protocol.AckRejected})
