@@ -375,31 +375,41 @@ func TestCompletionIsIdempotent(t *testing.T) {
 }
 
 func TestResultFromAnEarlierAttemptWithdrawsTheOpenOffer(t *testing.T) {
-	e := startHub(t, func(c *Config) { c.LeaseGrace = 100 * time.Millisecond })
-	credsA := e.register("a")
-	a := e.connect(credsA, hello(llmCaps, nil, nil))
-	id := e.submit(llmJob("m1"))
-	a.offerFor(id)
-	a.send(protocol.Accept{JobID: id})
-	e.waitJob(id, "running", statusIs(protocol.JobRunning))
-	a.drop()
-	e.waitJob(id, "requeued", func(i protocol.JobInfo) bool { return i.Status == protocol.JobQueued && i.Attempts == 1 })
-	b := e.connect(e.register("b"), hello(llmCaps, nil, nil))
-	b.offerFor(id) // an open offer is not holding
-	// a comes back with the finished result in its outbox and delivers it.
-	a2 := e.connect(credsA, hello(caps(1, 24, map[protocol.Kind][]string{protocol.KindTTS: {"x"}}), nil, []string{id}))
-	if c := expect[protocol.Cancel](b); c.JobID != id || c.Reason != protocol.CancelCancelled {
-		t.Fatalf("b got %+v", c)
-	}
-	if ack := a2.complete(id, `{"text":"from a"}`); ack.Status != protocol.AckStored {
-		t.Fatalf("ack %+v", ack)
-	}
-	b.send(protocol.Accept{JobID: id})
-	if c := expect[protocol.Cancel](b); c.Reason != protocol.CancelExpired && c.Reason != protocol.CancelCancelled {
-		t.Fatalf("late accept answered %+v", c)
-	}
-	if info := e.waitJob(id, "completed", statusIs(protocol.JobCompleted)); info.WorkerID != credsA.WorkerID {
-		t.Fatalf("info %+v", info)
+	// With the job in hello.outbox the hub takes the lease back at once; without it, the result
+	// itself withdraws the open offer. Either way b is told, and a's result is stored.
+	for _, listed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "listed in outbox", false: "not listed"}[listed], func(t *testing.T) {
+			e := startHub(t, func(c *Config) { c.LeaseGrace = 100 * time.Millisecond })
+			credsA := e.register("a")
+			a := e.connect(credsA, hello(llmCaps, nil, nil))
+			id := e.submit(llmJob("m1"))
+			a.offerFor(id)
+			a.send(protocol.Accept{JobID: id})
+			e.waitJob(id, "running", statusIs(protocol.JobRunning))
+			a.drop()
+			e.waitJob(id, "requeued", func(i protocol.JobInfo) bool { return i.Status == protocol.JobQueued && i.Attempts == 1 })
+			b := e.connect(e.register("b"), hello(llmCaps, nil, nil))
+			b.offerFor(id) // an open offer is not holding
+			var outbox []string
+			if listed {
+				outbox = []string{id}
+			}
+			// a comes back (serving nothing, so it is offered nothing) and delivers its result.
+			a2 := e.connect(credsA, hello(caps(1, 24, map[protocol.Kind][]string{protocol.KindTTS: {"x"}}), nil, outbox))
+			if ack := a2.complete(id, `{"text":"from a"}`); ack.Status != protocol.AckStored {
+				t.Fatalf("ack %+v", ack)
+			}
+			if c := expect[protocol.Cancel](b); c.JobID != id || c.Reason != protocol.CancelCancelled {
+				t.Fatalf("b got %+v", c)
+			}
+			b.send(protocol.Accept{JobID: id})
+			if c := expect[protocol.Cancel](b); c.Reason != protocol.CancelExpired {
+				t.Fatalf("late accept answered %+v", c)
+			}
+			if info := e.waitJob(id, "completed", statusIs(protocol.JobCompleted)); info.WorkerID != credsA.WorkerID || string(info.Result) != `{"text":"from a"}` {
+				t.Fatalf("info %+v", info)
+			}
+		})
 	}
 }
 
