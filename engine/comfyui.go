@@ -313,8 +313,10 @@ func randomHex(n int) string {
 func (c *comfyUI) listen(ctx context.Context, clientID string) (<-chan comfyEvent, func()) {
 	wsURL := c.url("/ws", url.Values{"clientId": {clientID}})
 	wsURL = "ws" + strings.TrimPrefix(wsURL, "http")
+	ctx, stop := context.WithCancel(ctx)
 	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.client})
 	if err != nil {
+		stop()
 		c.logger.Debug("comfyui /ws not available; polling /history", "err", err)
 		return nil, func() {}
 	}
@@ -355,6 +357,7 @@ func (c *comfyUI) listen(ctx context.Context, clientID string) (<-chan comfyEven
 		}
 	}()
 	return events, func() {
+		stop() // releases a reader blocked handing over an event nobody reads any more
 		conn.CloseNow()
 		<-done
 	}

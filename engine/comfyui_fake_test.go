@@ -30,6 +30,7 @@ type fakeComfyUI struct {
 	wg          sync.WaitGroup
 
 	mu      sync.Mutex
+	joined  map[string]chan struct{} // closed when a client id's socket is registered
 	clients map[string]*websocket.Conn
 	history map[string]any
 	files   map[string][]byte
@@ -40,7 +41,7 @@ type fakeComfyUI struct {
 
 func newFakeComfyUI(t *testing.T, refuseWS bool) *fakeComfyUI {
 	f := &fakeComfyUI{t: t, refuseWS: refuseWS, interrupted: make(chan string, 4), stop: make(chan struct{}),
-		clients: map[string]*websocket.Conn{}, history: map[string]any{}, files: map[string][]byte{}}
+		clients: map[string]*websocket.Conn{}, joined: map[string]chan struct{}{}, history: map[string]any{}, files: map[string][]byte{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /system_stats", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"system":{"os":"posix","comfyui_version":"0.3.40"},"devices":[{"name":"cuda:0","type":"cuda","vram_total":25769803776}]}`)
@@ -116,6 +117,7 @@ func (f *fakeComfyUI) ws(w http.ResponseWriter, r *http.Request) {
 	defer conn.CloseNow()
 	f.mu.Lock()
 	f.clients[id] = conn
+	close(f.joinedLocked(id))
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
@@ -127,6 +129,31 @@ func (f *fakeComfyUI) ws(w http.ResponseWriter, r *http.Request) {
 		if _, _, err := conn.Read(r.Context()); err != nil {
 			return
 		}
+	}
+}
+
+func (f *fakeComfyUI) joinedLocked(id string) chan struct{} {
+	ch, ok := f.joined[id]
+	if !ok {
+		ch = make(chan struct{})
+		f.joined[id] = ch
+	}
+	return ch
+}
+
+// awaitClient waits until the client's socket is registered: the client's dial can return before
+// the server's handler has recorded the connection, and ComfyUI would drop messages for it too.
+func (f *fakeComfyUI) awaitClient(id string) {
+	if f.refuseWS {
+		return
+	}
+	f.mu.Lock()
+	ch := f.joinedLocked(id)
+	f.mu.Unlock()
+	select {
+	case <-ch:
+	case <-f.stop:
+	case <-time.After(10 * time.Second):
 	}
 }
 
@@ -205,6 +232,7 @@ func (f *fakeComfyUI) prompt(w http.ResponseWriter, r *http.Request) {
 // execute plays a prompt's run: the messages ComfyUI sends, then its history and files.
 func (f *fakeComfyUI) execute(id, client string, graph map[string]any, width, height int) {
 	defer f.wg.Done()
+	f.awaitClient(client)
 	text, _ := input(graph, "6", "text").(string)
 	steps := 4
 	if s, ok := input(graph, "3", "steps").(float64); ok {

@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+
+	"studioworker/protocol"
+)
+
+func TestSniffExt(t *testing.T) {
+	tests := map[string]string{
+		"\x89PNG\r\n\x1a\n....": "png", "\xff\xd8\xff\xe0JFIF": "jpg", "RIFF\x00\x00\x00\x00WEBPVP8 ": "webp",
+		"RIFF\x00\x00\x00\x00WAVEfmt ": "wav", "ID3\x04\x00": "mp3", "\xff\xfb\x90\x00": "mp3", "OggS\x00\x02": "ogg",
+		"fLaC\x00\x00": "flac", "GIF89a": "gif", "\x00\x00\x00\x20ftypisom": "mp4", "\x1a\x45\xdf\xa3\x01": "webm",
+		"<html>": "",
+	}
+	for in, want := range tests {
+		if got := sniffExt([]byte(in)); got != want {
+			t.Errorf("sniffExt(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestComboOptionsBothShapes(t *testing.T) {
+	for raw, want := range map[string][]string{
+		`[["a.safetensors","b.safetensors"],{"tooltip":"x"}]`: {"a.safetensors", "b.safetensors"},
+		`["COMBO",{"options":["c.ckpt"]}]`:                    {"c.ckpt"},
+		`["INT",{"default":1}]`:                               nil,
+	} {
+		if got := comboOptions(json.RawMessage(raw)); !slices.Equal(got, want) {
+			t.Errorf("comboOptions(%s) = %v, want %v", raw, got, want)
+		}
+	}
+}
+
+func TestParseTranscriptShapes(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     protocol.STTResult
+	}{
+		{"plain text", "hello there", protocol.STTResult{Text: "hello there", Language: "en", Segments: protocol.List[protocol.Segment]{}}},
+		{"openai shape", `{"text":" hi ","language":"fr","segments":[{"start":0,"end":1,"text":"hi"}]}`,
+			protocol.STTResult{Text: "hi", Language: "fr", Segments: protocol.List[protocol.Segment]{{Start: 0, End: 1, Text: "hi"}}}},
+		{"other JSON", `{"foo":1}`, protocol.STTResult{Text: `{"foo":1}`, Language: "en", Segments: protocol.List[protocol.Segment]{}}},
+	}
+	for _, tc := range tests {
+		got := parseTranscript([]byte(tc.in), "en")
+		a, _ := json.Marshal(got)
+		b, _ := json.Marshal(tc.want)
+		if string(a) != string(b) {
+			t.Errorf("%s: %s, want %s", tc.name, a, b)
+		}
+	}
+}
+
+func TestLineLogIsBounded(t *testing.T) {
+	h := &recordHandler{}
+	l := &lineLog{log: slog.New(h), stream: "stderr"}
+	fmt.Fprintf(l, "%s\n", strings.Repeat("x", 10*maxLineBytes))
+	for i := 0; i < maxStderrLines+50; i++ {
+		fmt.Fprintf(l, "line %d\n", i)
+	}
+	l.Write([]byte("no newline at the end"))
+	l.flush()
+	h.mu.Lock()
+	n := len(h.records)
+	first := h.records[0].Message
+	h.mu.Unlock()
+	if n != maxStderrLines+1 {
+		t.Errorf("%d records, want %d lines and one count", n, maxStderrLines+1)
+	}
+	if len(first) != maxLineBytes {
+		t.Errorf("a long line logged as %d bytes, want it cut at %d", len(first), maxLineBytes)
+	}
+	if _, ok := h.find("52 more stderr lines were not logged"); !ok {
+		t.Error("the dropped lines are not counted")
+	}
+	if !strings.HasSuffix(l.lastLines(), "no newline at the end") {
+		t.Errorf("last lines %q", l.lastLines())
+	}
+}
+
+func TestChatStreamErrorChunkAndBadVideoInput(t *testing.T) {
+	_, err := readChatStream(strings.NewReader("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"slot unavailable\"}}\n\n"), func(int) {})
+	assertClass(t, err, ErrBackendFailed, true, "")
+	if !strings.Contains(err.Error(), "slot unavailable") {
+		t.Errorf("error %q", err)
+	}
+
+	r, err := NewRouter(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for input, field := range map[string]string{
+		`{"prompt":"x","width":8,"height":8,"fps":5}`:             "frames",
+		`{"prompt":"x","width":8,"height":8,"frames":2,"fps":500}`: "fps",
+		`{"width":8,"height":8,"frames":2,"fps":5}`:                "prompt",
+	} {
+		_, err := r.Run(context.Background(), newTestJob(t, protocol.KindVideo, "synthetic", input), nil)
+		assertClass(t, err, ErrInvalidInput, false, field)
+	}
+}
+
+func TestComfyUIExecutionErrorSeenThroughHistoryPolling(t *testing.T) {
+	f := newFakeComfyUI(t, true)
+	r := mustRouter(t, exampleConfig(t, f.URL), Options{})
+	r.Refresh(context.Background())
+	_, err := r.Run(context.Background(), newTestJob(t, protocol.KindImage, "sdxl_base.safetensors", `{"prompt":"fail-node","width":64,"height":64}`), nil)
+	assertClass(t, err, ErrBackendFailed, true, "")
+	if !strings.Contains(err.Error(), "CUDA out of memory") {
+		t.Errorf("error %q does not carry the history's exception", err)
+	}
+}
