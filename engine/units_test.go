@@ -97,7 +97,7 @@ func TestChatStreamErrorChunkAndBadVideoInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	for input, field := range map[string]string{
-		`{"prompt":"x","width":8,"height":8,"fps":5}`:             "frames",
+		`{"prompt":"x","width":8,"height":8,"fps":5}`:              "frames",
 		`{"prompt":"x","width":8,"height":8,"frames":2,"fps":500}`: "fps",
 		`{"width":8,"height":8,"frames":2,"fps":5}`:                "prompt",
 	} {
