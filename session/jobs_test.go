@@ -282,9 +282,12 @@ func TestUploadAnswersFollowTheContract(t *testing.T) {
 		// The checksum did not change on disk, so the second attempt is skipped.
 		t.Errorf("400 was retried %d times with an unchanged checksum", calls["bad-request"])
 	}
-	rejected := h.eventsOf(func(e Event) bool { d, ok := e.(DeliveredEvent); return ok && d.Status == protocol.AckRejected })
-	if len(rejected) != 1 || rejected[0].(DeliveredEvent).JobID != "conflict" {
-		t.Errorf("rejected deliveries = %v", rejected)
+	h.waitEvent(t, "conflict reported as rejected", func(e Event) bool {
+		d, ok := e.(DeliveredEvent)
+		return ok && d.Status == protocol.AckRejected && d.JobID == "conflict"
+	})
+	if rejected := h.eventsOf(func(e Event) bool { d, ok := e.(DeliveredEvent); return ok && d.Status == protocol.AckRejected }); len(rejected) != 1 {
+		t.Errorf("rejected deliveries = %v, want only the 409", rejected)
 	}
 }
 
