@@ -67,7 +67,7 @@ func assertAllGone(t *testing.T, pids []int) {
 func TestExecTimeoutKillsAGroupThatIgnoresSIGTERM(t *testing.T) {
 	needProgram(t, "sh")
 	pidFile := filepath.Join(t.TempDir(), "pids")
-	bc := BackendConfig{Backend: BackendExec, Command: pidsScript(pidFile, `trap "" TERM; `), TimeoutS: 0.5, KillGraceS: 0.2}
+	bc := BackendConfig{Backend: BackendExec, Command: pidsScript(pidFile, `trap "" TERM; `), TimeoutS: 2, KillGraceS: 0.2} // long enough for sh to write its pids under load
 	r := mustRouter(t, Config{protocol.KindTTS: bc}, Options{})
 	job := newTestJob(t, protocol.KindTTS, "", `{"text":"hi"}`)
 	done := runAsync(func() error { _, err := r.Run(context.Background(), job, nil); return err })

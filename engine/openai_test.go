@@ -136,14 +136,17 @@ func TestOpenAISlowAnswerTimesOutAndCancelStopsTheRequest(t *testing.T) {
 	cfg := Config{protocol.KindLLM: {Backend: BackendOpenAI, URL: f.URL + "/v1", TimeoutS: 0.3}}
 	r := mustRouter(t, cfg, Options{})
 	r.Refresh(context.Background())
+	before := f.requestCount()
 	_, err := r.Run(context.Background(), newTestJob(t, protocol.KindLLM, "llama3", `{"prompt":"slow"}`), nil)
 	assertClass(t, err, ErrTimeout, true, "")
-	awaitSignal(t, f.cancelled, "the server to see the request end")
+	if f.requestCount() > before { // on a loaded machine the deadline may pass before the server reads it
+		awaitSignal(t, f.cancelled, "the server to see the request end")
+	}
 
 	cfg[protocol.KindLLM] = BackendConfig{Backend: BackendOpenAI, URL: f.URL + "/v1"}
 	r = mustRouter(t, cfg, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
-	before := f.requestCount()
+	before = f.requestCount()
 	done := runAsync(func() error {
 		_, err := r.Run(ctx, newTestJob(t, protocol.KindLLM, "llama3", `{"prompt":"slow"}`), nil)
 		return err
