@@ -37,15 +37,15 @@ type dashboard struct {
 	gpus     keyedRows[*gpuCard]
 	gpuBox   *fyne.Container
 
-	runningEmpty *widget.Label
+	runningEmpty *widget.RichText
 	running      keyedRows[*runningRow]
 
 	offersHeading *widget.Label
-	offersEmpty   *widget.Label
+	offersEmpty   *widget.RichText
 	offers        keyedRows[*offerRow]
 
 	recentHeading *widget.Label
-	recentEmpty   *widget.Label
+	recentEmpty   *widget.RichText
 	recent        keyedRows[*recentRow]
 
 	content fyne.CanvasObject
@@ -59,26 +59,18 @@ func newDashboard(act jobActions) *dashboard {
 	d.running.box = container.NewVBox()
 	d.offers.box = container.NewVBox()
 	d.recent.box = container.NewVBox()
-	d.runningEmpty = mutedLabel("Nothing running.")
+	d.runningEmpty = subtle("Nothing running.")
 	d.offersHeading = heading("Offers")
-	d.offersEmpty = mutedLabel("No offers waiting.")
+	d.offersEmpty = subtle("No offers waiting.")
 	d.recentHeading = heading("Recent jobs")
-	d.recentEmpty = mutedLabel("No jobs finished yet.")
+	d.recentEmpty = subtle("No jobs finished yet.")
 
 	body := container.NewVBox(
 		d.warnings,
 		d.gpuBox,
-		heading("Running"),
-		d.runningEmpty,
-		d.running.box,
-		widget.NewSeparator(),
-		d.offersHeading,
-		d.offersEmpty,
-		d.offers.box,
-		widget.NewSeparator(),
-		d.recentHeading,
-		d.recentEmpty,
-		d.recent.box,
+		panel(heading("Running"), d.runningEmpty, d.running.box),
+		panel(d.offersHeading, d.offersEmpty, d.offers.box),
+		panel(d.recentHeading, d.recentEmpty, d.recent.box),
 	)
 	d.content = container.NewVScroll(container.NewPadded(body))
 	return d
@@ -100,13 +92,13 @@ func (d *dashboard) update(s app.State, now time.Time) {
 	showIf(d.runningEmpty, len(s.Running) == 0)
 	switch {
 	case s.Mode == protocol.StatePaused:
-		d.runningEmpty.SetText("Nothing running: paused.")
+		setSubtle(d.runningEmpty, "Nothing running: paused.")
 	case s.Mode == protocol.StateYielding:
-		d.runningEmpty.SetText("Nothing running: your programs have the GPU.")
+		setSubtle(d.runningEmpty, "Nothing running: your programs have the GPU.")
 	case s.Conn.State != connConnected:
-		d.runningEmpty.SetText("Nothing running.")
+		setSubtle(d.runningEmpty, "Nothing running.")
 	default:
-		d.runningEmpty.SetText("Nothing running — waiting for the Studio to offer a job.")
+		setSubtle(d.runningEmpty, "Nothing running — waiting for the Studio to offer a job.")
 	}
 
 	ids = make([]string, len(s.Offers))
@@ -205,14 +197,11 @@ func (d *dashboard) updateGPUs(s app.State) {
 	if len(g.Cards) == 0 {
 		// Never a blank bar: say why there is nothing to show.
 		d.gpus.sync([]string{"none"}, func(string) *gpuCard { return newGPUCard() })
-		card := d.gpus.get("none")
 		title := "No NVIDIA GPU found"
 		if g.Source == "nvml" {
 			title = "No GPU reported by the NVIDIA driver"
 		}
-		card.card.SetTitle(title)
-		card.card.SetSubTitle(orDefault(g.Problem, "No NVIDIA driver found: VRAM checks are off."))
-		card.body.Hide()
+		d.gpus.get("none").setNone(title, orDefault(g.Problem, "No NVIDIA driver found: VRAM checks are off."))
 		return
 	}
 	ids := make([]string, len(g.Cards))
@@ -225,44 +214,60 @@ func (d *dashboard) updateGPUs(s app.State) {
 	}
 }
 
-// gpuCard is one GPU: its name, a reading, the VRAM bar with the cap, and the sparkline.
+// gpuCard is one GPU: its name and reading, the VRAM bar with the cap, and the sparkline.
 type gpuCard struct {
-	card    *widget.Card
+	title   *widget.Label
+	reading *widget.Label
 	body    *fyne.Container
 	bar     *vramBar
 	barText *widget.Label
 	spark   *sparkline
 	note    *widget.Label
+	card    *widget.Card
 }
 
 func newGPUCard() *gpuCard {
-	c := &gpuCard{bar: newVRAMBar(), barText: widget.NewLabel(""), spark: newSparkline(), note: widget.NewLabel("")}
+	c := &gpuCard{title: boldLabel(""), reading: widget.NewLabel(""), bar: newVRAMBar(), barText: widget.NewLabel(""),
+		spark: newSparkline(), note: widget.NewLabel("")}
+	c.title.Truncation = fyne.TextTruncateEllipsis
 	c.note.Importance = widget.WarningImportance
 	c.note.Wrapping = fyne.TextWrapWord
+	c.note.Hide()
 	legend := container.NewHBox(
-		legendSwatch(theme.Color(theme.ColorNamePrimary)), widget.NewLabel("VRAM"),
-		legendSwatch(theme.Color(theme.ColorNameSuccess)), widget.NewLabel("utilization"),
-		mutedLabel("· last 5 minutes"),
+		container.NewCenter(legendSwatch(theme.Color(theme.ColorNamePrimary))), smallLabel("VRAM"),
+		container.NewCenter(legendSwatch(theme.Color(theme.ColorNameSuccess))), smallLabel("utilization · last 5 minutes"),
 	)
 	c.body = container.NewVBox(
 		container.NewBorder(nil, nil, widget.NewLabel("VRAM"), c.barText, container.New(fillCenterV{}, c.bar)),
 		c.spark,
 		legend,
-		c.note,
 	)
-	c.card = widget.NewCard("", "", c.body)
+	c.card = widget.NewCard("", "", container.NewVBox(
+		container.NewBorder(nil, nil, widget.NewIcon(theme.ComputerIcon()), c.reading, c.title),
+		c.note,
+		c.body,
+	))
 	return c
 }
 
 func (c *gpuCard) object() fyne.CanvasObject { return c.card }
+
+// setNone shows that there is no GPU to show, and why: never a blank bar.
+func (c *gpuCard) setNone(title, why string) {
+	c.title.SetText(title)
+	c.reading.SetText("")
+	c.note.SetText(why)
+	c.note.Show()
+	c.body.Hide()
+}
 
 func (c *gpuCard) set(g app.GPUCard, st app.GPUState) {
 	title := fmt.Sprintf("GPU %d · %s", g.Index, orDefault(g.Name, "unknown GPU"))
 	if st.Simulated {
 		title += " (simulated)"
 	}
-	c.card.SetTitle(title)
-	c.card.SetSubTitle(gpuSummary(g))
+	c.title.SetText(title)
+	c.reading.SetText(gpuReading(g))
 	capMB := int64(st.CapGB * 1024)
 	c.bar.set(g.UsedMB, g.TotalMB, capMB)
 	text := gb(g.UsedMB) + " / " + gb(g.TotalMB) + " GB"
@@ -290,7 +295,7 @@ func (c *gpuCard) set(g app.GPUCard, st app.GPUState) {
 type runningRow struct {
 	started time.Time
 	title   *widget.Label
-	sub     *widget.Label
+	sub     *widget.RichText
 	elapsed *widget.Label
 	icon    *widget.Icon
 	bar     *widget.ProgressBar
@@ -299,11 +304,11 @@ type runningRow struct {
 }
 
 func newRunningRow(id string, act jobActions) *runningRow {
-	r := &runningRow{title: boldLabel(""), sub: mutedLabel(""), elapsed: widget.NewLabel(""), icon: widget.NewIcon(theme.FileIcon()),
+	r := &runningRow{title: boldLabel(""), sub: subtle(""), elapsed: widget.NewLabel(""), icon: widget.NewIcon(theme.FileIcon()),
 		bar: widget.NewProgressBar()}
 	r.sub.Truncation = fyne.TextTruncateEllipsis
 	r.cancel = widget.NewButtonWithIcon("Cancel", theme.CancelIcon(), func() { act.cancelJob(id) })
-	right := container.NewHBox(r.elapsed, container.New(&fixedWidth{width: 220}, r.bar), r.cancel)
+	right := container.NewCenter(container.NewHBox(r.elapsed, container.New(&fixedWidth{width: 200}, r.bar), r.cancel))
 	r.obj = container.NewBorder(nil, nil, r.icon, right, container.NewVBox(r.title, r.sub))
 	return r
 }
@@ -318,7 +323,7 @@ func (r *runningRow) set(j app.RunningJob, now time.Time) {
 	if j.Message != "" {
 		sub += " · " + j.Message
 	}
-	r.sub.SetText(sub)
+	setSubtle(r.sub, sub)
 	r.bar.SetValue(max(0, min(1, j.Fraction)))
 	r.tick(now)
 }
@@ -336,22 +341,22 @@ func (r *runningRow) tick(now time.Time) {
 type offerRow struct {
 	expires   time.Time
 	title     *widget.Label
-	sub       *widget.Label
+	sub       *widget.RichText
 	countdown *widget.Label
 	icon      *widget.Icon
 	accept    *widget.Button
 	decline   *widget.Button
-	deciding  *widget.Label
+	deciding  *widget.RichText
 	obj       fyne.CanvasObject
 }
 
 func newOfferRow(id string, act jobActions) *offerRow {
-	r := &offerRow{title: boldLabel(""), sub: mutedLabel(""), countdown: widget.NewLabel(""), icon: widget.NewIcon(theme.FileIcon()),
-		deciding: mutedLabel("deciding…")}
+	r := &offerRow{title: boldLabel(""), sub: subtle(""), countdown: widget.NewLabel(""), icon: widget.NewIcon(theme.FileIcon()),
+		deciding: subtle("deciding…")}
 	r.accept = widget.NewButtonWithIcon("Accept", theme.ConfirmIcon(), func() { act.acceptOffer(id) })
 	r.accept.Importance = widget.HighImportance
 	r.decline = widget.NewButtonWithIcon("Decline", theme.CancelIcon(), func() { act.declineOffer(id) })
-	right := container.NewHBox(r.countdown, r.deciding, r.accept, r.decline)
+	right := container.NewCenter(container.NewHBox(r.countdown, r.deciding, r.accept, r.decline))
 	r.obj = container.NewBorder(nil, nil, r.icon, right, container.NewVBox(r.title, r.sub))
 	return r
 }
@@ -362,7 +367,7 @@ func (r *offerRow) set(o app.PendingOffer, now time.Time) {
 	r.expires = o.ExpiresAt
 	r.icon.SetResource(kindIcon(o.Kind))
 	r.title.SetText(jobLabel(o.Kind, o.Model))
-	r.sub.SetText(gbEstimate(o.VRAMGBEstimate) + " VRAM · job " + shortID(o.JobID))
+	setSubtle(r.sub, gbEstimate(o.VRAMGBEstimate)+" VRAM · job "+shortID(o.JobID))
 	showIf(r.accept, o.WaitingForUser)
 	showIf(r.decline, o.WaitingForUser)
 	showIf(r.deciding, !o.WaitingForUser)
@@ -375,20 +380,20 @@ func (r *offerRow) tick(now time.Time) { r.countdown.SetText(expiresIn(r.expires
 type recentRow struct {
 	status *widget.Icon
 	title  *widget.Label
-	sub    *widget.Label
-	when   *widget.Label
+	sub    *widget.RichText
+	when   *widget.RichText
 	thumb  *canvas.Image
 	file   string
 	obj    fyne.CanvasObject
 }
 
 func newRecentRow() *recentRow {
-	r := &recentRow{status: widget.NewIcon(theme.ConfirmIcon()), title: boldLabel(""), sub: mutedLabel(""), when: mutedLabel("")}
+	r := &recentRow{status: widget.NewIcon(theme.ConfirmIcon()), title: boldLabel(""), sub: subtle(""), when: subtle("")}
 	r.sub.Truncation = fyne.TextTruncateEllipsis
 	r.thumb = &canvas.Image{FillMode: canvas.ImageFillContain, ScaleMode: canvas.ImageScaleSmooth}
 	r.thumb.SetMinSize(fyne.NewSize(48, 48))
 	r.thumb.Hide()
-	r.obj = container.NewBorder(nil, nil, container.NewHBox(r.status, r.thumb), r.when, container.NewVBox(r.title, r.sub))
+	r.obj = container.NewBorder(nil, nil, container.NewHBox(r.status, container.NewCenter(r.thumb)), r.when, container.NewVBox(r.title, r.sub))
 	return r
 }
 
@@ -404,9 +409,9 @@ func (r *recentRow) set(j app.RecentJob, loc *time.Location) {
 		r.status.SetResource(theme.NewDisabledResource(theme.CancelIcon()))
 	}
 	r.title.SetText(jobLabel(j.Kind, j.Model))
-	r.sub.SetText(humanDuration(j.Duration) + " · " + recentStatus(j))
+	setSubtle(r.sub, humanDuration(j.Duration)+" · "+recentStatus(j))
 	if !j.Ended.IsZero() {
-		r.when.SetText(j.Ended.In(loc).Format("15:04:05"))
+		setSubtle(r.when, j.Ended.In(loc).Format("15:04:05"))
 	}
 	file := ""
 	if j.Kind == protocol.KindImage && j.Status == "done" && thumbnailable(j.File) {
@@ -517,6 +522,16 @@ func (fillCenterV) Layout(objs []fyne.CanvasObject, size fyne.Size) {
 	}
 }
 
+// panel groups a section on a card, so the dashboard reads as blocks.
+func panel(objs ...fyne.CanvasObject) fyne.CanvasObject {
+	return widget.NewCard("", "", container.NewVBox(objs...))
+}
+
+func smallLabel(text string) *widget.RichText {
+	return widget.NewRichText(&widget.TextSegment{Text: text, Style: widget.RichTextStyle{
+		Inline: true, ColorName: theme.ColorNamePlaceHolder, SizeName: theme.SizeNameCaptionText}})
+}
+
 func heading(text string) *widget.Label {
 	l := widget.NewLabelWithStyle(text, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	l.SizeName = theme.SizeNameSubHeadingText
@@ -527,11 +542,23 @@ func boldLabel(text string) *widget.Label {
 	return widget.NewLabelWithStyle(text, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 }
 
-func mutedLabel(text string) *widget.Label {
-	l := widget.NewLabel(text)
-	l.Importance = widget.LowImportance
-	return l
+// subtle is secondary text: quieter than a label but still easy to read (a label's low importance
+// is the disabled colour, too dim for text a person needs).
+func subtle(text string) *widget.RichText {
+	return widget.NewRichText(&widget.TextSegment{Text: text, Style: widget.RichTextStyle{
+		Inline: true, ColorName: theme.ColorNamePlaceHolder, SizeName: theme.SizeNameText}})
 }
+
+func setSubtle(rt *widget.RichText, text string) {
+	seg := rt.Segments[0].(*widget.TextSegment)
+	if seg.Text != text {
+		seg.Text = text
+		rt.Refresh()
+	}
+}
+
+// subtleText returns what a subtle text shows.
+func subtleText(rt *widget.RichText) string { return rt.Segments[0].(*widget.TextSegment).Text }
 
 // showIf shows or hides an object, touching it only on change.
 func showIf(o fyne.CanvasObject, visible bool) {

@@ -424,8 +424,8 @@ func gpuHistory(end time.Time) []app.GPUSample {
 func idleState() app.State {
 	return app.State{
 		Registered: true, ServerURL: "https://studio.example.com", WorkerID: "w-1", Name: "studio-pc",
-		Conn:       app.ConnInfo{State: connConnected, Server: "studio.example.com", Since: t0.Add(-time.Hour)},
-		Mode:       protocol.StateIdle, AutoAccept: true, Engine: "synthetic", MaxJobs: 1,
+		Conn: app.ConnInfo{State: connConnected, Server: "studio.example.com", Since: t0.Add(-time.Hour)},
+		Mode: protocol.StateIdle, AutoAccept: true, Engine: "synthetic", MaxJobs: 1,
 		Models: map[string][]string{"image": {"sdxl-turbo"}, "llm": {"llama3.1:8b"}},
 		GPU: app.GPUState{Source: "nvml", CapGB: 20, Cards: []app.GPUCard{{
 			Index: 0, Name: "NVIDIA GeForce RTX 4090", UUID: "GPU-1", TotalMB: 24564, UsedMB: 3100, FreeMB: 21464,

@@ -28,7 +28,7 @@ type header struct {
 	dot       *canvas.Circle
 	title     *widget.Label
 	mode      *widget.Label
-	detail    *widget.Label
+	detail    *widget.RichText
 	fix       *widget.Button
 	fixBox    *fyne.Container
 	fixAction string
@@ -49,7 +49,7 @@ func newHeader(act headerActions) *header {
 	h.title.Truncation = fyne.TextTruncateEllipsis
 	h.mode = widget.NewLabel("")
 	h.mode.Truncation = fyne.TextTruncateEllipsis
-	h.detail = mutedLabel("")
+	h.detail = subtle("")
 	h.detail.Wrapping = fyne.TextWrapWord
 	h.detail.Hide()
 	h.fix = widget.NewButton("", func() {
@@ -79,10 +79,9 @@ func newHeader(act headerActions) *header {
 	h.noteBox = container.NewBorder(nil, nil, widget.NewIcon(theme.InfoIcon()), nil, h.note)
 	h.noteBox.Hide()
 
-	dot := container.NewCenter(container.NewGridWrap(fyne.NewSize(14, 14), h.dot))
+	dot := container.New(&alignedTo{ref: h.title}, container.NewGridWrap(fyne.NewSize(14, 14), h.dot))
 	right := container.NewVBox(container.NewHBox(h.pause, h.drain), container.NewHBox(layout.NewSpacer(), h.auto))
-	left := container.NewBorder(nil, nil, container.NewVBox(container.NewPadded(dot)), nil,
-		container.NewVBox(h.title, h.mode, h.detail, h.fixBox))
+	left := container.NewBorder(nil, nil, container.NewVBox(dot), nil, container.NewVBox(h.title, h.mode, h.detail, h.fixBox))
 	h.content = container.NewVBox(
 		container.NewPadded(container.NewBorder(nil, nil, nil, right, left)),
 		h.bannerBox, h.noteBox,
@@ -120,7 +119,7 @@ func (h *header) updateConn(s app.State, now time.Time) {
 		h.dot.FillColor = c
 		h.dot.Refresh()
 	}
-	h.detail.SetText(cv.Detail)
+	setSubtle(h.detail, cv.Detail)
 	showIf(h.detail, cv.Detail != "")
 	h.fixAction = cv.Action
 	switch cv.Action {
@@ -151,4 +150,24 @@ func (h *header) clearError() {
 func (h *header) showNote(msg string) {
 	h.note.SetText(msg)
 	h.noteBox.Show()
+}
+
+// alignedTo is as tall as ref and centres its objects in that height: the dot sits on the
+// title's line however the lines below it grow.
+type alignedTo struct{ ref fyne.CanvasObject }
+
+func (a *alignedTo) MinSize(objs []fyne.CanvasObject) fyne.Size {
+	var w float32
+	for _, o := range objs {
+		w = max(w, o.MinSize().Width)
+	}
+	return fyne.NewSize(w+theme.Padding(), a.ref.MinSize().Height)
+}
+
+func (a *alignedTo) Layout(objs []fyne.CanvasObject, size fyne.Size) {
+	for _, o := range objs {
+		m := o.MinSize()
+		o.Resize(m)
+		o.Move(fyne.NewPos(theme.Padding(), (size.Height-m.Height)/2))
+	}
 }

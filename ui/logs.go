@@ -134,8 +134,8 @@ type logView struct {
 	level   *widget.Select
 	search  *widget.Entry
 	follow  *widget.Check
-	count   *widget.Label
-	file    *widget.Label
+	count   *widget.RichText
+	file    *widget.RichText
 	lost    uint64
 	copy    func(string)
 	content fyne.CanvasObject
@@ -173,11 +173,11 @@ func newLogView(loc *time.Location, copyText func(string)) *logView {
 			v.list.ScrollToBottom()
 		}
 	}
-	v.count = mutedLabel("")
-	v.file = mutedLabel("")
+	v.count = subtle("")
+	v.file = subtle("")
 	v.file.Truncation = fyne.TextTruncateEllipsis
 	copyBtn := widget.NewButtonWithIcon("Copy", theme.ContentCopyIcon(), func() { v.copy(v.buf.text()) })
-	bar := container.NewBorder(nil, nil, v.level, container.NewHBox(v.follow, copyBtn),
+	bar := container.NewBorder(nil, nil, container.New(&fixedWidth{width: 200}, v.level), container.NewHBox(v.follow, copyBtn),
 		container.NewBorder(nil, nil, widget.NewIcon(theme.SearchIcon()), nil, v.search))
 	v.content = container.NewBorder(bar, container.NewBorder(nil, nil, nil, v.count, v.file), nil, nil, v.list)
 	v.updateCount()
@@ -234,12 +234,12 @@ func (v *logView) add(ns []app.Notice, lost uint64) {
 
 func (v *logView) setLogFile(path string) {
 	if path == "" {
-		v.file.SetText("")
+		setSubtle(v.file, "")
 		return
 	}
-	v.file.SetText("Log file: " + path)
+	setSubtle(v.file, "Log file: "+path)
 }
 
 func (v *logView) updateCount() {
-	v.count.SetText(fmt.Sprintf("%d of %d lines", len(v.buf.shown), len(v.buf.lines)))
+	setSubtle(v.count, fmt.Sprintf("%d of %d lines", len(v.buf.shown), len(v.buf.lines)))
 }

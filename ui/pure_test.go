@@ -111,7 +111,8 @@ func TestFormatting(t *testing.T) {
 		{percent(2), "100 %"},
 		{shortID("7f3a9c21-5be0"), "7f3a9c21…"},
 		{shortID("job-1"), "job-1"},
-		{gpuSummary(app.GPUCard{TotalMB: 24576, UsedMB: 12288, HasTemperature: true, TemperatureC: 62}), "62 °C · utilization not reported · 12.0 / 24.0 GB used"},
+		{gpuReading(app.GPUCard{TotalMB: 24576, UsedMB: 12288, HasTemperature: true, TemperatureC: 62}), "62 °C · utilization not reported"},
+		{gpuReading(app.GPUCard{HasUtilization: true, UtilizationPct: 87, HasTemperature: true, TemperatureC: 62}), "62 °C · 87 % busy"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)

@@ -72,14 +72,14 @@ type settingsView struct {
 	loaded     app.Settings // what the worker gave, so fields the form does not show are kept
 	haveLoaded bool
 
-	status  *widget.Label
+	status  *widget.RichText
 	general *widget.Label
 	errs    map[string]*widget.Label
 
 	serverURL, name, pairing *widget.Entry
 	insecure                 *widget.Check
 	register                 *widget.Button
-	regStatus                *widget.Label
+	regStatus                *widget.RichText
 
 	kinds      map[protocol.Kind]*backendForm
 	acc        *widget.Accordion
@@ -93,7 +93,7 @@ type settingsView struct {
 	yieldMB, yieldResume, yieldIgn *widget.Entry
 
 	service       *widget.Check
-	serviceStatus *widget.Label
+	serviceStatus *widget.RichText
 
 	save, reload *widget.Button
 	content      fyne.CanvasObject
@@ -107,7 +107,8 @@ type backendForm struct {
 	apiKey                         *widget.Entry
 	urlRow, cmdRow, keyRow, wfRow  fyne.CanvasObject
 	test                           *widget.Button
-	result, err                    *widget.Label
+	result                         *widget.RichText
+	err                            *widget.Label
 	item                           *widget.AccordionItem
 }
 
@@ -131,13 +132,13 @@ func newSettingsView(act settingsActions) *settingsView {
 		v.errs[key] = e
 		parts := []fyne.CanvasObject{obj}
 		if hint != "" {
-			h := mutedLabel(hint)
+			h := subtle(hint)
 			h.Wrapping = fyne.TextWrapWord
 			parts = append(parts, h)
 		}
 		return container.NewVBox(append(parts, e)...)
 	}
-	v.status = mutedLabel("Loading the settings…")
+	v.status = subtle("Loading the settings…")
 	v.general = errorLabel()
 
 	// The Studio: where to connect, and pairing.
@@ -148,7 +149,7 @@ func newSettingsView(act settingsActions) *settingsView {
 	v.pairing = widget.NewEntry()
 	v.pairing.SetPlaceHolder("Pairing code from the Studio")
 	v.insecure = widget.NewCheck("Allow http:// (only for a Studio on this network)", nil)
-	v.regStatus = mutedLabel("")
+	v.regStatus = subtle("")
 	v.regStatus.Wrapping = fyne.TextWrapWord
 	v.register = widget.NewButtonWithIcon("Register", theme.LoginIcon(), v.doRegister)
 	v.register.Importance = widget.HighImportance
@@ -170,7 +171,7 @@ func newSettingsView(act settingsActions) *settingsView {
 		v.acc.Append(f.item)
 	}
 	backends := container.NewVBox(
-		mutedLabel("Which program runs each kind of job. Test asks the backend what it serves."),
+		subtle("Which program runs each kind of job. Test asks the backend what it serves."),
 		v.enginesErr, v.acc)
 
 	// The GPU and jobs.
@@ -201,7 +202,7 @@ func newSettingsView(act settingsActions) *settingsView {
 	)
 
 	// The service.
-	v.serviceStatus = mutedLabel("")
+	v.serviceStatus = subtle("")
 	v.serviceStatus.Wrapping = fyne.TextWrapWord
 	v.service = widget.NewCheck("Start with this computer (install as service)", nil)
 	v.service.OnChanged = v.doService
@@ -213,11 +214,11 @@ func newSettingsView(act settingsActions) *settingsView {
 	v.save.Disable()
 
 	body := container.NewVBox(
-		widget.NewCard("Studio", "", studio),
-		widget.NewCard("Backends", "", backends),
-		widget.NewCard("GPU and jobs", "", gpu),
-		widget.NewCard("Your own programs", "", yield),
-		widget.NewCard("Start with this computer", "", service),
+		panel(heading("Studio"), studio),
+		panel(heading("Backends"), backends),
+		panel(heading("GPU and jobs"), gpu),
+		panel(heading("Your own programs"), yield),
+		panel(heading("Start with this computer"), service),
 	)
 	bottom := container.NewBorder(widget.NewSeparator(), nil, nil, container.NewHBox(v.reload, v.save),
 		container.NewVBox(v.status, v.general))
@@ -227,7 +228,7 @@ func newSettingsView(act settingsActions) *settingsView {
 
 func (v *settingsView) newBackendForm(k protocol.Kind) *backendForm {
 	f := &backendForm{kind: k, url: widget.NewEntry(), command: widget.NewEntry(), models: widget.NewEntry(),
-		workflow: widget.NewEntry(), apiKey: widget.NewPasswordEntry(), result: mutedLabel(""), err: errorLabel()}
+		workflow: widget.NewEntry(), apiKey: widget.NewPasswordEntry(), result: subtle(""), err: errorLabel()}
 	f.url.SetPlaceHolder("http://127.0.0.1:8080/v1")
 	f.command.SetPlaceHolder("my-tool --prompt {prompt} --out {output}")
 	f.models.SetPlaceHolder("Comma-separated; empty = ask the backend")
@@ -320,13 +321,13 @@ func (f *backendForm) fill(bc engine.BackendConfig, on bool) {
 	if bc.APIKey != "" {
 		f.apiKey.SetPlaceHolder("(set — leave empty to keep it)")
 	}
-	f.result.SetText("")
+	setSubtle(f.result, "")
 	setError(f.err, "")
 }
 
 // load asks the worker for its settings and fills the form.
 func (v *settingsView) load() {
-	v.status.SetText("Loading the settings…")
+	setSubtle(v.status, "Loading the settings…")
 	var got app.Settings
 	v.act.run("Load the settings", func(ctx context.Context) error {
 		s, err := v.act.controller().Settings(ctx)
@@ -334,11 +335,11 @@ func (v *settingsView) load() {
 		return err
 	}, func(err error) {
 		if err != nil {
-			v.status.SetText("Could not load the settings: " + err.Error())
+			setSubtle(v.status, "Could not load the settings: "+err.Error())
 			return
 		}
 		v.fill(got)
-		v.status.SetText("")
+		setSubtle(v.status, "")
 	})
 }
 
@@ -386,7 +387,7 @@ func (v *settingsView) updateFromState(s app.State) {
 		}
 	}
 	if s.Service != "" {
-		v.serviceStatus.SetText("Service: " + s.Service)
+		setSubtle(v.serviceStatus, "Service: "+s.Service)
 	}
 }
 
@@ -506,11 +507,11 @@ func (v *settingsView) doSave() {
 	s, bad := v.collect()
 	v.showErrors(bad)
 	if len(bad) > 0 {
-		v.status.SetText("Not saved: fix the fields marked in red.")
+		setSubtle(v.status, "Not saved: fix the fields marked in red.")
 		return
 	}
 	v.save.Disable()
-	v.status.SetText("Saving…")
+	setSubtle(v.status, "Saving…")
 	v.act.run("Save the settings", func(ctx context.Context) error {
 		return v.act.controller().SaveSettings(ctx, s)
 	}, func(err error) {
@@ -519,11 +520,11 @@ func (v *settingsView) doSave() {
 		switch {
 		case errors.As(err, &ve):
 			v.showErrors(ve.Fields)
-			v.status.SetText("Not saved: fix the fields marked in red.")
+			setSubtle(v.status, "Not saved: fix the fields marked in red.")
 		case err != nil:
-			v.status.SetText("Not saved: " + err.Error())
+			setSubtle(v.status, "Not saved: "+err.Error())
 		default:
-			v.status.SetText("Saved.")
+			setSubtle(v.status, "Saved.")
 			v.loaded = s
 		}
 	})
@@ -544,7 +545,7 @@ func (v *settingsView) doRegister() {
 		return
 	}
 	v.register.Disable()
-	v.regStatus.SetText("Registering…")
+	setSubtle(v.regStatus, "Registering…")
 	v.act.run("Register", func(ctx context.Context) error {
 		return v.act.controller().Register(ctx, req)
 	}, func(err error) {
@@ -553,12 +554,12 @@ func (v *settingsView) doRegister() {
 		switch {
 		case errors.As(err, &ve):
 			v.showErrors(ve.Fields)
-			v.regStatus.SetText("Not registered.")
+			setSubtle(v.regStatus, "Not registered.")
 		case err != nil:
-			v.regStatus.SetText("Not registered: " + err.Error())
+			setSubtle(v.regStatus, "Not registered: "+err.Error())
 		default:
 			v.pairing.SetText("")
-			v.regStatus.SetText("Registered. Connecting…")
+			setSubtle(v.regStatus, "Registered. Connecting…")
 			v.load()
 		}
 	})
@@ -574,7 +575,7 @@ func (v *settingsView) doTest(f *backendForm) {
 		return
 	}
 	f.test.Disable()
-	f.result.SetText("Asking the backend…")
+	setSubtle(f.result, "Asking the backend…")
 	var found []string
 	v.act.run("Test the "+string(f.kind)+" backend", func(ctx context.Context) error {
 		models, err := v.act.controller().TestBackend(ctx, f.kind, bc)
@@ -584,14 +585,14 @@ func (v *settingsView) doTest(f *backendForm) {
 		f.test.Enable()
 		switch {
 		case err != nil:
-			f.result.SetText("")
+			setSubtle(f.result, "")
 			setError(f.err, "Test failed: "+err.Error())
 		case len(found) == 0:
 			setError(f.err, "")
-			f.result.SetText("It answered, but lists no models.")
+			setSubtle(f.result, "It answered, but lists no models.")
 		default:
 			setError(f.err, "")
-			f.result.SetText("It answered. Models: " + strings.Join(found, ", "))
+			setSubtle(f.result, "It answered. Models: "+strings.Join(found, ", "))
 		}
 	})
 }
@@ -602,7 +603,7 @@ func (v *settingsView) doService(install bool) {
 	if !install {
 		verb = "Removing the service…"
 	}
-	v.serviceStatus.SetText(verb)
+	setSubtle(v.serviceStatus, verb)
 	var status string
 	v.act.run("Start with this computer", func(ctx context.Context) error {
 		st, err := v.act.controller().SetService(ctx, install)
@@ -613,11 +614,11 @@ func (v *settingsView) doService(install bool) {
 		if err != nil {
 			setChecked(v.service, !install) // it did not happen: show what is true
 			setError(v.errs["auto_start"], err.Error())
-			v.serviceStatus.SetText("")
+			setSubtle(v.serviceStatus, "")
 			return
 		}
 		setError(v.errs["auto_start"], "")
-		v.serviceStatus.SetText("Service: " + status)
+		setSubtle(v.serviceStatus, "Service: "+status)
 	})
 }
 

@@ -167,7 +167,7 @@ func drawSpark(img *image.RGBA, samples []app.GPUSample, totalMB int64, vramColo
 	}
 	end := samples[len(samples)-1].Time
 	start := end.Add(-sparkWindow)
-	area := withAlpha(vramColor, 0x50)
+	area := withAlpha(vramColor, 0x90)
 	top := 2
 	plotH := h - 2*top
 	yOf := func(f float64) int {
@@ -200,6 +200,7 @@ func drawSpark(img *image.RGBA, samples []app.GPUSample, totalMB int64, vramColo
 				img.Set(x, y, area)
 			}
 			img.Set(x, yv, vramColor)
+			img.Set(x, yv+1, vramColor) // a crisp edge over the area
 		}
 		yu := yOf(util / 100)
 		from, to := yu, yu

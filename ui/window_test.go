@@ -183,7 +183,7 @@ func TestReconnectCountdownAndButton(t *testing.T) {
 		if got := h.w.header.title.Text; got != "Reconnecting in 4 s (attempt 3)" {
 			t.Errorf("title: %q", got)
 		}
-		if got := h.w.header.detail.Text; got != "Last error: dial tcp: connection refused" {
+		if got := subtleText(h.w.header.detail); got != "Last error: dial tcp: connection refused" {
 			t.Errorf("detail: %q", got)
 		}
 	})
@@ -336,8 +336,8 @@ func TestLogViewShowsFiltersAndCopies(t *testing.T) {
 		if got := h.app.Clipboard().Content(); !strings.Contains(got, "backend refused") || strings.Contains(got, "heartbeat") {
 			t.Errorf("copied %q", got)
 		}
-		if !strings.Contains(v.file.Text, "worker.log") {
-			t.Errorf("log file line %q", v.file.Text)
+		if !strings.Contains(subtleText(v.file), "worker.log") {
+			t.Errorf("log file line %q", subtleText(v.file))
 		}
 	})
 }

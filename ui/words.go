@@ -251,9 +251,9 @@ func percent(f float64) string {
 	return fmt.Sprintf("%d %%", int(math.Round(f*100)))
 }
 
-// gpuSummary is a card's one-line reading: "62 °C · 87 % busy · 14.2 / 24.0 GB".
-func gpuSummary(c app.GPUCard) string {
-	parts := make([]string, 0, 3)
+// gpuReading is a card's one-line reading: "62 °C · 87 % busy".
+func gpuReading(c app.GPUCard) string {
+	parts := make([]string, 0, 2)
 	if c.HasTemperature {
 		parts = append(parts, fmt.Sprintf("%d °C", c.TemperatureC))
 	}
@@ -261,9 +261,6 @@ func gpuSummary(c app.GPUCard) string {
 		parts = append(parts, fmt.Sprintf("%d %% busy", c.UtilizationPct))
 	} else {
 		parts = append(parts, "utilization not reported")
-	}
-	if c.TotalMB > 0 {
-		parts = append(parts, gb(c.UsedMB)+" / "+gb(c.TotalMB)+" GB used")
 	}
 	return strings.Join(parts, " · ")
 }
