@@ -145,7 +145,13 @@ type CancelEvent struct {
 	Reason protocol.CancelReason
 }
 
+// LogEvent carries a line the session itself logged and ships to the hub (an upload refused, a
+// result rejected, a job not run), so the UI can show it too. Entries given to Session.Log are not
+// echoed back.
+type LogEvent struct{ Entry protocol.LogEntry }
+
 func (ConnEvent) sessionEvent()          {}
+func (LogEvent) sessionEvent()           {}
 func (OfferEvent) sessionEvent()         {}
 func (OfferResolvedEvent) sessionEvent() {}
 func (JobStartedEvent) sessionEvent()    {}

@@ -362,3 +362,30 @@ func TestHealthySessionResetsTheAttemptCount(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestZeroAttemptsRetriesForever(t *testing.T) {
+	hub := newScriptHub(t)
+	hub.set(func(h *scriptHub) { h.upgradeCode = http.StatusServiceUnavailable })
+	h := newTestHandler()
+	cfg := testConfig(t, hub.srv.URL)
+	cfg.ReconnectAttempts = 0
+	cfg.Backoff = Backoff{Base: time.Millisecond, Max: time.Millisecond}
+	s := newSession(t, cfg, h)
+	r := startRun(t, s)
+	waitFor(t, "many attempts", func() bool { return hub.upgrades.Load() >= 12 })
+	select {
+	case <-r.done:
+		t.Fatalf("Run gave up: %v", r.err)
+	default:
+	}
+	// The hub comes back: the worker connects, and attempt numbers keep counting up meanwhile.
+	hub.set(func(h *scriptHub) { h.upgradeCode = 0 })
+	hub.next(t)
+	last := h.eventsOf(connState(ConnReconnecting))
+	if n := last[len(last)-1].(ConnEvent).Attempt; n < 11 {
+		t.Fatalf("last attempt number %d", n)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}

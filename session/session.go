@@ -282,7 +282,9 @@ func (s *Session) note(level slog.Level, jobID, msg string, args ...any) {
 		}
 		text += fmt.Sprintf(" %v=%v", args[i], args[i+1])
 	}
-	s.logs.add(protocol.LogEntry{TS: time.Now(), Level: lv, Source: "session", Message: text, JobID: jobID})
+	e := protocol.LogEntry{TS: time.Now().UTC(), Level: lv, Source: "session", Message: text, JobID: jobID}
+	s.logs.add(e)
+	s.emit(LogEvent{Entry: e})
 }
 
 // kick wakes every uploader.
