@@ -165,6 +165,7 @@ func newSettingsView(act settingsActions) *settingsView {
 	// Backends, one per kind.
 	v.enginesErr = errorLabel()
 	v.acc = widget.NewAccordion()
+	v.acc.MultiOpen = true // errors in two backends must both be visible
 	for _, k := range protocol.Kinds() {
 		f := v.newBackendForm(k)
 		v.kinds[k] = f

@@ -1,0 +1,256 @@
+package ui
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"fyne.io/fyne/v2/test"
+
+	"studioworker/app"
+	"studioworker/engine"
+	"studioworker/protocol"
+)
+
+func (c *recordingController) Saved() []app.Settings {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.saved)
+}
+
+func (c *recordingController) Tested() []engine.BackendConfig {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.tested)
+}
+
+func (c *recordingController) Registrations() []app.RegisterRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.regs)
+}
+
+func (c *recordingController) count(call string) int {
+	n := 0
+	for _, c := range c.Calls() {
+		if c == call {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSettingsLoadEditSave(t *testing.T) {
+	h := newHarness(t, idleState())
+	v := h.w.settings
+	h.ui.do(func() {
+		if v.serverURL.Text != "https://studio.example.com" || v.name.Text != "studio-pc" || v.maxJobs.Text != "1" {
+			t.Errorf("loaded %q %q %q", v.serverURL.Text, v.name.Text, v.maxJobs.Text)
+		}
+		if v.vramCap.Value != 20 || v.vramCapText.Text != "20.0 of 24 GB" {
+			t.Errorf("cap slider %v %q", v.vramCap.Value, v.vramCapText.Text)
+		}
+		llm := v.kinds[protocol.KindLLM]
+		if llm.backend.Selected != "OpenAI-compatible server" || !llm.urlRow.Visible() || llm.cmdRow.Visible() {
+			t.Errorf("llm form: %q url=%v cmd=%v", llm.backend.Selected, llm.urlRow.Visible(), llm.cmdRow.Visible())
+		}
+		if llm.apiKey.Text != "" || !strings.Contains(llm.apiKey.PlaceHolder, "set") {
+			t.Errorf("the API key field shows %q / %q", llm.apiKey.Text, llm.apiKey.PlaceHolder)
+		}
+		if v.kinds[protocol.KindSTT].backend.Selected != backendOff || !v.kinds[protocol.KindSTT].test.Disabled() {
+			t.Error("a kind absent from the config is not shown as off")
+		}
+
+		tts := v.kinds[protocol.KindTTS]
+		tts.backend.SetSelected("Command line")
+		if !tts.cmdRow.Visible() || tts.urlRow.Visible() {
+			t.Error("the command line backend does not show its command")
+		}
+		tts.command.SetText(`piper --model "en US.onnx" --output_file {output}`)
+		tts.models.SetText("amy, ryan")
+		v.kinds[protocol.KindImage].backend.SetSelected(backendOff)
+		v.maxJobs.SetText("2")
+		v.yieldIgn.SetText("obs, resolve")
+		test.Tap(v.save)
+	})
+	waitFor(t, "SaveSettings", func() bool { return len(h.ctl.Saved()) == 1 })
+	h.waitUI("Saved.", func() bool { return subtleText(v.status) == "Saved." })
+	got := h.ctl.Saved()[0]
+	if got.MaxConcurrentJobs != 2 || got.VRAMThresholdGB != 20 || got.ServerURL != "https://studio.example.com" {
+		t.Errorf("saved %+v", got)
+	}
+	tts := got.Engines[protocol.KindTTS]
+	if tts.Backend != engine.BackendExec || !slices.Equal(tts.Command, []string{"piper", "--model", "en US.onnx", "--output_file", "{output}"}) ||
+		!slices.Equal(tts.Models, []string{"amy", "ryan"}) {
+		t.Errorf("tts saved as %+v", tts)
+	}
+	if _, on := got.Engines[protocol.KindImage]; on {
+		t.Error("image was turned off but saved")
+	}
+	llm := got.Engines[protocol.KindLLM]
+	if llm.APIKey != "(set)" || llm.TimeoutS != 120 {
+		t.Errorf("fields the form does not show were lost: %+v", llm)
+	}
+	if !slices.Equal(got.Yield.Ignore, []string{"obs", "resolve"}) || !got.Yield.Enabled || got.Yield.ThresholdMB != 512 {
+		t.Errorf("yield %+v", got.Yield)
+	}
+}
+
+func TestSettingsInvalidFieldsAreNotSaved(t *testing.T) {
+	h := newHarness(t, idleState())
+	v := h.w.settings
+	h.ui.do(func() {
+		v.maxJobs.SetText("many")
+		v.yieldMB.SetText("-5")
+		v.kinds[protocol.KindTTS].backend.SetSelected("Command line")
+		v.kinds[protocol.KindTTS].command.SetText(`piper "unclosed`)
+		test.Tap(v.save)
+		for key, want := range map[string]string{
+			"max_concurrent_jobs": "whole number from 0",
+			"yield.threshold_mb":  "0 or more",
+		} {
+			if l := v.errs[key]; !l.Visible() || !strings.Contains(l.Text, want) {
+				t.Errorf("%s: visible=%v %q", key, l.Visible(), l.Text)
+			}
+		}
+		if l := v.kinds[protocol.KindTTS].err; !l.Visible() || !strings.Contains(l.Text, "command: a quote is not closed") {
+			t.Errorf("tts error: visible=%v %q", l.Visible(), l.Text)
+		}
+		if l := v.errs["server_url"]; l.Visible() {
+			t.Errorf("a valid field shows an error: %q", l.Text)
+		}
+		if !strings.HasPrefix(subtleText(v.status), "Not saved") {
+			t.Errorf("status %q", subtleText(v.status))
+		}
+	})
+	// Fixing the fields clears their messages and saves.
+	h.ui.do(func() {
+		v.maxJobs.SetText("0")
+		v.yieldMB.SetText("256")
+		v.kinds[protocol.KindTTS].command.SetText(`piper "closed"`)
+		test.Tap(v.save)
+		if v.errs["max_concurrent_jobs"].Visible() {
+			t.Error("a fixed field still shows its error")
+		}
+	})
+	waitFor(t, "SaveSettings", func() bool { return len(h.ctl.Saved()) == 1 })
+	if n := h.ctl.count("SaveSettings"); n != 1 {
+		t.Errorf("SaveSettings called %d times: an invalid form reached the worker", n)
+	}
+}
+
+func TestSettingsWorkerValidationShowsNextToFields(t *testing.T) {
+	h := newHarness(t, idleState())
+	v := h.w.settings
+	h.ctl.failWith("SaveSettings", &app.ValidationError{Fields: map[string]string{
+		"server_url": "must start with https:// (or allow insecure)",
+		"engines":    "engines.image.models[1]: \"x\" is listed twice\nengines.llm.url: required",
+		"settings":   "the disk is full",
+	}})
+	h.ui.do(func() { test.Tap(v.save) })
+	h.waitUI("the messages", func() bool { return v.errs["server_url"].Visible() })
+	h.ui.do(func() {
+		if got := v.errs["server_url"].Text; got != "must start with https:// (or allow insecure)" {
+			t.Errorf("server_url: %q", got)
+		}
+		if got := v.kinds[protocol.KindImage].err.Text; got != `models[1]: "x" is listed twice` {
+			t.Errorf("image: %q", got)
+		}
+		if got := v.kinds[protocol.KindLLM].err.Text; got != "url: required" {
+			t.Errorf("llm: %q", got)
+		}
+		if got := v.general.Text; got != "settings: the disk is full" {
+			t.Errorf("general: %q", got)
+		}
+		if !v.acc.Items[0].Open || !v.acc.Items[1].Open {
+			t.Error("the backends with errors were not opened")
+		}
+	})
+}
+
+func TestBackendTestButton(t *testing.T) {
+	h := newHarness(t, idleState())
+	v := h.w.settings
+	h.ctl.models = []string{"llama3.1:8b", "qwen2.5:7b"}
+	h.ui.do(func() {
+		v.kinds[protocol.KindLLM].url.SetText("http://127.0.0.1:11434/v1")
+		test.Tap(v.kinds[protocol.KindLLM].test)
+	})
+	waitFor(t, "TestBackend llm", func() bool { return h.ctl.called("TestBackend llm") })
+	h.waitUI("the models found", func() bool {
+		return subtleText(v.kinds[protocol.KindLLM].result) == "It answered. Models: llama3.1:8b, qwen2.5:7b"
+	})
+	if got := h.ctl.Tested()[0]; got.URL != "http://127.0.0.1:11434/v1" || got.Backend != engine.BackendOpenAI {
+		t.Errorf("tested %+v", got)
+	}
+
+	h.ctl.failWith("TestBackend", errors.New("connection refused"))
+	h.ui.do(func() { test.Tap(v.kinds[protocol.KindLLM].test) })
+	h.waitUI("the failure", func() bool { return v.kinds[protocol.KindLLM].err.Visible() })
+	h.ui.do(func() {
+		if got := v.kinds[protocol.KindLLM].err.Text; got != "Test failed: connection refused" {
+			t.Errorf("error %q", got)
+		}
+	})
+}
+
+func TestRegister(t *testing.T) {
+	h := newHarness(t, authFailedState())
+	v := h.w.settings
+	h.ui.do(func() {
+		test.Tap(v.register)
+		if l := v.errs["pairing_code"]; !l.Visible() {
+			t.Error("no message for the missing pairing code")
+		}
+	})
+	if h.ctl.called("Register https://studio.example.com") {
+		t.Fatal("Register was called without a pairing code")
+	}
+	h.ui.do(func() {
+		v.pairing.SetText(" 123-456 ")
+		test.Tap(v.register)
+	})
+	waitFor(t, "Register", func() bool { return len(h.ctl.Registrations()) == 1 })
+	h.waitUI("registered", func() bool { return subtleText(v.regStatus) == "Registered. Connecting…" })
+	want := app.RegisterRequest{ServerURL: "https://studio.example.com", PairingCode: "123-456", Name: "studio-pc"}
+	if got := h.ctl.Registrations()[0]; got != want {
+		t.Errorf("registered %+v, want %+v", got, want)
+	}
+	waitFor(t, "the settings to reload", func() bool { return h.ctl.count("Settings") == 2 })
+	h.ui.do(func() {
+		if v.pairing.Text != "" {
+			t.Error("the pairing code stays in the field after use")
+		}
+	})
+}
+
+func TestServiceCheckbox(t *testing.T) {
+	h := newHarness(t, idleState())
+	v := h.w.settings
+	h.ui.do(func() { test.Tap(v.service) })
+	waitFor(t, "SetService true", func() bool { return h.ctl.called("SetService true") })
+	h.waitUI("the service status", func() bool {
+		return subtleText(v.serviceStatus) == "Service: installed, starts with this computer" && !v.service.Disabled()
+	})
+
+	h.ctl.failWith("SetService", errors.New("systemctl: permission denied"))
+	h.ui.do(func() { test.Tap(v.service) })
+	waitFor(t, "SetService false", func() bool { return h.ctl.called("SetService false") })
+	h.waitUI("the failure", func() bool { return v.errs["auto_start"].Visible() })
+	h.ui.do(func() {
+		if !v.service.Checked {
+			t.Error("the box shows the service removed although removing it failed")
+		}
+		if !strings.Contains(v.errs["auto_start"].Text, "permission denied") {
+			t.Errorf("error %q", v.errs["auto_start"].Text)
+		}
+	})
+	// The worker's own report of the service wins when it comes.
+	h.publish(func(s *app.State) { s.Service = "installed, running" })
+	h.ui.do(func() {
+		if got := subtleText(v.serviceStatus); got != "Service: installed, running" {
+			t.Errorf("status %q", got)
+		}
+	})
+}
