@@ -291,9 +291,20 @@ type harness struct {
 	quits int
 }
 
-type harnessOption func(*env, *Options)
+// harnessConfig is what harness options change.
+type harnessConfig struct {
+	env  env
+	wrap func(fyne.App) fyne.App
+}
 
-func withTick(d time.Duration) harnessOption { return func(e *env, _ *Options) { e.tick = d } }
+type harnessOption func(*harnessConfig)
+
+// withApp wraps the test app, e.g. to give it a tray.
+func withApp(wrap func(fyne.App) fyne.App) harnessOption {
+	return func(c *harnessConfig) { c.wrap = wrap }
+}
+
+func withTick(d time.Duration) harnessOption { return func(c *harnessConfig) { c.env.tick = d } }
 
 func newHarness(t *testing.T, s app.State, opts ...harnessOption) *harness {
 	t.Helper()
@@ -301,17 +312,21 @@ func newHarness(t *testing.T, s app.State, opts ...harnessOption) *harness {
 	h.app = &notificationRecorder{App: test.NewTempApp(t)}
 	h.obs = app.NewObservers(s)
 	h.ctl = newRecordingController(h.obs)
-	e := env{do: h.ui.do, now: h.clock.Now, trayHost: func() bool { return false },
-		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := harnessConfig{env: env{do: h.ui.do, now: h.clock.Now, trayHost: func() bool { return false },
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
 	o := Options{Quit: func() {
 		h.mu.Lock()
 		h.quits++
 		h.mu.Unlock()
 	}}
-	for _, opt := range opts {
-		opt(&e, &o)
+	var a fyne.App = h.app
+	if cfg.wrap != nil {
+		a = cfg.wrap(a)
 	}
-	h.ui.do(func() { h.w = newWindow(h.app, h.obs, h.ctl, o, e) })
+	h.ui.do(func() { h.w = newWindow(a, h.obs, h.ctl, o, cfg.env) })
 	t.Cleanup(func() {
 		h.w.Close()
 		if n := h.obs.Subscribers(); n != 0 {
@@ -360,7 +375,16 @@ func (h *harness) publish(fn func(*app.State)) {
 	h.t.Helper()
 	h.obs.Update(fn)
 	seq := h.obs.Snapshot().Seq
-	h.waitUI(fmt.Sprintf("state %d to be applied", seq), func() bool { return h.w.state.Seq >= seq })
+	h.waitUI(fmt.Sprintf("state %d to be applied", seq), func() bool { return h.w.state.Seq == seq })
+}
+
+// replaceWith is an update that swaps in a whole state, keeping the sequence counting up.
+func replaceWith(next app.State) func(*app.State) {
+	return func(s *app.State) {
+		seq := s.Seq
+		*s = next
+		s.Seq = seq
+	}
 }
 
 // sync waits until every notice published so far has been handled, by sending a marker log line

@@ -125,18 +125,14 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 	w.sub = sub
 	w.apply(first)
 
-	switch {
-	case w.hasTray:
+	if w.hasTray {
 		w.tray.SetSystemTrayWindow(w.win) // a click on the icon shows the window
-		w.win.SetCloseIntercept(w.win.Hide)
-	case w.tray != nil:
+	} else if w.tray != nil {
 		// The icon was set, but nothing shows it: the window is the only way to control the app.
 		w.header.showNote("No system tray was found, so this window is how you control Studio Worker: closing it quits.")
 		e.log.Info("no system tray host: the window stays the way to control the app")
-		w.win.SetCloseIntercept(w.quit)
-	default:
-		w.win.SetCloseIntercept(w.quit)
 	}
+	w.win.SetCloseIntercept(w.closeRequested) // after SetSystemTrayWindow, which sets its own
 
 	w.spawn(w.followStates)
 	w.spawn(w.followNotices)
@@ -237,9 +233,8 @@ func (w *Window) runTicker(ctx context.Context) {
 
 // apply shows a State everywhere: header, dashboard, settings, tray.
 func (w *Window) apply(s app.State) {
-	if s.Seq < w.state.Seq && w.state.Seq != 0 {
-		return // an older state overtaken by a newer one already shown
-	}
+	// No check on Seq: states arrive in order on one channel, and a worker that restarted behind
+	// the control socket starts counting again.
 	w.state = s
 	now := w.env.now()
 	w.header.update(s, now)
@@ -385,6 +380,16 @@ func (w *Window) registerAgain() {
 	w.Show()
 	w.tabs.SelectIndex(2)
 	w.settings.focusPairing(w.win.Canvas())
+}
+
+// closeRequested is the window's close button: with a tray the window only hides (the worker
+// goes on, the icon brings it back); without one, closing is quitting.
+func (w *Window) closeRequested() {
+	if w.hasTray {
+		w.win.Hide()
+		return
+	}
+	w.quit()
 }
 
 // quit asks first when a job is running, then quits.

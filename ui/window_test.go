@@ -153,7 +153,7 @@ func TestDrainButton(t *testing.T) {
 			t.Error("drain is enabled with nothing running")
 		}
 	})
-	h.publish(func(s *app.State) { *s = busyState() })
+	h.publish(replaceWith(busyState()))
 	h.ui.do(func() {
 		if h.w.header.drain.Disabled() {
 			t.Fatal("drain is disabled while a job runs")

@@ -1,0 +1,132 @@
+package ui
+
+import (
+	"slices"
+	"sync"
+	"testing"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/driver/desktop"
+
+	"studioworker/app"
+)
+
+// fakeTrayApp is the test app with a tray that records what it is given: the real tray needs a
+// desktop session with a StatusNotifier host, which the tests do not have.
+type fakeTrayApp struct {
+	fyne.App
+	mu     sync.Mutex
+	menus  []*fyne.Menu
+	icons  []string
+	window fyne.Window
+}
+
+var _ desktop.App = (*fakeTrayApp)(nil)
+
+func (a *fakeTrayApp) SetSystemTrayMenu(m *fyne.Menu) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.menus = append(a.menus, m)
+}
+
+func (a *fakeTrayApp) SetSystemTrayIcon(r fyne.Resource) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.icons = append(a.icons, r.Name())
+}
+
+func (a *fakeTrayApp) SetSystemTrayWindow(w fyne.Window) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.window = w
+}
+
+func (a *fakeTrayApp) Menus() []*fyne.Menu {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.menus)
+}
+
+func (a *fakeTrayApp) Icons() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.icons)
+}
+
+func withTray(host bool) harnessOption {
+	return func(c *harnessConfig) { c.env.trayHost = func() bool { return host } }
+}
+
+func newTrayHarness(t *testing.T, s app.State, host bool) (*harness, *fakeTrayApp) {
+	var tray *fakeTrayApp
+	h := newHarness(t, s, withTray(host), withApp(func(a fyne.App) fyne.App {
+		tray = &fakeTrayApp{App: a}
+		return tray
+	}))
+	return h, tray
+}
+
+func TestTrayFollowsState(t *testing.T) {
+	h, tray := newTrayHarness(t, idleState(), true)
+	if m := tray.Menus(); len(m) != 1 || m[0].Items[0].Label != "Idle — waiting for jobs" {
+		t.Fatalf("first menu: %+v", m)
+	}
+	if got := tray.Icons(); !slices.Equal(got, []string{"tray-idle.png"}) {
+		t.Fatalf("icons %v", got)
+	}
+	if tray.window != h.w.win {
+		t.Error("the tray does not know the window to show")
+	}
+
+	// A GPU sample changes nothing the tray shows: no D-Bus round for it.
+	h.publish(func(s *app.State) { s.GPU.Cards[0].UsedMB += 100 })
+	if n := len(tray.Menus()); n != 1 {
+		t.Errorf("the menu was rebuilt %d times for a GPU sample", n)
+	}
+
+	h.publish(replaceWith(busyState()))
+	menus := tray.Menus()
+	if len(menus) != 2 || menus[1].Items[0].Label != "Busy: image · sdxl-turbo · 64 %" {
+		t.Fatalf("menus after busy: %d, %q", len(menus), menus[len(menus)-1].Items[0].Label)
+	}
+	if menus[1].Items[1].Checked {
+		t.Error("auto-accept shows checked while it is off")
+	}
+	h.publish(func(s *app.State) { s.Conn.State = connAuthFailed })
+	if got := tray.Icons(); !slices.Equal(got, []string{"tray-idle.png", "tray-busy.png", "tray-error.png"}) {
+		t.Errorf("icons %v", got)
+	}
+
+	// A click in the tray menu reaches the Controller.
+	h.ui.do(func() { tray.Menus()[2].Items[3].Action() })
+	waitFor(t, "Drain from the tray", func() bool { return h.ctl.called("Drain") })
+}
+
+func TestClosingTheWindowWithATrayHidesIt(t *testing.T) {
+	h, _ := newTrayHarness(t, busyState(), true)
+	h.ui.do(func() {
+		h.w.closeRequested()
+		if h.w.win.Canvas().Overlays().Top() != nil {
+			t.Error("closing the window asked about quitting although a tray keeps the app")
+		}
+		if h.w.header.noteBox.Visible() {
+			t.Error("the no-tray note shows with a tray")
+		}
+	})
+	if h.quitCount() != 0 {
+		t.Error("closing the window quit the app although a tray is there")
+	}
+}
+
+func TestWithoutTrayHostClosingQuitsAndSaysSo(t *testing.T) {
+	h, _ := newTrayHarness(t, busyState(), false)
+	h.ui.do(func() {
+		if !h.w.header.noteBox.Visible() {
+			t.Error("the window does not say that it is the only way to control the app")
+		}
+		h.w.closeRequested()
+		if h.w.win.Canvas().Overlays().Top() == nil {
+			t.Error("closing without a tray, with a job running, did not ask first")
+		}
+	})
+}
