@@ -64,12 +64,13 @@ type Window struct {
 	opts Options
 	env  env
 
-	sub    *app.Subscription
-	ctx    context.Context
-	cancel context.CancelFunc
-	mu     sync.Mutex // guards closed and wg.Add against Close
-	closed bool
-	wg     sync.WaitGroup
+	sub      *app.Subscription
+	ctx      context.Context
+	cancel   context.CancelFunc
+	mu       sync.Mutex // guards closed and wg.Add against Close
+	closed   bool
+	wg       sync.WaitGroup // the goroutines spawn started
+	quitting sync.WaitGroup // a quit in progress (it stops the others itself)
 
 	// From the subscription goroutines to the UI thread, at most one hop queued each.
 	latest  atomic.Pointer[app.State]
@@ -155,6 +156,12 @@ func (w *Window) Show() {
 // Close unsubscribes and stops the window's goroutines, waiting for them. Controller calls in
 // flight are cancelled. The Fyne window itself is left to the app.
 func (w *Window) Close() {
+	w.stop()
+	w.quitting.Wait()
+}
+
+// stop is Close without waiting for a quit in progress, which calls it.
+func (w *Window) stop() {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -417,18 +424,22 @@ func (w *Window) quit() {
 
 func (w *Window) quitNow() {
 	w.win.Hide()
-	if w.opts.Quit == nil {
+	if w.isClosed() {
 		w.app.Quit()
 		return
 	}
 	quit := w.opts.Quit
-	// Stopping the worker may take a moment (it reports the cancelled job): not on the UI thread.
-	if !w.spawn(func(context.Context) {
-		quit()
+	w.quitting.Add(1)
+	go func() {
+		defer w.quitting.Done()
+		if quit != nil {
+			quit() // stopping the worker may take a moment (it reports the cancelled job): not on the UI thread
+		}
+		// Stop every goroutine that calls fyne.Do before the app's loop ends: Fyne closes its
+		// queue on the way out, and a late fyne.Do would send on a closed channel.
+		w.stop()
 		w.env.do(w.app.Quit)
-	}) {
-		w.app.Quit()
-	}
+	}()
 }
 
 // coalescer keeps at most one call to fn queued on the UI thread.

@@ -247,6 +247,8 @@ func TestQuitWithoutJobsQuitsAtOnce(t *testing.T) {
 		}
 	})
 	waitFor(t, "Quit to run", func() bool { return h.quitCount() == 1 })
+	// The window stops following before the app quits: Fyne's queue closes on the way out.
+	waitFor(t, "the subscription to close", func() bool { return h.obs.Subscribers() == 0 })
 }
 
 func TestTrayActionsCallTheController(t *testing.T) {
