@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"studioworker/app"
 	"studioworker/protocol"
 )
 
@@ -24,24 +25,28 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"", "studio-worker", "open the Studio Worker window and tray", notYet("the window")},
-		{"run", "studio-worker run [--config PATH]", "run the worker headless (what the service runs)", notYet("run")},
-		{"register", "studio-worker register --server URL --pairing-code CODE [--name NAME]", "pair this worker with a Studio", notYet("register")},
-		{"demo", "studio-worker demo [--headless] [--jobs N]", "run a local hub and this worker end to end", notYet("demo")},
-		{"service", "studio-worker service install|uninstall|start|stop|status", "start the worker with this computer", notYet("service")},
-		{"status", "studio-worker status [--json]", "show what the running worker is doing", notYet("status")},
-		{"pause", "studio-worker pause", "stop taking offers", notYet("pause")},
-		{"resume", "studio-worker resume", "take offers again", notYet("resume")},
-		{"drain", "studio-worker drain", "finish the running job, then pause", notYet("drain")},
-		{"gpu", "studio-worker gpu [--json]", "show what the worker sees of the GPUs", notYet("gpu")},
+		{"", "studio-worker", "open the Studio Worker window and tray", toApp("")},
+		{"run", "studio-worker run [--config PATH]", "run the worker headless (what the service runs)", toApp("run")},
+		{"register", "studio-worker register --server URL --pairing-code CODE [--name NAME]", "pair this worker with a Studio", toApp("register")},
+		{"demo", "studio-worker demo [--headless] [--jobs N]", "run a local hub and this worker end to end", toApp("demo")},
+		{"service", "studio-worker service install|uninstall|start|stop|status", "start the worker with this computer", toApp("service")},
+		{"status", "studio-worker status [--json]", "show what the running worker is doing", toApp("status")},
+		{"pause", "studio-worker pause", "stop taking offers", toApp("pause")},
+		{"resume", "studio-worker resume", "take offers again", toApp("resume")},
+		{"drain", "studio-worker drain", "finish the running job, then pause", toApp("drain")},
+		{"gpu", "studio-worker gpu [--json]", "show what the worker sees of the GPUs", toApp("gpu")},
 		{"version", "studio-worker version", "print the version and the protocol version", runVersion},
 	}
 }
 
-func notYet(what string) func([]string, io.Writer, io.Writer) int {
-	return func(_ []string, _, stderr io.Writer) int {
-		fmt.Fprintf(stderr, "studio-worker: %s is not built yet\n", what)
-		return 2
+// toApp hands a subcommand to app.CLI, which does the work.
+func toApp(name string) func([]string, io.Writer, io.Writer) int {
+	return func(args []string, stdout, stderr io.Writer) int {
+		cli := &app.CLI{Stdout: stdout, Stderr: stderr, Build: app.BuildInfo{Version: version, Commit: commit}, GUI: gui}
+		if name == "" {
+			return cli.Run(args)
+		}
+		return cli.Run(append([]string{name}, args...))
 	}
 }
 
@@ -60,13 +65,14 @@ func usage(w io.Writer) {
 func dispatch(args []string, stdout, stderr io.Writer) int {
 	name := ""
 	if len(args) > 0 {
-		name = args[0]
-		args = args[1:]
-	}
-	switch name {
-	case "-h", "--help", "help":
-		usage(stdout)
-		return 0
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			usage(stdout)
+			return 0
+		}
+		if args[0] != "" && args[0][0] != '-' { // flags alone belong to the window
+			name, args = args[0], args[1:]
+		}
 	}
 	for _, c := range commands() {
 		if c.name == name {

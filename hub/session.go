@@ -154,7 +154,7 @@ func (h *Hub) detach(w *worker, now time.Time) {
 	for _, j := range held {
 		switch j.status {
 		case protocol.JobOffered:
-			h.withdrawOffer(j, false)
+			h.withdrawOffer(j, "")
 		case protocol.JobRunning:
 			h.startGrace(j, now)
 		}
@@ -218,7 +218,11 @@ func (h *Hub) dispatch(ctx context.Context, c *conn, w *worker, f protocol.Frame
 			w.caps = *f.Capabilities
 			w.keys = keysOf(w.caps)
 		}
-		if (w.accepting && !was) || f.Capabilities != nil {
+		retry := !w.retryAt.IsZero() && h.now().After(w.retryAt)
+		if retry {
+			w.retryAt = time.Time{}
+		}
+		if (w.accepting && !was) || f.Capabilities != nil || (retry && w.accepting) {
 			h.kickScheduler()
 		}
 		h.mu.Unlock()
@@ -244,7 +248,7 @@ func (h *Hub) dispatch(ctx context.Context, c *conn, w *worker, f protocol.Frame
 		h.mu.Lock()
 		if j := h.jobs[f.JobID]; j != nil && j.status == protocol.JobOffered && j.holder == w.id {
 			h.met.decline(f.Reason)
-			h.withdrawOffer(j, true)
+			h.withdrawOffer(j, f.Reason)
 		}
 		h.mu.Unlock()
 	case protocol.Progress:

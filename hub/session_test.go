@@ -551,3 +551,33 @@ func TestCloseSendsShuttingDown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A decline for a reason that passes (busy, paused, vram) keeps the job from that worker only for
+// a cool-off: the only suitable worker gets it again after its next heartbeat, instead of the job
+// waiting forever.
+func TestBusyDeclineIsOfferedAgainAfterCoolOff(t *testing.T) {
+	e := startHub(t, func(c *Config) { c.OfferTTL = 300 * time.Millisecond })
+	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
+	id := e.submit(llmJob("m1"))
+	a.offerFor(id)
+	a.send(protocol.Decline{JobID: id, Reason: protocol.DeclineBusy})
+	e.waitJob(id, "queued", statusIs(protocol.JobQueued))
+	// Heartbeats until the cool-off has passed; the hub then offers the same attempt again.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				a.send(protocol.Heartbeat{Status: protocol.Status{State: protocol.StateIdle, Accepting: true}})
+			}
+		}
+	}()
+	if c := a.offerFor(id); c.JobID != id {
+		t.Fatalf("offer for %s, want %s", c.JobID, id)
+	}
+}

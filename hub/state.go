@@ -37,8 +37,11 @@ type job struct {
 	// acceptedBy lists every worker that accepted the job at some attempt: a result from one of
 	// them is stored when nobody else holds the job.
 	acceptedBy []string
-	// declined lists the workers that declined (or let expire) an offer of the current attempt.
-	declined map[string]bool
+	// declined maps the workers that declined (or let expire) an offer of the current attempt to
+	// when they may be offered it again: never for this attempt after `unsupported` or `user`,
+	// after a cool-off for a reason that passes (busy, paused, vram, expired) — otherwise a job
+	// that the only suitable worker turned down while it was briefly busy would wait forever.
+	declined map[string]time.Time
 	inQueue  bool // an entry for it is in its queue (possibly stale while offered)
 
 	offerSeq   uint64 // identifies the open offer, so a stale timer does nothing
@@ -69,6 +72,9 @@ type worker struct {
 	gpus      []protocol.GPUStat
 	lastSeen  time.Time
 	lastOffer time.Time // longest-idle first: the worker given work least recently goes first
+	// retryAt is when a job this worker declined for a passing reason may be offered to it again;
+	// its next heartbeat after that time runs the scheduler.
+	retryAt time.Time
 
 	held   map[string]*job // jobs whose holder it is (offers and leases)
 	offers int             // open offers
@@ -300,20 +306,36 @@ func (h *Hub) offer(j *job, w *worker, now time.Time) {
 	w.conn.send(protocol.Offer{Claim: claim})
 }
 
-// withdrawOffer puts an offered job back in the queue; declined marks the worker as having
-// refused this attempt.
-func (h *Hub) withdrawOffer(j *job, declined bool) {
+// declineCoolOff is how long a worker that declined a job for a passing reason is not offered the
+// same attempt again.
+func (h *Hub) declineCoolOff() time.Duration { return h.cfg.OfferTTL }
+
+// withdrawOffer puts an offered job back in the queue. A non-empty reason records that the holder
+// refused this attempt (an expired offer counts as `expired`); "" is a withdrawal (disconnect).
+func (h *Hub) withdrawOffer(j *job, reason protocol.DeclineReason) {
 	if w := h.workers[j.holder]; w != nil {
 		w.offers = max(0, w.offers-1)
-		if declined {
+		if reason != "" {
 			if j.declined == nil {
-				j.declined = map[string]bool{}
+				j.declined = map[string]time.Time{}
 			}
-			j.declined[w.id] = true
+			until := farFuture
+			switch reason {
+			case protocol.DeclineUnsupported, protocol.DeclineUser:
+			default:
+				until = h.now().Add(h.declineCoolOff())
+				if w.retryAt.IsZero() || until.Before(w.retryAt) {
+					w.retryAt = until
+				}
+			}
+			j.declined[w.id] = until
 		}
 	}
 	h.enqueueJob(j)
 }
+
+// farFuture excludes a worker from a job for the rest of the attempt.
+var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // lease gives the job to w (accept, or a lease taken back from hello).
 func (h *Hub) lease(j *job, w *worker) {
@@ -495,8 +517,10 @@ func (h *Hub) schedule(now time.Time) {
 }
 
 func (h *Hub) pickFor(w *worker) *job {
+	now := h.now()
 	ok := func(j *job) bool {
-		return j.vram <= w.caps.VRAMThresholdGB && !j.declined[w.id]
+		until, declined := j.declined[w.id]
+		return j.vram <= w.caps.VRAMThresholdGB && (!declined || now.After(until))
 	}
 	var bestQ *queue
 	best := -1
@@ -529,7 +553,7 @@ func (h *Hub) fireTimers(now time.Time) {
 			if j.status == protocol.JobOffered && j.offerSeq == it.token {
 				h.met.expiries.Add(1)
 				h.log.Debug("offer expired", "job_id", j.id, "worker_id", j.holder)
-				h.withdrawOffer(j, true)
+				h.withdrawOffer(j, protocol.DeclineExpired)
 			}
 		case timerLease:
 			if j.status == protocol.JobRunning && j.leaseGen == it.token && !j.graceUntil.IsZero() {

@@ -342,15 +342,28 @@ func (c *conn) readLoop() error {
 	}
 }
 
+// minHeartbeatGap bounds the heartbeats that StatusChanged adds between the regular ones.
+const minHeartbeatGap = 50 * time.Millisecond
+
 func (c *conn) heartbeats() {
 	t := time.NewTicker(c.welcome.Heartbeat())
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
+		case <-c.s.statusCh:
+			if wait := minHeartbeatGap - time.Since(last); wait > 0 {
+				select {
+				case <-c.ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
+		last = time.Now()
 		if c.write(c.heartbeat()) != nil {
 			return
 		}

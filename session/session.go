@@ -45,6 +45,9 @@ type Session struct {
 
 	kickMu sync.Mutex
 	kickCh chan struct{} // closed and replaced to wake every uploader
+	// statusCh asks for a heartbeat now: the worker's state changed (paused, resumed, a slot freed)
+	// and the hub should not wait a whole interval to know whether to offer.
+	statusCh chan struct{}
 
 	mu     sync.Mutex
 	active bool               // Run in progress
@@ -101,7 +104,7 @@ func New(cfg Config, h Handler) (*Session, error) {
 	s := &Session{
 		cfg: cfg, h: h, log: log, base: base, wsURL: ws.String(), host: base.Host,
 		client: cfg.HTTPClient, bo: cfg.Backoff, out: out, logs: newLogShipper(cfg.LogBufferSize),
-		jobsDir: jobsDir, reconnectCh: make(chan struct{}, 1), kickCh: make(chan struct{}),
+		jobsDir: jobsDir, reconnectCh: make(chan struct{}, 1), kickCh: make(chan struct{}), statusCh: make(chan struct{}, 1),
 		jobs: map[string]*job{}, offers: map[string]*offerD{},
 	}
 	if n := out.len(); n > 0 {
@@ -285,6 +288,15 @@ func (s *Session) note(level slog.Level, jobID, msg string, args ...any) {
 	e := protocol.LogEntry{TS: time.Now().UTC(), Level: lv, Source: "session", Message: text, JobID: jobID}
 	s.logs.add(e)
 	s.emit(LogEvent{Entry: e})
+}
+
+// StatusChanged sends a heartbeat soon (at most one every minHeartbeatGap) instead of at the next
+// interval, so the hub learns at once that the worker paused, resumed or freed a slot.
+func (s *Session) StatusChanged() {
+	select {
+	case s.statusCh <- struct{}{}:
+	default:
+	}
 }
 
 // kick wakes every uploader.

@@ -1,0 +1,137 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"studioworker/engine"
+	"studioworker/protocol"
+)
+
+// Controller is every way a person steers the worker. The window, the tray, the CLI and the
+// control socket all go through it; Worker implements it in-process and Client over the control
+// socket.
+type Controller interface {
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+	// Drain finishes the running jobs, takes no new ones, then pauses.
+	Drain(ctx context.Context) error
+	SetAutoAccept(ctx context.Context, on bool) error
+	// AcceptOffer and DeclineOffer answer an offer that waits for the user.
+	AcceptOffer(ctx context.Context, jobID string) error
+	DeclineOffer(ctx context.Context, jobID string) error
+	// CancelJob stops a running job; the hub gets a retryable fail so another worker runs it.
+	CancelJob(ctx context.Context, jobID string) error
+	// Reconnect drops the connection and dials again at once.
+	Reconnect(ctx context.Context) error
+	// Register pairs the worker with a Studio and connects.
+	Register(ctx context.Context, req RegisterRequest) error
+	// Settings returns the editable settings (secrets redacted).
+	Settings(ctx context.Context) (Settings, error)
+	// SaveSettings validates, persists and applies settings; a *ValidationError names each bad field.
+	SaveSettings(ctx context.Context, s Settings) error
+	// TestBackend asks a backend what it serves, for the settings page's Test button.
+	TestBackend(ctx context.Context, kind protocol.Kind, b engine.BackendConfig) ([]string, error)
+	// SetService installs (true) or removes (false) the start-with-this-computer service and
+	// returns its status in words.
+	SetService(ctx context.Context, install bool) (string, error)
+}
+
+// Source is where a view gets the state from: the Observers in-process, the control socket's
+// event stream when attached to a worker that runs elsewhere.
+type Source interface {
+	Subscribe() (State, *Subscription)
+}
+
+// RegisterRequest pairs a worker with a Studio.
+type RegisterRequest struct {
+	ServerURL   string `json:"server_url"`
+	PairingCode string `json:"pairing_code"`
+	Name        string `json:"name"`
+}
+
+// Settings is the part of the Config a person edits in the window.
+type Settings struct {
+	ServerURL         string        `json:"server_url"`
+	Name              string        `json:"name"`
+	VRAMThresholdGB   float64       `json:"vram_threshold_gb"`
+	MaxConcurrentJobs int           `json:"max_concurrent_jobs"`
+	AllowInsecure     bool          `json:"allow_insecure"`
+	Engines           engine.Config `json:"engines"`
+	Yield             YieldConfig   `json:"yield"`
+	AutoStart         bool          `json:"auto_start"`
+}
+
+// SettingsOf extracts the editable settings of a config.
+func SettingsOf(c Config) Settings {
+	r := c.Redacted()
+	return Settings{
+		ServerURL: r.ServerURL, Name: r.Name, VRAMThresholdGB: r.VRAMThresholdGB,
+		MaxConcurrentJobs: r.MaxConcurrentJobs, AllowInsecure: r.AllowInsecure,
+		Engines: r.Engines, Yield: r.GPU.Yield, AutoStart: r.AutoStart,
+	}
+}
+
+// apply puts settings into a config, keeping secrets that come back redacted.
+func (s Settings) apply(c Config) Config {
+	c.ServerURL, c.Name = s.ServerURL, s.Name
+	c.VRAMThresholdGB, c.MaxConcurrentJobs = s.VRAMThresholdGB, s.MaxConcurrentJobs
+	c.AllowInsecure, c.AutoStart = s.AllowInsecure, s.AutoStart
+	c.GPU.Yield = s.Yield
+	engines := make(engine.Config, len(s.Engines))
+	for k, b := range s.Engines {
+		if b.APIKey == "(set)" {
+			b.APIKey = c.Engines[k].APIKey
+		}
+		engines[k] = b
+	}
+	c.Engines = engines
+	return c
+}
+
+// ValidationError maps a settings field (its JSON key, e.g. "server_url" or "engines.image") to
+// what is wrong with it, so a form shows each message next to its field.
+type ValidationError struct {
+	Fields map[string]string `json:"fields"`
+}
+
+func (e *ValidationError) Error() string {
+	keys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + ": " + e.Fields[k]
+	}
+	return "invalid settings: " + strings.Join(parts, "; ")
+}
+
+// validationOf turns a config validation error into per-field messages.
+func validationOf(err error) *ValidationError {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		key := ce.Key
+		if key == "" {
+			key = "settings"
+		}
+		if key == "gpu.yield.threshold_mb" || key == "gpu.yield.resume_after_s" {
+			key = strings.TrimPrefix(key, "gpu.")
+		}
+		return &ValidationError{Fields: map[string]string{key: ce.Msg}}
+	}
+	return &ValidationError{Fields: map[string]string{"settings": err.Error()}}
+}
+
+// Errors the controller returns.
+var (
+	ErrNoSuchOffer = errors.New("no offer with that id is waiting")
+	ErrNoSuchJob   = errors.New("no job with that id is running")
+	ErrNotRunning  = errors.New("the worker is not connected to a Studio")
+)
+
+func noSuch(err error, id string) error { return fmt.Errorf("%w: %s", err, id) }
