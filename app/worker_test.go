@@ -457,4 +457,3 @@ func TestDemoHeadless(t *testing.T) {
 		}
 	}
 }
-
