@@ -87,7 +87,7 @@ type RecentJob struct {
 	Error    string        `json:"error,omitempty"`
 	Duration time.Duration `json:"duration_ns"`
 	Ended    time.Time     `json:"ended"`
-	File     string        `json:"file,omitempty"` // result file while it is still on disk (thumbnails)
+	File     string        `json:"file,omitempty"` // a small PNG thumbnail of an image result
 }
 
 // Counters count what the worker did since it started.

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/user"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -81,6 +82,7 @@ type Worker struct {
 	restart       chan struct{} // signals Run to rebuild the session (register, settings)
 	slots         map[string]*slot
 	pending       map[string]*pendingOffer
+	thumbs        map[string]string // job id -> thumbnail of its image result, until its end is recorded
 	yielder       *gpu.Yielder
 	yield         gpu.YieldState
 	serveCtx      context.Context      // set by Serve; routers started later live under it
@@ -129,6 +131,7 @@ func NewWorker(opts Options) (*Worker, error) {
 		restart: make(chan struct{}, 1),
 		slots:   map[string]*slot{},
 		pending: map[string]*pendingOffer{},
+		thumbs:  map[string]string{},
 		own:     gpu.OwnPIDs(uint32(os.Getpid())),
 	}
 	w.yielder = gpu.NewYielder(yieldPolicy(cfg.GPU.Yield))
@@ -677,7 +680,24 @@ func (w *Worker) Run(ctx context.Context, job session.Job, progress func(float64
 	if err != nil {
 		return session.Result{}, err
 	}
+	if job.Claim.Kind == protocol.KindImage && res.File != "" {
+		// Before the session has the file: once the hub acknowledges it, it is gone.
+		if thumb, err := makeThumbnail(res.File, w.thumbDir(), job.Claim.JobID); err == nil {
+			w.mu.Lock()
+			w.thumbs[job.Claim.JobID] = thumb
+			w.mu.Unlock()
+		} else {
+			w.log.Debug("no thumbnail", "source", "worker", "job_id", job.Claim.JobID, "err", err)
+		}
+	}
 	return session.Result{JSON: res.JSON, File: res.File, Ext: res.Ext, Prompt: res.Prompt}, nil
+}
+
+func (w *Worker) thumbDir() string {
+	if w.opts.ConfigPath == "" {
+		return filepath.Join(os.TempDir(), "studio-worker-thumbs")
+	}
+	return filepath.Join(filepath.Dir(w.opts.ConfigPath), "thumbs")
 }
 
 // release frees a job's slot and finishes a drain when it was the last one.
@@ -795,7 +815,11 @@ func (w *Worker) Event(e session.Event) {
 	case session.JobProgressEvent:
 		// Handled in Run's progress callback, which knows the slot; the session's copy is the same.
 	case session.JobEndedEvent:
-		rj := RecentJob{JobID: ev.JobID, Kind: ev.Kind, Model: ev.Model, Duration: ev.Duration, Ended: now, File: ev.File}
+		w.mu.Lock()
+		thumb := w.thumbs[ev.JobID]
+		delete(w.thumbs, ev.JobID)
+		w.mu.Unlock()
+		rj := RecentJob{JobID: ev.JobID, Kind: ev.Kind, Model: ev.Model, Duration: ev.Duration, Ended: now, File: thumb}
 		switch {
 		case ev.Cancelled:
 			rj.Status = "cancelled"

@@ -207,6 +207,11 @@ func TestControlAcceptWaitingOffer(t *testing.T) {
 	if info := env.wait(id); info.Status != protocol.JobCompleted {
 		t.Fatalf("job = %+v", info)
 	}
+	// The image's thumbnail outlives the result file, which left the spool once delivered.
+	st = env.waitState("a recent job", func(s State) bool { return len(s.Recent) == 1 })
+	if _, err := os.Stat(st.Recent[0].File); err != nil {
+		t.Fatalf("recent image job has no thumbnail on disk: %q %v", st.Recent[0].File, err)
+	}
 }
 
 func TestControlDeclineWaitingOffer(t *testing.T) {
