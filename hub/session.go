@@ -84,7 +84,10 @@ func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.He
 			// kept above
 		case j.status == protocol.JobRunning:
 			c.send(protocol.Cancel{JobID: id, Reason: protocol.CancelReassigned})
-		case (j.status == protocol.JobQueued || j.status == protocol.JobOffered) && j.accepted(w.id):
+		case j.status == protocol.JobQueued || j.status == protocol.JobOffered:
+			// The contract: a job still queued with no holder (an open offer elsewhere is not
+			// holding) goes back to the worker that runs it. Its accept may have been lost with
+			// the connection, or with a hub restart before it was read, so acceptedBy is not asked.
 			h.takeBack(j, w)
 		case j.status == protocol.JobCompleted && j.holder != w.id:
 			c.send(protocol.Cancel{JobID: id, Reason: protocol.CancelReassigned})

@@ -581,3 +581,16 @@ func TestBusyDeclineIsOfferedAgainAfterCoolOff(t *testing.T) {
 		t.Fatalf("offer for %s, want %s", c.JobID, id)
 	}
 }
+
+// The contract: hello.in_flight naming a job that is still queued with no holder takes its lease
+// back, even when the hub never read that worker's accept (lost with a restart of the hub).
+func TestInFlightTakesBackAQueuedJobWithoutARecordedAccept(t *testing.T) {
+	e := startHub(t, nil)
+	id := e.submit(llmJob("m1"))
+	e.waitJob(id, "queued", statusIs(protocol.JobQueued))
+	creds := e.register("a")
+	e.connect(creds, hello(llmCaps, []string{id}, nil))
+	if info := e.waitJob(id, "running", statusIs(protocol.JobRunning)); info.WorkerID != creds.WorkerID {
+		t.Fatalf("lease went to %q, want %q", info.WorkerID, creds.WorkerID)
+	}
+}
