@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"studioworker/gpu"
 	"studioworker/hub"
 	"studioworker/protocol"
 )
@@ -460,5 +461,116 @@ func TestDemoHeadless(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+func TestYieldToAGraphicsProgramAndComeBack(t *testing.T) {
+	env := newTestEnv(t, func(c *Config) { c.GPU.Yield.ResumeAfterS = 0.3 })
+	sim := env.worker.sim
+	sim.SetProcesses([]gpu.Process{{PID: 999999, Name: "game.exe", UsedMB: 3000, Graphics: true}})
+	st := env.waitState("yielding", func(s State) bool { return s.Mode == protocol.StateYielding })
+	if st.YieldedTo != "game.exe" || !strings.Contains(st.ModeReason, "game.exe") {
+		t.Fatalf("yield names %q / %q, want game.exe", st.YieldedTo, st.ModeReason)
+	}
+	// The hub hears it at once (a heartbeat on the change) and offers nothing meanwhile.
+	waitFor(t, "the hub to see the worker yielding", func() bool {
+		ws, err := env.admin.Workers(context.Background())
+		return err == nil && len(ws) == 1 && ws[0].State == protocol.StateYielding
+	})
+	id := env.submit(protocol.KindLLM, `{"prompt":"p"}`)
+	if info, _ := env.admin.Job(context.Background(), id); info.Status != protocol.JobQueued {
+		t.Fatalf("job offered to a yielding worker: %+v", info)
+	}
+	sim.SetProcesses(nil)
+	env.waitState("back after the program ended", func(s State) bool { return s.Mode == protocol.StateIdle || s.Mode == protocol.StateBusy })
+	if info := env.wait(id); info.Status != protocol.JobCompleted {
+		t.Fatalf("job after the yield: %+v", info)
+	}
+}
+
+func TestRegisterThroughTheControlSocket(t *testing.T) {
+	env := newTestEnv(t)
+	// A second worker with no credentials yet, as on a first run in the window.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "new", "config.json")
+	cfg := DefaultConfig()
+	cfg.GPU.Simulated = &SimulatedGPU{Name: "sim", VRAMGB: 8}
+	w, err := NewWorker(Options{ConfigPath: path, Config: cfg, KeepRunning: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, token, err := ListenControl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { _ = NewControlServer(w, w, token, nil).Serve(ctx, ln); done <- struct{}{} }()
+	go func() { _ = w.Serve(ctx); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done }()
+	cl, err := DialControl(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if st, _ := cl.State(ctx); st.Registered || st.Conn.State != "unregistered" {
+		t.Fatalf("first run state: registered=%v conn=%s", st.Registered, st.Conn.State)
+	}
+	env.hub.Close(ctx) // reopen with a closed registration below
+	h2, err := hub.Open(ctx, hub.Config{DBPath: filepath.Join(dir, "hub2.db"), AdminToken: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h2.Handler())
+	defer srv.Close()
+	defer h2.Close(context.Background())
+	err = cl.Register(ctx, RegisterRequest{ServerURL: srv.URL, PairingCode: "WRONG-CODE"})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || ve.Fields["pairing_code"] == "" {
+		t.Fatalf("wrong code: %v, want a ValidationError on pairing_code", err)
+	}
+	code, err := (&hub.Client{BaseURL: srv.URL, AdminToken: "admin"}).PairingCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Register(ctx, RegisterRequest{ServerURL: srv.URL, PairingCode: code, Name: "new one"}); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := LoadConfig(path)
+	if err != nil || !saved.Registered() || saved.Name != "new one" {
+		t.Fatalf("credentials not saved: %v %+v", err, saved.Redacted())
+	}
+	waitFor(t, "the new worker to connect", func() bool { return w.Observers().Snapshot().Conn.State == "connected" })
+}
+
+func TestSaveSettingsValidatesAndPersists(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	s, err := env.client.Settings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := s
+	bad.VRAMThresholdGB = -2
+	err = env.client.SaveSettings(ctx, bad)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || ve.Fields["vram_threshold_gb"] == "" {
+		t.Fatalf("negative cap: %v, want a ValidationError on vram_threshold_gb", err)
+	}
+	if saved, _ := LoadConfig(env.path); saved.VRAMThresholdGB != env.cfg.VRAMThresholdGB {
+		t.Fatal("an invalid setting was saved")
+	}
+	good := s
+	good.VRAMThresholdGB = 12
+	if err := env.client.SaveSettings(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := LoadConfig(env.path)
+	if err != nil || saved.VRAMThresholdGB != 12 || saved.AuthToken != env.cfg.AuthToken {
+		t.Fatalf("saved %v cap=%v token kept=%v", err, saved.VRAMThresholdGB, saved.AuthToken == env.cfg.AuthToken)
+	}
+	env.waitState("cap in the state", func(s State) bool { return s.GPU.CapGB == 12 })
+	if got := env.worker.Capabilities().VRAMThresholdGB; got != 12 {
+		t.Fatalf("capabilities threshold %v, want 12", got)
 	}
 }
