@@ -55,30 +55,38 @@ func (c *CLI) errorf(format string, args ...any) {
 	fmt.Fprintf(c.Stderr, "studio-worker: "+format+"\n", args...)
 }
 
-func (c *CLI) flags(name string) (*flag.FlagSet, *string) {
+// parse parses a subcommand's flags (--config and those that extra adds) and resolves the config
+// file's path; false means the usage error was already printed.
+func (c *CLI) parse(name string, args []string, extra func(*flag.FlagSet)) (string, bool) {
 	fs := flag.NewFlagSet("studio-worker "+name, flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
-	cfg := fs.String("config", "", "config file (default: $"+EnvConfig+" or the user config folder)")
-	return fs, cfg
+	cfgFlag := fs.String("config", "", "config file (default: $"+EnvConfig+" or the user config folder)")
+	if extra != nil {
+		extra(fs)
+	}
+	if fs.Parse(args) != nil {
+		return "", false
+	}
+	path, err := ConfigPath(*cfgFlag)
+	if err != nil {
+		c.errorf("%v", err)
+		return "", false
+	}
+	return path, true
 }
 
 // loadForRun loads the config for a command that needs one, mapping problems to exit codes.
-func (c *CLI) loadForRun(flagPath string) (string, Config, int) {
-	path, err := ConfigPath(flagPath)
-	if err != nil {
-		c.errorf("%v", err)
-		return "", Config{}, ExitUsage
-	}
+func (c *CLI) loadForRun(path string) (Config, int) {
 	cfg, err := LoadConfig(path)
 	if errors.Is(err, ErrNoConfig) {
 		c.errorf("no configuration at %s: register first (studio-worker register --server URL --pairing-code CODE)", path)
-		return path, Config{}, ExitUsage
+		return Config{}, ExitUsage
 	}
 	if err != nil {
 		c.errorf("%v", err)
-		return path, Config{}, ExitUsage
+		return Config{}, ExitUsage
 	}
-	return path, cfg, ExitOK
+	return cfg, ExitOK
 }
 
 // setupLogging logs to stderr and to the rotating log file; the returned sink, once set, also
@@ -131,12 +139,14 @@ func (c *CLI) Run(args []string) int {
 }
 
 func (c *CLI) cmdRun(args []string) int {
-	fs, cfgFlag := c.flags("run")
-	verbose := fs.Bool("verbose", false, "log debug messages to stderr")
-	if fs.Parse(args) != nil {
+	var verbose *bool
+	path, ok := c.parse("run", args, func(fs *flag.FlagSet) {
+		verbose = fs.Bool("verbose", false, "log debug messages to stderr")
+	})
+	if !ok {
 		return ExitUsage
 	}
-	path, cfg, code := c.loadForRun(*cfgFlag)
+	cfg, code := c.loadForRun(path)
 	if code != ExitOK {
 		return code
 	}
@@ -278,17 +288,12 @@ func (c *CLI) handleSignals(ctx context.Context, w *Worker, stop context.CancelF
 }
 
 func (c *CLI) cmdGUI(args []string) int {
-	fs, cfgFlag := c.flags("")
-	if fs.Parse(args) != nil {
+	path, ok := c.parse("", args, nil)
+	if !ok {
 		return ExitUsage
 	}
 	if c.GUI == nil {
 		c.errorf("this build has no window: use `studio-worker run`")
-		return ExitUsage
-	}
-	path, err := ConfigPath(*cfgFlag)
-	if err != nil {
-		c.errorf("%v", err)
 		return ExitUsage
 	}
 	// A worker already runs (a service, another window): attach to it instead of a second session.
@@ -319,21 +324,19 @@ func (c *CLI) cmdGUI(args []string) int {
 }
 
 func (c *CLI) cmdRegister(args []string) int {
-	fs, cfgFlag := c.flags("register")
-	server := fs.String("server", "", "the Studio hub's URL, e.g. https://studio.example.com")
-	code := fs.String("pairing-code", "", "the pairing code from the Studio")
-	name := fs.String("name", "", "a name for this worker (default: the computer's name)")
-	insecure := fs.Bool("allow-insecure", false, "allow plain http:// to a host that is not this machine")
-	if fs.Parse(args) != nil {
+	var server, code, name *string
+	var insecure *bool
+	path, ok := c.parse("register", args, func(fs *flag.FlagSet) {
+		server = fs.String("server", "", "the Studio hub's URL, e.g. https://studio.example.com")
+		code = fs.String("pairing-code", "", "the pairing code from the Studio")
+		name = fs.String("name", "", "a name for this worker (default: the computer's name)")
+		insecure = fs.Bool("allow-insecure", false, "allow plain http:// to a host that is not this machine")
+	})
+	if !ok {
 		return ExitUsage
 	}
 	if *server == "" || *code == "" {
 		c.errorf("register needs --server URL and --pairing-code CODE")
-		return ExitUsage
-	}
-	path, err := ConfigPath(*cfgFlag)
-	if err != nil {
-		c.errorf("%v", err)
 		return ExitUsage
 	}
 	cfg, err := LoadConfig(path)
@@ -373,14 +376,11 @@ func (c *CLI) cmdRegister(args []string) int {
 }
 
 func (c *CLI) cmdStatus(args []string) int {
-	fs, cfgFlag := c.flags("status")
-	asJSON := fs.Bool("json", false, "print the state as JSON")
-	if fs.Parse(args) != nil {
-		return ExitUsage
-	}
-	path, err := ConfigPath(*cfgFlag)
-	if err != nil {
-		c.errorf("%v", err)
+	var asJSON *bool
+	path, ok := c.parse("status", args, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print the state as JSON")
+	})
+	if !ok {
 		return ExitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -451,13 +451,8 @@ func StatusText(st State) string {
 }
 
 func (c *CLI) cmdControl(action string, args []string) int {
-	fs, cfgFlag := c.flags(action)
-	if fs.Parse(args) != nil {
-		return ExitUsage
-	}
-	path, err := ConfigPath(*cfgFlag)
-	if err != nil {
-		c.errorf("%v", err)
+	path, ok := c.parse(action, args, nil)
+	if !ok {
 		return ExitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -503,16 +498,16 @@ func (c *CLI) cmdControl(action string, args []string) int {
 }
 
 func (c *CLI) cmdGPU(args []string) int {
-	fs, cfgFlag := c.flags("gpu")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if fs.Parse(args) != nil {
+	var asJSON *bool
+	path, ok := c.parse("gpu", args, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print JSON")
+	})
+	if !ok {
 		return ExitUsage
 	}
 	var sampler gpu.Sampler
-	if path, err := ConfigPath(*cfgFlag); err == nil {
-		if cfg, err := LoadConfig(path); err == nil && cfg.GPU.Simulated != nil {
-			sampler = gpu.NewSimulated(cfg.GPU.Simulated.Name, int64(cfg.GPU.Simulated.VRAMGB*1024))
-		}
+	if cfg, err := LoadConfig(path); err == nil && cfg.GPU.Simulated != nil {
+		sampler = gpu.NewSimulated(cfg.GPU.Simulated.Name, int64(cfg.GPU.Simulated.VRAMGB*1024))
 	}
 	if sampler == nil {
 		sampler = gpu.Open()
@@ -536,24 +531,19 @@ func (c *CLI) cmdGPU(args []string) int {
 }
 
 func (c *CLI) cmdService(args []string) int {
-	fs, cfgFlag := c.flags("service")
 	if len(args) == 0 {
 		c.errorf("service needs an action: install, uninstall, start, stop or status")
 		return ExitUsage
 	}
-	action, rest := args[0], args[1:]
-	if fs.Parse(rest) != nil {
-		return ExitUsage
-	}
+	action := args[0]
 	switch action {
 	case "install", "uninstall", "start", "stop", "status":
 	default:
 		c.errorf("unknown service action %q: use install, uninstall, start, stop or status", action)
 		return ExitUsage
 	}
-	path, err := ConfigPath(*cfgFlag)
-	if err != nil {
-		c.errorf("%v", err)
+	path, ok := c.parse("service", args[1:], nil)
+	if !ok {
 		return ExitUsage
 	}
 	out, err := ServiceControl(ServiceOptions{ConfigPath: path}, action)

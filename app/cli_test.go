@@ -1,0 +1,70 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCLIUsageAndOfflineCommands(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	cfgPath := filepath.Join(dir, "w", "config.json")
+	if err := SaveConfig(cfgPath, DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"unknown command", []string{"frob"}, ExitUsage, "", "unknown command"},
+		{"register without flags", []string{"register", "--config", cfgPath}, ExitUsage, "", "--server URL and --pairing-code"},
+		{"register insecure", []string{"register", "--config", cfgPath, "--server", "http://studio.example.com", "--pairing-code", "x"}, ExitUsage, "", "http://"},
+		{"bad flag", []string{"status", "--nope"}, ExitUsage, "", "flag provided but not defined"},
+		{"service without action", []string{"service"}, ExitUsage, "", "needs an action"},
+		{"service bad action", []string{"service", "explode"}, ExitUsage, "", "unknown service action"},
+		{"status with no worker", []string{"status", "--config", cfgPath}, ExitError, "", "no Studio Worker is running"},
+		{"drain with no worker", []string{"drain", "--config", cfgPath}, ExitError, "", "no Studio Worker is running"},
+		{"pause with no worker is remembered", []string{"pause", "--config", cfgPath}, ExitOK, "start paused", ""},
+		{"window without a window", []string{"--config", cfgPath}, ExitUsage, "", "no window"},
+		{"demo bad jobs", []string{"demo", "--jobs", "0"}, ExitUsage, "", "--jobs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb strings.Builder
+			cli := &CLI{Stdout: &out, Stderr: &errb}
+			if code := cli.Run(tt.args); code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tt.code, errb.String())
+			}
+			if !strings.Contains(out.String(), tt.stdout) || !strings.Contains(errb.String(), tt.stderr) {
+				t.Fatalf("stdout %q (want %q), stderr %q (want %q)", out.String(), tt.stdout, errb.String(), tt.stderr)
+			}
+		})
+	}
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil || !cfg.Paused {
+		t.Fatalf("pause with no worker running was not saved: %v %v", err, cfg.Paused)
+	}
+}
+
+func TestGPUCommandWithSimulatedGPU(t *testing.T) {
+	cfgPath := filepath.Join(t.TempDir(), "config.json")
+	cfg := DefaultConfig()
+	cfg.GPU.Simulated = &SimulatedGPU{Name: "Demo card", VRAMGB: 16}
+	if err := SaveConfig(cfgPath, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	cli := &CLI{Stdout: &out, Stderr: &errb}
+	if code := cli.Run([]string{"gpu", "--json", "--config", cfgPath}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), `"simulated": true`) || !strings.Contains(out.String(), "Demo card") {
+		t.Fatalf("gpu --json = %s", out.String())
+	}
+	os.Remove(cfgPath)
+}
