@@ -285,8 +285,23 @@ func (w *Window) updateTray(s app.State) {
 			return
 		}
 		w.trayIcon = name
-		w.tray.SetSystemTrayIcon(res)
+		w.setTrayIcon(res)
 	}
+}
+
+// setTrayIcon hands the icon to the tray, and lets the tray go if it has closed. On SIGTERM or
+// SIGINT Fyne quits by itself (its own signal handler, not our quit): it closes the tray's D-Bus
+// connection at once, yet still runs the states queued for the UI thread, and fyne.io/systray's
+// SetIcon panics on the closed connection (prop.SetMust). The tray is gone by then: stop
+// updating it rather than crash on the way out.
+func (w *Window) setTrayIcon(res fyne.Resource) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.env.log.Warn("the tray has closed; no more tray updates", "err", r)
+			w.tray = nil
+		}
+	}()
+	w.tray.SetSystemTrayIcon(res)
 }
 
 func (w *Window) trayIconResource(name string) (fyne.Resource, error) {
