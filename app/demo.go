@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -109,34 +110,14 @@ func (c *CLI) runDemo(n int, verbose, withWindow bool) (bool, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	// The reference hub, in-process, on a free loopback port.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	dh, err := startDemoHub(ctx, logger.With("source", "hub"))
 	if err != nil {
 		return false, err
 	}
-	base := "http://" + ln.Addr().String()
-	h, err := hub.Open(ctx, hub.Config{
-		DBPath: filepath.Join(dir, "hub.db"), OpenRegistration: true, AdminToken: "demo-admin",
-		Logger: logger.With("source", "hub"), ServerVersion: "studio-hub (demo)", PublicURL: base,
-	})
-	if err != nil {
-		ln.Close()
-		return false, fmt.Errorf("start the hub: %w", err)
-	}
-	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
-	defer func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer ccancel()
-		_ = h.Close(cctx)
-		_ = srv.Shutdown(cctx)
-		wg.Wait()
-	}()
+	defer dh.Close()
+	base, client := dh.URL, dh.Client
 	fmt.Fprintf(c.Stdout, "Studio Worker demo\n  hub:    %s (reference studio-hub, temporary database)\n", base)
 
-	client := &hub.Client{BaseURL: base, AdminToken: "demo-admin"}
 	reg, err := client.Register(ctx, demoName(), "demo")
 	if err != nil {
 		return false, fmt.Errorf("register: %w", err)
@@ -193,16 +174,18 @@ func (c *CLI) runDemo(n int, verbose, withWindow bool) (bool, error) {
 		ctlLn.Close()
 		return false, err
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait() // after wcancel, which the next defer runs first
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	cs := NewControlServer(w, w, token, logger)
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = cs.Serve(wctx, ctlLn) }()
 	runErr := make(chan error, 1)
-	go func() { defer wg.Done(); runErr <- w.Serve(wctx) }()
+	go func() { runErr <- w.Serve(wctx) }()
 
 	report := make(chan bool, 1)
-	go func() { report <- c.demoJobs(wctx, client, w, demoPlan(n)) }()
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = cs.Serve(wctx, ctlLn) }()
+	go func() { defer wg.Done(); report <- runDemoJobs(wctx, c.Stdout, c.Stderr, client, w, demoPlan(n)) }()
 
 	if withWindow {
 		fmt.Fprintf(c.Stdout, "The window is open; close it (or Quit in the tray) to end the demo.\n")
@@ -231,6 +214,54 @@ func (c *CLI) runDemo(n int, verbose, withWindow bool) (bool, error) {
 	return ok, nil
 }
 
+// demoHub is the reference hub run in-process on a free loopback port, on a temporary database
+// that Close removes. Registration is open: any pairing code is accepted.
+type demoHub struct {
+	URL    string
+	Client *hub.Client // with the admin token: register, submit, follow jobs
+	dir    string
+	h      *hub.Hub
+	srv    *http.Server
+	done   chan struct{}
+}
+
+// startDemoHub starts a demo hub; Close stops it.
+func startDemoHub(ctx context.Context, logger *slog.Logger) (*demoHub, error) {
+	dir, err := os.MkdirTemp("", "studio-worker-demo-hub-")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	base := "http://" + ln.Addr().String()
+	h, err := hub.Open(ctx, hub.Config{
+		DBPath: filepath.Join(dir, "hub.db"), OpenRegistration: true, AdminToken: "demo-admin",
+		Logger: logger, ServerVersion: "studio-hub (demo)", PublicURL: base,
+	})
+	if err != nil {
+		ln.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start the hub: %w", err)
+	}
+	d := &demoHub{URL: base, Client: &hub.Client{BaseURL: base, AdminToken: "demo-admin"}, dir: dir, h: h,
+		srv: &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}, done: make(chan struct{})}
+	go func() { defer close(d.done); _ = d.srv.Serve(ln) }()
+	return d, nil
+}
+
+// Close stops the hub, waits for it and removes its files.
+func (d *demoHub) Close() {
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ccancel()
+	_ = d.h.Close(cctx)
+	_ = d.srv.Shutdown(cctx)
+	<-d.done
+	os.RemoveAll(d.dir)
+}
+
 func demoName() string {
 	host, _ := os.Hostname()
 	if host == "" {
@@ -248,9 +279,9 @@ type demoOutcome struct {
 	err     error
 }
 
-// demoJobs submits the plan, follows every job to its end and prints a summary; true when every
-// job ended as expected.
-func (c *CLI) demoJobs(ctx context.Context, client *hub.Client, w *Worker, plan []demoJob) bool {
+// runDemoJobs submits the plan, follows every job to its end and prints a line per job and a
+// summary to out (problems to errOut); true when every job ended as expected.
+func runDemoJobs(ctx context.Context, out, errOut io.Writer, client *hub.Client, w *Worker, plan []demoJob) bool {
 	// Wait for the session before submitting, so the first dispatch time means something.
 	_, sub := w.Subscribe()
 	defer sub.Close()
@@ -263,7 +294,7 @@ func (c *CLI) demoJobs(ctx context.Context, client *hub.Client, w *Worker, plan 
 			}
 			st = s
 		case <-deadline:
-			c.errorf("the worker did not connect within 30 s")
+			fmt.Fprintf(errOut, "studio-worker: the worker did not connect within 30 s\n")
 			return false
 		case <-ctx.Done():
 			return false
@@ -291,7 +322,7 @@ func (c *CLI) demoJobs(ctx context.Context, client *hub.Client, w *Worker, plan 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o.info, o.err = c.followDemoJob(ctx, client, w, o)
+			o.info, o.err = followDemoJob(ctx, client, w, o)
 			o.took = time.Since(start)
 			o.summary = demoSummary(ctx, client, o.info)
 			mu.Lock()
@@ -300,14 +331,14 @@ func (c *CLI) demoJobs(ctx context.Context, client *hub.Client, w *Worker, plan 
 			if !o.asExpected() {
 				mark = "✗"
 			}
-			fmt.Fprintf(c.Stdout, "%s %-6s %-9s %-10s %s\n", mark, o.job.kind, o.info.Status, shortID(o.id), o.summary)
+			fmt.Fprintf(out, "%s %-6s %-9s %-10s %s\n", mark, o.job.kind, o.info.Status, shortID(o.id), o.summary)
 		}()
 	}
 	wg.Wait()
 
 	st := w.Observers().Snapshot()
-	fmt.Fprintf(c.Stdout, "\nSummary\n")
-	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(out, "\nSummary\n")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "job\tkind\tshows\texpected\tgot\tattempts\tresult")
 	all := true
 	for _, o := range outcomes {
@@ -321,13 +352,13 @@ func (c *CLI) demoJobs(ctx context.Context, client *hub.Client, w *Worker, plan 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", shortID(o.id), o.job.kind, o.job.why, o.job.expect, got, o.info.Attempts, o.summary)
 	}
 	tw.Flush()
-	fmt.Fprintf(c.Stdout, "\nWorker: %d done, %d failed, %d declined (%s), %.1f MB uploaded, in %.1f s\n",
+	fmt.Fprintf(out, "\nWorker: %d done, %d failed, %d declined (%s), %.1f MB uploaded, in %.1f s\n",
 		st.Counters.Done, st.Counters.Failed, sumDeclined(st.Counters.Declined), declinedWords(st.Counters.Declined),
 		float64(st.Counters.BytesUploaded)/1e6, time.Since(start).Seconds())
 	if all {
-		fmt.Fprintf(c.Stdout, "All %d jobs ended as expected.\n", len(outcomes))
+		fmt.Fprintf(out, "All %d jobs ended as expected.\n", len(outcomes))
 	} else {
-		fmt.Fprintf(c.Stdout, "Some jobs did not end as expected (marked ✗).\n")
+		fmt.Fprintf(out, "Some jobs did not end as expected (marked ✗).\n")
 	}
 	return all
 }
@@ -336,7 +367,7 @@ func (o *demoOutcome) asExpected() bool { return o.err == nil && o.info.Status =
 
 // followDemoJob waits for a job to end; the job meant to be declined is cancelled through the
 // job API once the worker has declined it.
-func (c *CLI) followDemoJob(ctx context.Context, client *hub.Client, w *Worker, o *demoOutcome) (protocol.JobInfo, error) {
+func followDemoJob(ctx context.Context, client *hub.Client, w *Worker, o *demoOutcome) (protocol.JobInfo, error) {
 	if o.job.declined {
 		_, sub := w.Subscribe()
 		func() {
