@@ -535,7 +535,11 @@ func (w *Worker) applyMode(s *State) {
 }
 
 // publishMode recomputes the mode into the State.
-func (w *Worker) publishMode() {
+func (w *Worker) publishMode() { w.update(nil) }
+
+// update changes the State with fn (may be nil) and the derived mode in one publication, so that a
+// window never sees a job listed under the wrong mode ("Idle" with a job running).
+func (w *Worker) update(fn func(*State)) {
 	snap := w.mon.Latest()
 	w.mu.Lock()
 	var tmp State
@@ -549,6 +553,9 @@ func (w *Worker) publishMode() {
 		sess.StatusChanged() // the hub should know now whether to offer, not at the next heartbeat
 	}
 	w.obs.Update(func(s *State) {
+		if fn != nil {
+			fn(s)
+		}
 		s.Mode, s.ModeReason, s.Paused, s.Draining, s.AutoAccept, s.YieldedTo = tmp.Mode, tmp.ModeReason, tmp.Paused, tmp.Draining, tmp.AutoAccept, tmp.YieldedTo
 	})
 }
@@ -700,7 +707,8 @@ func (w *Worker) thumbDir() string {
 	return filepath.Join(filepath.Dir(w.opts.ConfigPath), "thumbs")
 }
 
-// release frees a job's slot and finishes a drain when it was the last one.
+// release frees a job's slot and finishes a drain when it was the last one. The caller publishes
+// the new mode together with its own change (the job's end, the offer's outcome).
 func (w *Worker) release(jobID string) {
 	w.mu.Lock()
 	if _, ok := w.slots[jobID]; ok {
@@ -719,7 +727,6 @@ func (w *Worker) release(jobID string) {
 		w.persist(cfg)
 	}
 	w.updateSimulatedUse()
-	w.publishMode()
 }
 
 func (w *Worker) jobProgress(jobID string, f float64, msg string) {
@@ -788,7 +795,7 @@ func (w *Worker) Event(e session.Event) {
 			outcome = string(ev.Reason)
 			w.release(ev.JobID) // an accept that was overruled frees its slot; a no-op otherwise
 		}
-		w.obs.Update(func(s *State) {
+		w.update(func(s *State) {
 			s.Offers = slices.DeleteFunc(s.Offers, func(o PendingOffer) bool { return o.JobID == ev.JobID })
 			if !ev.Accepted {
 				s.Counters.Declined[string(ev.Reason)]++
@@ -807,10 +814,9 @@ func (w *Worker) Event(e session.Event) {
 		}
 		w.mu.Unlock()
 		w.updateSimulatedUse()
-		w.obs.Update(func(s *State) {
+		w.update(func(s *State) {
 			s.Running = append(s.Running, RunningJob{JobID: c.JobID, Kind: c.Kind, Model: c.Model, Started: now, GPU: g})
 		})
-		w.publishMode()
 		w.log.Info("job started", "source", "worker", "job_id", c.JobID, "kind", c.Kind, "model", c.Model)
 	case session.JobProgressEvent:
 		// Handled in Run's progress callback, which knows the slot; the session's copy is the same.
@@ -828,7 +834,7 @@ func (w *Worker) Event(e session.Event) {
 		default:
 			rj.Status = "done"
 		}
-		w.obs.Update(func(s *State) {
+		w.update(func(s *State) {
 			s.Running = slices.DeleteFunc(s.Running, func(r RunningJob) bool { return r.JobID == ev.JobID })
 			s.addRecent(rj)
 			switch rj.Status {

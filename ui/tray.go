@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -76,7 +77,9 @@ func trayStatus(s app.State) string {
 	case protocol.StateBusy:
 		if len(s.Running) > 0 {
 			j := s.Running[0]
-			line := fmt.Sprintf("Busy: %s · %s", jobLabel(j.Kind, j.Model), percent(j.Fraction))
+			// Tens only: every new label rebuilds the tray menu over D-Bus with new item ids, and
+			// a click that lands during a rebuild is lost.
+			line := fmt.Sprintf("Busy: %s · %s", jobLabel(j.Kind, j.Model), percent(math.Floor(j.Fraction*10)/10))
 			if n := len(s.Running) - 1; n > 0 {
 				line += fmt.Sprintf(" (+%d)", n)
 			}

@@ -39,8 +39,8 @@ func TestTrayMenu(t *testing.T) {
 		want  want
 	}{
 		{"idle", idleState(), want{"Idle — waiting for jobs", true, labelPause, TrayPause, true, assets.IconIdle}},
-		{"busy", busy, want{"Busy: image · sdxl-turbo · 64 %", true, labelPause, TrayPause, false, assets.IconBusy}},
-		{"busy with two jobs, auto-accept off", two, want{"Busy: image · sdxl-turbo · 64 % (+1)", false, labelPause, TrayPause, false, assets.IconBusy}},
+		{"busy", busy, want{"Busy: image · sdxl-turbo · 60 %", true, labelPause, TrayPause, false, assets.IconBusy}},
+		{"busy with two jobs, auto-accept off", two, want{"Busy: image · sdxl-turbo · 60 % (+1)", false, labelPause, TrayPause, false, assets.IconBusy}},
 		{"draining", draining, want{"Finishing job 7f3a9c21…, then pausing", false, labelResume, TrayResume, true, assets.IconBusy}},
 		{"paused", paused, want{"Paused", true, labelResume, TrayResume, true, assets.IconPaused}},
 		{"yielding", yielding, want{"Yielding to game.exe", true, labelPause, TrayPause, true, assets.IconYielding}},

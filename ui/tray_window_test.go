@@ -86,7 +86,7 @@ func TestTrayFollowsState(t *testing.T) {
 
 	h.publish(replaceWith(busyState()))
 	menus := tray.Menus()
-	if len(menus) != 2 || menus[1].Items[0].Label != "Busy: image · sdxl-turbo · 64 %" {
+	if len(menus) != 2 || menus[1].Items[0].Label != "Busy: image · sdxl-turbo · 60 %" {
 		t.Fatalf("menus after busy: %d, %q", len(menus), menus[len(menus)-1].Items[0].Label)
 	}
 	if menus[1].Items[1].Checked {
