@@ -32,8 +32,8 @@ var errTooLarge = errors.New("file over the upload limit")
 
 // stageBuffer is the size of the reads from the socket and of the writes to the file while a
 // file is streamed in. The multipart reader hands out at most 4 KiB per Read (its own buffer's
-// size): without these buffers a 1 GiB upload cost half a million read and write syscalls and
-// ran at a third of the speed of a bare POST of the same file (see bench/, docs/performance.md).
+// size): without these buffers a 1 GiB upload cost half a million read and write syscalls, about
+// an eighth of the hub's CPU time for it (profiled with bench/, see docs/performance.md).
 const stageBuffer = 256 << 10
 
 // bufferedBody gives a multipart reader large reads from the request body.
