@@ -1,0 +1,286 @@
+// Command bench is Studio Worker's benchmark harness (`./build.sh bench`). It builds and runs the
+// real studio-hub as its own process, runs real workers (app.Worker with its session and the
+// synthetic engine, in this process or as a headless worker process where memory and CPU are
+// measured), and measures each figure of the performance issue beside a bare baseline measured in
+// the same run: the table gives the ratio, which holds on a noisy machine when the absolute
+// numbers do not. It prints the table and writes bench/results/latest.json.
+//
+// It is a program, not a test, and nothing imports it: it may use every package of the module,
+// and no package may depend on it or carry code that exists only for it. Everything it starts
+// (processes, sockets, files in its temporary folder) ends before it exits.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case workerModeArg:
+			os.Exit(runWorkerMode(os.Args[2:]))
+		case hubModeArg:
+			os.Exit(runHubMode(os.Args[2:]))
+		}
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+// env is what every figure shares: where things are, the sizes of this run, an HTTP client.
+type env struct {
+	root   string // the module's folder
+	tmp    string // this run's temporary folder
+	self   string // this binary, re-executed in worker mode
+	hubBin string // studio-hub built for this run
+	pprof  string // with --pprof: the folder for CPU profiles (the hubs then run in hub mode)
+	hubs   int    // hubs started, to name their profiles
+	http   *http.Client
+	log    *slog.Logger // progress, on stderr
+	size   sizes
+}
+
+// dir makes a fresh folder for one part of the run.
+func (e *env) dir(name string) (string, error) {
+	d := filepath.Join(e.tmp, name)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return "", err
+	}
+	return d, nil
+}
+
+// sizes are the rounds and amounts of one run: the full run follows the issue; --quick is for
+// iterating on the harness and its figures are not comparable.
+type sizes struct {
+	echoRounds       int
+	dispatchJobs     int
+	throughputJobs   int
+	throughputRounds int
+	uploadBytes      int64
+	uploadRounds     int
+	idle             time.Duration
+	scaleWorkers     int
+	scaleOffers      time.Duration
+	recoveryJobs     int
+	recoveryWorkers  int
+}
+
+func fullSizes() sizes {
+	return sizes{
+		echoRounds: 2000, dispatchJobs: 2000,
+		throughputJobs: 2000, throughputRounds: 3,
+		uploadBytes: 1 << 30, uploadRounds: 3,
+		idle:         60 * time.Second,
+		scaleWorkers: 1000, scaleOffers: 10 * time.Second,
+		recoveryJobs: 2000, recoveryWorkers: 8,
+	}
+}
+
+func quickSizes() sizes {
+	return sizes{
+		echoRounds: 300, dispatchJobs: 300,
+		throughputJobs: 400, throughputRounds: 2,
+		uploadBytes: 64 << 20, uploadRounds: 2,
+		idle:         10 * time.Second,
+		scaleWorkers: 100, scaleOffers: 3 * time.Second,
+		recoveryJobs: 400, recoveryWorkers: 8,
+	}
+}
+
+// figure is one row group of the table.
+type figure struct {
+	name string
+	run  func(ctx context.Context, e *env) (figureResult, error)
+}
+
+func figures() []figure {
+	return []figure{
+		{"dispatch", runDispatch},
+		{"throughput", runThroughput},
+		{"upload", runUpload},
+		{"idle", runIdle},
+		{"scale", runScale},
+		{"recovery", runRecovery},
+	}
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	only := fs.String("only", "", "comma-separated figures to run: "+strings.Join(figureNames(), ","))
+	quick := fs.Bool("quick", false, "small rounds, for iterating on the harness (figures not comparable)")
+	out := fs.String("out", "", "results file (default: bench/results/latest.json for a full run of every figure, none otherwise)")
+	markdown := fs.Bool("markdown", false, "also print the table as Markdown (for docs/performance.md)")
+	keep := fs.Bool("keep", false, "keep the temporary folder (hub logs and databases) for inspection")
+	profDir := fs.String("pprof", "", "write CPU profiles of this process and of every hub (run from this binary's hub mode) to this folder")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	selected, err := selectFigures(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	complete := len(selected) == len(figures()) && !*quick
+	if *out == "" && complete {
+		*out = filepath.Join("bench", "results", "latest.json")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	e, cleanup, err := setup(ctx, log, *quick)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	if *profDir != "" {
+		stopProfile, err := startProfiling(e, *profDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		defer stopProfile()
+	}
+	if *keep {
+		log.Info("keeping the temporary folder", "dir", e.tmp)
+	} else {
+		defer cleanup()
+	}
+
+	rep := newReport(ctx, e, *quick)
+	start := time.Now()
+	failed := false
+	for _, f := range selected {
+		if ctx.Err() != nil {
+			break
+		}
+		log.Info("figure", "name", f.name)
+		t0 := time.Now()
+		res, err := f.run(ctx, e)
+		res.Name, res.Seconds = f.name, time.Since(t0).Seconds()
+		if err != nil {
+			failed = true
+			res.Err = err.Error()
+			log.Error("figure failed", "name", f.name, "err", err)
+		}
+		rep.Figures = append(rep.Figures, res)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	rep.print(os.Stdout)
+	if *markdown {
+		fmt.Println()
+		rep.printMarkdown(os.Stdout)
+	}
+	if *out != "" {
+		if err := rep.write(*out); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		log.Info("results written", "file", *out)
+	}
+	if failed || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+func figureNames() []string {
+	var names []string
+	for _, f := range figures() {
+		names = append(names, f.name)
+	}
+	return names
+}
+
+func selectFigures(only string) ([]figure, error) {
+	all := figures()
+	if strings.TrimSpace(only) == "" {
+		return all, nil
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if !slices.Contains(figureNames(), n) {
+			return nil, fmt.Errorf("--only: unknown figure %q (figures: %s)", n, strings.Join(figureNames(), ", "))
+		}
+		want[n] = true
+	}
+	var out []figure
+	for _, f := range all {
+		if want[f.name] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// setup makes the run's folder and builds studio-hub into it.
+func setup(ctx context.Context, log *slog.Logger, quick bool) (*env, func(), error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("find this binary: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "studio-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() {
+		if err := os.RemoveAll(tmp); err != nil {
+			log.Warn("remove the temporary folder", "dir", tmp, "err", err)
+		}
+	}
+	log.Info("building studio-hub", "dir", tmp)
+	bin, err := buildHub(ctx, root, tmp)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	e := &env{root: root, tmp: tmp, self: self, hubBin: bin, http: newHTTPClient(), log: log, size: fullSizes()}
+	if quick {
+		e.size = quickSizes()
+	}
+	return e, cleanup, nil
+}
+
+// startProfiling profiles this process into dir/bench.cpu.pprof until the returned func runs, and
+// makes every hub started from now on write dir/hub-<n>.cpu.pprof.
+func startProfiling(e *env, dir string) (func(), error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(abs, "bench.cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	e.pprof = abs
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}

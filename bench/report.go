@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// row is one line of the table: a figure, its baseline from the same run, and its goal.
+type row struct {
+	Figure       string   `json:"figure"`
+	Value        float64  `json:"value"`
+	Unit         string   `json:"unit"`
+	Baseline     *float64 `json:"baseline,omitempty"`
+	BaselineName string   `json:"baseline_name,omitempty"`
+	Ratio        *float64 `json:"ratio,omitempty"` // value / baseline
+	Goal         string   `json:"goal,omitempty"`
+	Pass         *bool    `json:"pass,omitempty"` // nil: no goal for this row
+}
+
+// figureResult is one figure: its rows and the details behind them.
+type figureResult struct {
+	Name    string         `json:"name"`
+	Seconds float64        `json:"seconds"`
+	Rows    []row          `json:"rows"`
+	Details map[string]any `json:"details,omitempty"`
+	Err     string         `json:"error,omitempty"`
+}
+
+func (f *figureResult) add(r row) { f.Rows = append(f.Rows, r) }
+
+func (f *figureResult) detail(k string, v any) {
+	if f.Details == nil {
+		f.Details = map[string]any{}
+	}
+	f.Details[k] = v
+}
+
+// withBaseline sets a row's baseline and the ratio value/baseline.
+func (r row) withBaseline(name string, base float64) row {
+	r.Baseline, r.BaselineName = &base, name
+	if base != 0 {
+		ratio := r.Value / base
+		r.Ratio = &ratio
+	}
+	return r
+}
+
+// withGoal sets a row's goal text and whether it was met.
+func (r row) withGoal(goal string, pass bool) row {
+	r.Goal, r.Pass = goal, &pass
+	return r
+}
+
+type machine struct {
+	CPU       string  `json:"cpu"`
+	Cores     int     `json:"cores"`
+	GoVersion string  `json:"go_version"`
+	OS        string  `json:"os"`
+	Kernel    string  `json:"kernel,omitempty"`
+	Commit    string  `json:"commit"`
+	Dirty     bool    `json:"dirty"` // tracked files differed from the commit
+	LoadAvg   string  `json:"load_avg_at_start,omitempty"`
+	MemoryGiB float64 `json:"memory_gib,omitempty"`
+}
+
+type report struct {
+	GeneratedAt time.Time      `json:"generated_at"`
+	Mode        string         `json:"mode"` // full or quick
+	Seconds     float64        `json:"seconds"`
+	Machine     machine        `json:"machine"`
+	Figures     []figureResult `json:"figures"`
+}
+
+func newReport(ctx context.Context, e *env, quick bool) *report {
+	mode := "full"
+	if quick {
+		mode = "quick"
+	}
+	return &report{GeneratedAt: time.Now().UTC(), Mode: mode, Machine: readMachine(ctx, e.root)}
+}
+
+func readMachine(ctx context.Context, root string) machine {
+	m := machine{CPU: "unknown", Cores: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, Commit: "unknown"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %f kB", &kb); err == nil {
+			m.MemoryGiB = math.Round(kb/(1<<20)*10) / 10
+		}
+	}
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	if c, err := git("rev-parse", "HEAD"); err == nil {
+		m.Commit = c
+	}
+	if st, err := git("status", "--porcelain", "--untracked-files=no"); err == nil {
+		m.Dirty = st != ""
+	}
+	return m
+}
+
+func (r *report) write(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// num prints a figure with the precision its size deserves.
+func num(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case math.IsNaN(v):
+		return "-"
+	case a == 0:
+		return "0"
+	case a >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 100:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", v)
+	case a >= 0.01:
+		return fmt.Sprintf("%.3f", v)
+	}
+	return fmt.Sprintf("%.2g", v)
+}
+
+func (r row) cells() []string {
+	base, ratio, result := "", "", ""
+	if r.Baseline != nil {
+		base = num(*r.Baseline) + " " + r.Unit + " (" + r.BaselineName + ")"
+	}
+	if r.Ratio != nil {
+		ratio = num(*r.Ratio) + "×"
+	}
+	if r.Pass != nil {
+		result = map[bool]string{true: "PASS", false: "MISS"}[*r.Pass]
+	}
+	return []string{r.Figure, num(r.Value) + " " + r.Unit, base, ratio, r.Goal, result}
+}
+
+func tableHeader() []string {
+	return []string{"figure", "value", "baseline (same run)", "ratio", "goal", "result"}
+}
+
+func (r *report) print(w io.Writer) {
+	fmt.Fprintf(w, "Studio Worker benchmarks (%s run, %.0f s) on %s, %d cores, %s, commit %.12s\n\n",
+		r.Mode, r.Seconds, r.Machine.CPU, r.Machine.Cores, r.Machine.GoVersion, r.Machine.Commit)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(tableHeader(), "\t"))
+	for _, f := range r.Figures {
+		if f.Err != "" {
+			fmt.Fprintf(tw, "%s\tFAILED: %s\t\t\t\t\n", f.Name, oneLine(f.Err))
+		}
+		for _, row := range f.Rows {
+			fmt.Fprintln(tw, strings.Join(row.cells(), "\t"))
+		}
+	}
+	tw.Flush()
+}
+
+func (r *report) printMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "| %s |\n", strings.Join(tableHeader(), " | "))
+	fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", len(tableHeader())))
+	for _, f := range r.Figures {
+		if f.Err != "" {
+			fmt.Fprintf(w, "| %s | FAILED: %s | | | | |\n", f.Name, oneLine(f.Err))
+		}
+		for _, row := range f.Rows {
+			fmt.Fprintf(w, "| %s |\n", strings.Join(row.cells(), " | "))
+		}
+	}
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"studioworker/protocol"
+)
+
+// simWorker is a light client of the real protocol for the hub scale figure: hello, heartbeats at
+// the interval the hub asks for, and every offer accepted and answered at once with complete_json
+// and ready_for_more. It stands in for a thousand real workers a 2-core machine cannot run; the
+// hub cannot tell the difference on the wire.
+type simWorker struct {
+	ws        *websocket.Conn
+	heartbeat time.Duration
+	lastHB    atomic.Int64 // unix nanos of the last heartbeat sent, 0 once answered
+}
+
+// simFleet owns the simulated workers' goroutines and what they observed.
+type simFleet struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	offered  map[string]time.Time
+	changed  chan struct{}
+	hbAcks   []time.Duration // heartbeat → heartbeat_ack round trips
+	failures []string
+}
+
+const maxSimRecords = 1 << 16
+
+func newSimFleet() *simFleet {
+	return &simFleet{offered: map[string]time.Time{}, changed: make(chan struct{})}
+}
+
+func simCapabilities(name string) protocol.Capabilities {
+	return protocol.Capabilities{
+		MachineName: name, Username: "bench", AgentVersion: "bench-sim", Engine: "synthetic",
+		VRAMTotalGB: 24, VRAMThresholdGB: 24, AutoAccept: true, MaxConcurrentJobs: 1,
+		TaskKinds:              protocol.List[protocol.Kind]{protocol.KindLLM},
+		SupportedModels:        protocol.List[string]{"synthetic"},
+		SupportedModelsPerKind: protocol.ModelsPerKind{protocol.KindLLM: {"synthetic"}},
+		GPUs:                   protocol.List[protocol.GPUInfo]{{Index: 0, Name: "Simulated", UUID: "sim-" + name, VRAMTotalMB: 24576}},
+	}
+}
+
+// dialSim connects one simulated worker and completes hello/welcome.
+func dialSim(ctx context.Context, serverURL, id, token, name string) (*simWorker, error) {
+	u := "ws" + strings.TrimPrefix(serverURL, "http") + protocol.PathWorkerWS
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+token)
+	h.Set(protocol.HeaderWorkerID, id)
+	ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h, Subprotocols: []string{protocol.Subprotocol}})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", name, err)
+	}
+	ws.SetReadLimit(protocol.MaxFrameBytes)
+	fail := func(err error) (*simWorker, error) {
+		ws.CloseNow()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	hello := protocol.Hello{Protocol: protocol.Version, AgentVersion: "bench-sim", Capabilities: simCapabilities(name)}
+	if err := writeFrame(ctx, ws, hello); err != nil {
+		return fail(err)
+	}
+	_, b, err := ws.Read(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("read welcome: %w", err))
+	}
+	f, err := protocol.Decode(b)
+	if err != nil {
+		return fail(err)
+	}
+	w, ok := f.(protocol.Welcome)
+	if !ok {
+		return fail(fmt.Errorf("want welcome, got %s", f.FrameType()))
+	}
+	return &simWorker{ws: ws, heartbeat: w.Heartbeat()}, nil
+}
+
+func writeFrame(ctx context.Context, ws *websocket.Conn, f protocol.Frame) error {
+	b, err := protocol.Encode(f)
+	if err != nil {
+		return err
+	}
+	return ws.Write(ctx, websocket.MessageText, b)
+}
+
+// start runs the fleet's workers until stop. Heartbeats start at a random point of the first
+// interval so the fleet does not beat in step.
+func (sf *simFleet) start(ws []*simWorker) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sf.cancel = cancel
+	for _, w := range ws {
+		sf.wg.Add(2)
+		go func() {
+			defer sf.wg.Done()
+			sf.read(ctx, w)
+		}()
+		go func() {
+			defer sf.wg.Done()
+			sf.beat(ctx, w)
+		}()
+	}
+}
+
+func (sf *simFleet) stop() {
+	if sf.cancel != nil {
+		sf.cancel() // ends every read and write; the connections drop
+	}
+	sf.wg.Wait()
+}
+
+func (sf *simFleet) fail(err error) {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if len(sf.failures) < 20 {
+		sf.failures = append(sf.failures, err.Error())
+	}
+}
+
+func (sf *simFleet) beat(ctx context.Context, w *simWorker) {
+	first := time.Duration(rand.Int64N(int64(w.heartbeat)))
+	t := time.NewTimer(first)
+	defer t.Stop()
+	hb := protocol.Heartbeat{
+		Status: protocol.Status{State: protocol.StateIdle, Running: protocol.List[string]{}, Accepting: true},
+		GPUs:   protocol.List[protocol.GPUStat]{{Index: 0, VRAMTotalMB: 24576}},
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.lastHB.Store(time.Now().UnixNano())
+		if err := writeFrame(ctx, w.ws, hb); err != nil {
+			if ctx.Err() == nil {
+				sf.fail(fmt.Errorf("heartbeat: %w", err))
+			}
+			return
+		}
+		t.Reset(w.heartbeat)
+	}
+}
+
+func (sf *simFleet) read(ctx context.Context, w *simWorker) {
+	result := json.RawMessage(`{"text":"ok","finish_reason":"stop","usage":{"prompt_tokens":1,"completion_tokens":1}}`)
+	for {
+		_, b, err := w.ws.Read(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				sf.fail(fmt.Errorf("read: %w", err))
+			}
+			return
+		}
+		now := time.Now()
+		f, err := protocol.Decode(b)
+		if err != nil {
+			sf.fail(err)
+			return
+		}
+		switch f := f.(type) {
+		case protocol.Offer:
+			sf.recordOffer(f.Claim.JobID, now)
+			id := f.Claim.JobID
+			for _, out := range []protocol.Frame{protocol.Accept{JobID: id}, protocol.CompleteJSON{JobID: id, Result: result}, protocol.ReadyForMore{}} {
+				if err := writeFrame(ctx, w.ws, out); err != nil {
+					if ctx.Err() == nil {
+						sf.fail(fmt.Errorf("answer an offer: %w", err))
+					}
+					return
+				}
+			}
+		case protocol.HeartbeatAck:
+			if sent := w.lastHB.Swap(0); sent != 0 {
+				sf.recordHBAck(now.Sub(time.Unix(0, sent)))
+			}
+		case protocol.Error:
+			sf.fail(fmt.Errorf("hub error %s: %s", f.Code, f.Message))
+		}
+	}
+}
+
+func (sf *simFleet) recordOffer(id string, at time.Time) {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if len(sf.offered) < maxSimRecords {
+		sf.offered[id] = at
+	}
+	close(sf.changed)
+	sf.changed = make(chan struct{})
+}
+
+func (sf *simFleet) recordHBAck(d time.Duration) {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if len(sf.hbAcks) < maxSimRecords {
+		sf.hbAcks = append(sf.hbAcks, d)
+	}
+}
+
+var errNoOffer = errors.New("no offer")
+
+// waitOffered returns when a simulated worker received the offer of job id.
+func (sf *simFleet) waitOffered(ctx context.Context, id string, timeout time.Duration) (time.Time, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		sf.mu.Lock()
+		at, ok := sf.offered[id]
+		ch := sf.changed
+		sf.mu.Unlock()
+		if ok {
+			return at, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-t.C:
+			return time.Time{}, fmt.Errorf("%w for job %s after %v (fleet failures: %v)", errNoOffer, id, timeout, sf.failureList())
+		}
+	}
+}
+
+func (sf *simFleet) failureList() []string {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	return append([]string(nil), sf.failures...)
+}
+
+func (sf *simFleet) heartbeatAcks() []time.Duration {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	return append([]time.Duration(nil), sf.hbAcks...)
+}
