@@ -71,6 +71,9 @@ func NewControlServer(ctl Controller, src Source, token string, logger *slog.Log
 	mux.HandleFunc("PUT /v1/settings", cs.putSettings)
 	mux.HandleFunc("POST /v1/test-backend", cs.testBackend)
 	mux.HandleFunc("POST /v1/service", cs.service)
+	mux.HandleFunc("GET /v1/detect", cs.detect)
+	mux.HandleFunc("POST /v1/demo/start", cs.simple(ctl.StartDemo))
+	mux.HandleFunc("POST /v1/demo/stop", cs.simple(ctl.StopDemo))
 	cs.srv = &http.Server{Handler: cs.auth(mux), ReadHeaderTimeout: 10 * time.Second}
 	return cs
 }

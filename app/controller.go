@@ -38,6 +38,13 @@ type Controller interface {
 	// SetService installs (true) or removes (false) the start-with-this-computer service and
 	// returns its status in words.
 	SetService(ctx context.Context, install bool) (string, error)
+	// DetectBackends finds the inference backends on this machine, for the first-run page. It
+	// talks to 127.0.0.1 and looks at PATH, nothing else.
+	DetectBackends(ctx context.Context) ([]Detected, error)
+	// StartDemo registers the worker, in memory only, with a reference hub in this process and
+	// submits the demo jobs; StopDemo ends it and the worker waits to be registered again.
+	StartDemo(ctx context.Context) error
+	StopDemo(ctx context.Context) error
 }
 
 // Source is where a view gets the state from: the Observers in-process, the control socket's
@@ -51,6 +58,10 @@ type RegisterRequest struct {
 	ServerURL   string `json:"server_url"`
 	PairingCode string `json:"pairing_code"`
 	Name        string `json:"name"`
+	// Engines, when set, become the engines config with the registration (the backends ticked
+	// on the first-run page); they are checked before anything is sent. A pointer keeps the
+	// request comparable; nil keeps the engines as they are.
+	Engines *engine.Config `json:"engines,omitempty"`
 }
 
 // Settings is the part of the Config a person edits in the window.

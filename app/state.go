@@ -104,6 +104,7 @@ type Counters struct {
 type State struct {
 	Seq        uint64               `json:"seq"` // increases with every change
 	Registered bool                 `json:"registered"`
+	Demo       bool                 `json:"demo,omitempty"` // registered with the window's demo hub, in memory only
 	ServerURL  string               `json:"server_url"`
 	WorkerID   string               `json:"worker_id,omitempty"`
 	Name       string               `json:"name,omitempty"`

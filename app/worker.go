@@ -93,6 +93,7 @@ type Worker struct {
 	drainReq      bool      // finish the running jobs, then pause (not persisted until it completes)
 	shuttingDown  bool
 	own           func(pid uint32) bool
+	demo          *demoRun // the window's demo (firstrun_worker.go); nil = none
 }
 
 // capsCache holds the capabilities the session reads before every heartbeat.
@@ -221,6 +222,7 @@ func (w *Worker) Serve(ctx context.Context) error {
 	w.mu.Unlock()
 	defer func() {
 		cancel() // before waiting: the monitor and the refresher end with ctx
+		w.endDemo()
 		w.mu.Lock()
 		stop, r := w.routerStop, w.router
 		w.mu.Unlock()
@@ -1030,6 +1032,7 @@ func (w *Worker) persist(cfg Config) error {
 	if w.opts.ConfigPath == "" {
 		return nil
 	}
+	cfg = w.withoutDemo(cfg)
 	if err := SaveConfig(w.opts.ConfigPath, cfg); err != nil {
 		w.log.Error("could not save the settings", "source", "worker", "err", err)
 		return fmt.Errorf("save settings: %w", err)
@@ -1079,6 +1082,7 @@ func (w *Worker) Reconnect(ctx context.Context) error {
 
 // Register pairs the worker with a Studio, saves the credentials and (re)connects.
 func (w *Worker) Register(ctx context.Context, req RegisterRequest) error {
+	w.endDemo() // registering for real ends a demo
 	cfg := w.Config()
 	if req.ServerURL == "" {
 		req.ServerURL = cfg.ServerURL
@@ -1095,6 +1099,10 @@ func (w *Worker) Register(ctx context.Context, req RegisterRequest) error {
 	if req.PairingCode == "" {
 		return &ValidationError{Fields: map[string]string{"pairing_code": "enter the pairing code from your Studio"}}
 	}
+	engines, err := w.registerEngines(req.Engines) // checked before anything is sent
+	if err != nil {
+		return err
+	}
 	resp, err := session.Register(ctx, w.client, req.ServerURL, cfg.AllowInsecure, req.Name, req.PairingCode)
 	if errors.Is(err, session.ErrPairingRejected) {
 		return &ValidationError{Fields: map[string]string{"pairing_code": err.Error()}}
@@ -1102,9 +1110,18 @@ func (w *Worker) Register(ctx context.Context, req RegisterRequest) error {
 	if err != nil {
 		return &ValidationError{Fields: map[string]string{"server_url": err.Error()}}
 	}
+	if engines != nil {
+		if err := w.swapEngines(engines); err != nil {
+			return &ValidationError{Fields: map[string]string{"engines": err.Error()}}
+		}
+		w.rebuildCaps() // the new router may never report a change: it starts knowing its programs
+	}
 	w.mu.Lock()
 	w.cfg.ServerURL, w.cfg.Name = req.ServerURL, req.Name
 	w.cfg.WorkerID, w.cfg.AuthToken = resp.WorkerID, resp.AuthToken
+	if engines != nil {
+		w.cfg.Engines = engines
+	}
 	cfg = w.cfg
 	w.mu.Unlock()
 	if err := w.persist(cfg); err != nil {
