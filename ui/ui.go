@@ -91,6 +91,10 @@ type Window struct {
 	settings  *settingsView
 	tabs      *container.AppTabs
 	notifier  *notifier
+	first     *firstRun // the first-run page (firstrun.go)
+	demoBar   *demoBar
+	page      string // which content the window shows: pageFirstRun, pageMain or pageDemo
+	skipped   bool   // the user skipped the first-run page
 }
 
 // New builds the window on an existing Fyne app and subscribes to src. It must be called on the
@@ -114,7 +118,8 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 		container.NewTabItemWithIcon("Logs", theme.ListIcon(), w.logs.content),
 		container.NewTabItemWithIcon("Settings", theme.SettingsIcon(), w.settings.content),
 	)
-	w.win.SetContent(container.NewBorder(w.header.content, nil, nil, nil, w.tabs))
+	w.first, w.demoBar = newFirstRun(w), newDemoBar(w)
+	w.win.SetContent(w.mainContent(false))
 	w.win.Resize(fyne.NewSize(960, 640))
 
 	if desk, ok := a.(desktop.App); ok {
@@ -243,6 +248,7 @@ func (w *Window) apply(s app.State) {
 	// No check on Seq: states arrive in order on one channel, and a worker that restarted behind
 	// the control socket starts counting again.
 	w.state = s
+	w.showPage(s)
 	now := w.env.now()
 	w.header.update(s, now)
 	w.dash.update(s, now)
