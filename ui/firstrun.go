@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"maps"
 	"slices"
 	"strings"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/layout"
 	"fyne.io/fyne/v2/theme"
@@ -80,7 +82,7 @@ func newFirstRun(act firstRunActions) *firstRun {
 	p.name = widget.NewEntry()
 	p.name.SetPlaceHolder("This computer's name in the Studio (optional)")
 	p.pairing = widget.NewEntry()
-	p.pairing.SetPlaceHolder("The code your Studio shows under Workers → Add")
+	p.pairing.SetPlaceHolder("The one-time code from your Studio")
 	p.register = widget.NewButtonWithIcon("Register", theme.LoginIcon(), p.doRegister)
 	p.register.Importance = widget.HighImportance
 	p.status = subtle("")
@@ -98,8 +100,10 @@ func newFirstRun(act firstRunActions) *firstRun {
 	p.rescan = widget.NewButtonWithIcon("Look again", theme.ViewRefreshIcon(), p.detect)
 	enginesErr := errorLabel()
 	p.errs["engines"] = enginesErr
+	hint := subtle("Studio Worker looked at the usual local ports and programs (nothing outside this computer). Ticked ones are used when you register; change them any time in Settings.")
+	hint.Wrapping = fyne.TextWrapWord
 	backends := container.NewVBox(
-		subtle("Studio Worker looked at the usual local ports and programs (nothing outside this computer). Ticked ones are used when you register; change them any time in Settings."),
+		hint,
 		p.found, enginesErr,
 		container.NewBorder(nil, nil, nil, p.rescan, p.findStatus),
 	)
@@ -176,7 +180,8 @@ func (p *firstRun) showFound(found []app.Detected) {
 		if detail := detectedDetail(d); detail != "" {
 			t := subtle(detail)
 			t.Wrapping = fyne.TextWrapWord
-			row = append(row, container.NewPadded(t))
+			indent := container.New(&fixedWidth{width: 28}, canvas.NewRectangle(color.Transparent)) // under the label, past the box
+			row = append(row, container.NewBorder(nil, nil, indent, nil, t))
 		}
 		objs = append(objs, container.NewVBox(row...))
 		p.rows = append(p.rows, r)

@@ -96,7 +96,9 @@ func TestFirstRunPageTicksRegisterAndDemo(t *testing.T) {
 	h.waitUI("the first-run page again", func() bool { return h.w.page == pageFirstRun })
 
 	// Registered from elsewhere (the CLI): the dashboard.
-	h.publish(func(s *app.State) { s.Registered, s.Conn = true, app.ConnInfo{State: connConnected, Server: "studio.example.com"} })
+	h.publish(func(s *app.State) {
+		s.Registered, s.Conn = true, app.ConnInfo{State: connConnected, Server: "studio.example.com"}
+	})
 	h.ui.do(func() {
 		if h.w.page != pageMain || findButton(h.w.win.Content(), "Register") != nil {
 			t.Errorf("registered: page %q", h.w.page)
