@@ -124,8 +124,30 @@ func TestReadOwnProcess(t *testing.T) {
 	if _, err := readCPU(os.Getpid()); err != nil {
 		t.Errorf("readCPU(self): %v", err)
 	}
+	before, err := readSchedCPU(os.Getpid())
+	if err != nil {
+		t.Fatalf("readSchedCPU(self): %v", err)
+	}
+	for i := 0; i < 1e6; i++ { // burn some CPU: the exact count must see it
+		_ = strings.Repeat("x", i%7)
+	}
+	after, err := readSchedCPU(os.Getpid())
+	if err != nil || after <= before {
+		t.Errorf("readSchedCPU after work = %v (before %v), %v", after, before, err)
+	}
 	if _, err := readRSS(1 << 30); err == nil {
 		t.Errorf("readRSS of a pid that does not exist: no error")
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	if d, err := parseSchedstat([]byte("123456789 5000 42\n")); err != nil || d != 123456789 {
+		t.Errorf("parseSchedstat = %v, %v", d, err)
+	}
+	for _, bad := range []string{"", "x 1 2"} {
+		if _, err := parseSchedstat([]byte(bad)); err == nil {
+			t.Errorf("parseSchedstat(%q) accepted", bad)
+		}
 	}
 }
 

@@ -165,10 +165,11 @@ func run(args []string) int {
 		if ctx.Err() != nil {
 			break
 		}
-		log.Info("figure", "name", f.name)
+		load := loadAvg()
+		log.Info("figure", "name", f.name, "load_avg", load)
 		t0 := time.Now()
 		res, err := f.run(ctx, e)
-		res.Name, res.Seconds = f.name, time.Since(t0).Seconds()
+		res.Name, res.Seconds, res.LoadAvg = f.name, time.Since(t0).Seconds(), load
 		if err != nil {
 			failed = true
 			res.Err = err.Error()

@@ -31,6 +31,7 @@ type row struct {
 type figureResult struct {
 	Name    string         `json:"name"`
 	Seconds float64        `json:"seconds"`
+	LoadAvg string         `json:"load_avg_at_start,omitempty"` // the machine's load when the figure started: >2 on 2 cores means someone else was busy
 	Rows    []row          `json:"rows"`
 	Details map[string]any `json:"details,omitempty"`
 	Err     string         `json:"error,omitempty"`
@@ -102,11 +103,7 @@ func readMachine(ctx context.Context, root string) machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) >= 3 {
-			m.LoadAvg = strings.Join(f[:3], " ")
-		}
-	}
+	m.LoadAvg = loadAvg()
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		var kb float64
 		if _, err := fmt.Sscanf(string(b), "MemTotal: %f kB", &kb); err == nil {
@@ -212,4 +209,17 @@ func oneLine(s string) string {
 		s = s[:160] + "…"
 	}
 	return s
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages, "" where unknown.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,8 +25,23 @@ import (
 // also links the Fyne window, which `run` never opens.
 const workerModeArg = "__worker"
 
-// runWorkerMode is the bench binary in worker mode.
+// runWorkerMode is the bench binary in worker mode: `--cpuprofile FILE` first (with --pprof), then
+// the arguments of `studio-worker run`.
 func runWorkerMode(args []string) int {
+	if len(args) >= 2 && args[0] == "--cpuprofile" {
+		f, err := os.Create(args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench worker:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench worker:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+		args = args[2:]
+	}
 	cli := &app.CLI{Stdout: os.Stdout, Stderr: os.Stderr, Build: app.BuildInfo{Version: "bench", Commit: "bench"}}
 	return cli.Run(append([]string{"run"}, args...))
 }
@@ -57,7 +73,11 @@ func startWorkerProc(ctx context.Context, e *env, dir string, hc *hub.Client, se
 	if err := app.SaveConfig(path, cfg); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(e.self, workerModeArg, "--config", path)
+	args := []string{workerModeArg}
+	if e.pprof != "" {
+		args = append(args, "--cpuprofile", filepath.Join(e.pprof, "worker-"+name+".cpu.pprof"))
+	}
+	cmd := exec.Command(e.self, append(args, "--config", path)...)
 	// Its log file and caches go to the run's folder, not the user's.
 	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(dir, "cache"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	stderr, err := cmd.StderrPipe()
