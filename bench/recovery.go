@@ -115,9 +115,16 @@ func runRecovery(ctx context.Context, e *env) (figureResult, error) {
 		return res, fmt.Errorf("after the restart: %w", err)
 	}
 	tBack := time.Now()
-	tDone, err := h.waitEnded(ctx, n, 20*time.Millisecond, 3*time.Minute)
-	if err != nil {
-		return res, fmt.Errorf("after the restart: %w; unfinished: %s; worker warnings: %v", err, unfinished(ctx, hc, ids), fl.probe.recentWarnings())
+	// Every worker is back within seconds; a lease whose worker did not come back returns to the
+	// queue after the hub's 60 s grace. Past that, a job still open is a finding, not a wait.
+	tDone, err := h.waitEnded(ctx, n, 20*time.Millisecond, 90*time.Second)
+	allEnded := err == nil
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	if !allEnded {
+		res.detail("unfinished", unfinished(ctx, hc, ids))
+		res.detail("worker_warnings", fl.probe.recentWarnings())
 	}
 
 	var completed, lost, failed, retried int
@@ -151,7 +158,9 @@ func runRecovery(ctx context.Context, e *env) (figureResult, error) {
 	res.detail("failed", failed)
 	res.detail("restart_s", tUp.Sub(tKill).Seconds())
 	res.detail("workers_back_s", tBack.Sub(tKill).Seconds())
-	res.detail("all_ended_s", tDone.Sub(tKill).Seconds())
+	if allEnded {
+		res.detail("all_ended_s", tDone.Sub(tKill).Seconds())
+	}
 
 	res.add(row{Figure: "recovery (SIGKILL + restart): jobs completed", Value: float64(completed), Unit: fmt.Sprintf("of %d", n)}.
 		withGoal("all jobs end", completed+failed == n && failed == 0))
@@ -161,7 +170,11 @@ func runRecovery(ctx context.Context, e *env) (figureResult, error) {
 		withGoal("0: duplicates only as `duplicate`", byStatus[protocol.AckRejected] == 0 && storedTwice == 0))
 	res.add(row{Figure: "recovery: engine runs beyond one per job", Value: float64(runs - n), Unit: "runs"})
 	res.add(row{Figure: fmt.Sprintf("recovery: SIGKILL → all %d workers reconnected", e.size.recoveryWorkers), Value: tBack.Sub(tKill).Seconds(), Unit: "s"})
-	res.add(row{Figure: "recovery: SIGKILL → all jobs ended", Value: tDone.Sub(tKill).Seconds(), Unit: "s"})
+	if allEnded {
+		res.add(row{Figure: "recovery: SIGKILL → all jobs ended", Value: tDone.Sub(tKill).Seconds(), Unit: "s"})
+	} else {
+		res.add(row{Figure: "recovery: jobs still open 90 s after the SIGKILL (see details.unfinished)", Value: float64(n - completed - failed), Unit: "jobs"})
+	}
 	return res, nil
 }
 
