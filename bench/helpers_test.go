@@ -135,6 +135,9 @@ func TestReadOwnProcess(t *testing.T) {
 	if err != nil || after <= before {
 		t.Errorf("readSchedCPU after work = %v (before %v), %v", after, before, err)
 	}
+	if n, err := readWakeups(os.Getpid()); err != nil || n <= 0 {
+		t.Errorf("readWakeups(self) = %d, %v", n, err)
+	}
 	if _, err := readRSS(1 << 30); err == nil {
 		t.Errorf("readRSS of a pid that does not exist: no error")
 	}

@@ -50,6 +50,10 @@ func runIdle(ctx context.Context, e *env) (figureResult, error) {
 	if err != nil {
 		return res, err
 	}
+	wake0, err := readWakeups(pid)
+	if err != nil {
+		return res, err
+	}
 	up0, down0, t0 := t.up.Load(), t.down.Load(), time.Now()
 	sampler := startRSSSampler(ctx, pid, time.Second)
 	if err := sleepCtx(ctx, e.size.idle); err != nil {
@@ -62,6 +66,11 @@ func runIdle(ctx context.Context, e *env) (figureResult, error) {
 		return res, err
 	}
 	sched1, err := readSchedCPU(pid)
+	if err != nil {
+		sampler.stop()
+		return res, err
+	}
+	wake1, err := readWakeups(pid)
 	if err != nil {
 		sampler.stop()
 		return res, err
@@ -84,6 +93,8 @@ func runIdle(ctx context.Context, e *env) (figureResult, error) {
 	res.detail("window_s", window.Seconds())
 	res.detail("cpu_seconds_schedstat", (sched1 - sched0).Seconds())
 	res.detail("cpu_seconds_utime_stime", (cpu1 - cpu0).Seconds())
+	res.detail("context_switches_per_s", float64(wake1-wake0)/window.Seconds())
+	res.detail("load_avg_at_end", loadAvg()) // the machine's load decides what a wakeup costs
 	res.detail("rss_end_mib", float64(rssEnd)/(1<<20))
 	res.detail("rss_peak_mib", float64(peak)/(1<<20))
 	res.detail("bytes_sent", up1-up0)

@@ -77,6 +77,34 @@ func readSchedCPU(pid int) (time.Duration, error) {
 	return total, nil
 }
 
+// readWakeups returns how many times a process's live threads were switched out, voluntarily
+// (they slept: each is a wakeup to come) or not (/proc/PID/task/*/status).
+func readWakeups(pid int) (int64, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("read context switches of %d: no tasks (%v)", pid, err)
+	}
+	var total int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for line := range bytes.Lines(b) {
+			for _, key := range []string{"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"} {
+				if rest, ok := bytes.CutPrefix(line, []byte(key)); ok {
+					n, err := strconv.ParseInt(strings.TrimSpace(string(rest)), 10, 64)
+					if err != nil {
+						return 0, fmt.Errorf("%s: %w", t, err)
+					}
+					total += n
+				}
+			}
+		}
+	}
+	return total, nil
+}
+
 // parseSchedstat reads the first field of a schedstat line: nanoseconds spent on a CPU.
 func parseSchedstat(b []byte) (time.Duration, error) {
 	f := strings.Fields(string(b))
