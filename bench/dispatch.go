@@ -160,8 +160,8 @@ func runDispatch(ctx context.Context, e *env) (figureResult, error) {
 	p99 := row{Figure: "dispatch latency p99", Value: d.P99, Unit: "ms"}.withBaseline(base+" p99", b.P99)
 	res.add(p99.withGoal("≤ 5 ms and ≤ 20× baseline", d.P99 <= 5 && p99.Ratio != nil && *p99.Ratio <= 20))
 	res.add(row{Figure: "dispatch latency max", Value: d.Max, Unit: "ms"}.withBaseline(base+" max", b.Max))
-	res.add(row{Figure: "  of which POST /v1/jobs answered (job committed), p99", Value: p.P99, Unit: "ms"})
-	res.add(row{Figure: "  of which POST answered → engine Run, p99", Value: a.P99, Unit: "ms"})
+	res.add(row{Figure: "↳ of which POST /v1/jobs answered (job committed), p99", Value: p.P99, Unit: "ms"})
+	res.add(row{Figure: "↳ of which POST answered → engine Run, p99", Value: a.P99, Unit: "ms"})
 	return res, nil
 }
 

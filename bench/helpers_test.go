@@ -301,6 +301,21 @@ func names(fs []figure) []string {
 	return out
 }
 
+func TestNum(t *testing.T) {
+	tests := []struct {
+		in   float64
+		want string
+	}{
+		{0, "0"}, {2000, "2000"}, {45, "45"}, {1459.4, "1459"}, {260.04, "260.0"}, {1.913, "1.91"},
+		{0.0081, "0.0081"}, {0.228, "0.228"}, {math.NaN(), "-"},
+	}
+	for _, tc := range tests {
+		if got := num(tc.in); got != tc.want {
+			t.Errorf("num(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestRowRatioAndGoal(t *testing.T) {
 	r := row{Figure: "x", Value: 3, Unit: "ms"}.withBaseline("echo", 0.5).withGoal("≤ 20× baseline", false)
 	if r.Ratio == nil || *r.Ratio != 6 || r.Pass == nil || *r.Pass {

@@ -144,7 +144,7 @@ func num(v float64) string {
 		return "-"
 	case a == 0:
 		return "0"
-	case a >= 1000:
+	case a >= 1000 || (v == math.Trunc(v) && a < 1e6):
 		return fmt.Sprintf("%.0f", v)
 	case a >= 100:
 		return fmt.Sprintf("%.1f", v)
@@ -162,7 +162,10 @@ func (r row) cells() []string {
 		base = num(*r.Baseline) + " " + r.Unit + " (" + r.BaselineName + ")"
 	}
 	if r.Ratio != nil {
-		ratio = num(*r.Ratio) + "×"
+		ratio = fmt.Sprintf("%.2f×", *r.Ratio)
+		if *r.Ratio >= 100 {
+			ratio = fmt.Sprintf("%.0f×", *r.Ratio)
+		}
 	}
 	if r.Pass != nil {
 		result = map[bool]string{true: "PASS", false: "MISS"}[*r.Pass]

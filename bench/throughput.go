@@ -23,7 +23,10 @@ func runThroughput(ctx context.Context, e *env) (figureResult, error) {
 		}
 		s := summarize(rates)
 		res.detail(fmt.Sprintf("cpu_ms_per_job_%d_workers", c.workers), cpu)
-		label := fmt.Sprintf("throughput, %d worker(s) × %d slots", c.workers, c.slots)
+		label := fmt.Sprintf("throughput, %d workers × %d slots", c.workers, c.slots)
+		if c.workers == 1 {
+			label = fmt.Sprintf("throughput, 1 worker × %d slots", c.slots)
+		}
 		res.detail(fmt.Sprintf("jobs_per_s_%d_workers", c.workers), s)
 		r := row{Figure: label + ", median round", Value: s.P50, Unit: "jobs/s"}
 		if c.workers == 8 {
@@ -32,8 +35,8 @@ func runThroughput(ctx context.Context, e *env) (figureResult, error) {
 		res.add(r)
 		res.add(row{Figure: label + ", slowest round", Value: s.Min, Unit: "jobs/s"})
 		if c.workers == 8 {
-			res.add(row{Figure: "  CPU per job: studio-hub process", Value: cpu.Hub, Unit: "ms"})
-			res.add(row{Figure: "  CPU per job: the 8 workers (bench process)", Value: cpu.Workers, Unit: "ms"})
+			res.add(row{Figure: "↳ CPU per job: studio-hub process", Value: cpu.Hub, Unit: "ms"})
+			res.add(row{Figure: "↳ CPU per job: the 8 workers (bench process)", Value: cpu.Workers, Unit: "ms"})
 		}
 	}
 	res.detail("jobs_per_round", e.size.throughputJobs)
