@@ -540,3 +540,46 @@ func TestLargeUploadMemoryStaysFlat(t *testing.T) {
 		t.Fatalf("heap grew by %d MiB while uploading %d MiB: the result is held in memory", growth>>20, size>>20)
 	}
 }
+
+// Stopping while a result's upload is in the air must end Run: the cancelled upload comes back
+// due at once, and the uploader used to pick it up again forever.
+func TestStopDuringAnUploadEndsRun(t *testing.T) {
+	hub := newScriptHub(t)
+	inUpload := make(chan struct{})
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the server's Close, which waits for handlers
+	var once sync.Once
+	hub.set(func(h *scriptHub) {
+		h.uploadFn = func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			once.Do(func() { close(inUpload) })
+			select { // no answer while the worker stops
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	})
+	h := newTestHandler()
+	h.setRun(func(ctx context.Context, j Job, _ func(float64, string)) (Result, error) {
+		p := filepath.Join(j.SpoolDir, "r.png")
+		if err := os.WriteFile(p, []byte("png"), 0o600); err != nil {
+			return Result{}, err
+		}
+		return Result{File: p, Ext: "png"}, nil
+	})
+	s := newSession(t, testConfig(t, hub.srv.URL), h)
+	r := startRun(t, s)
+	c := hub.next(t)
+	c.send(protocol.Offer{Claim: claim("up", protocol.KindImage)})
+	c.expect(t, protocol.TypeAccept)
+	<-inUpload
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of being stopped during an upload")
+	}
+	if s.OutboxLen() != 1 {
+		t.Fatalf("outbox = %d, want the undelivered result kept for the next start", s.OutboxLen())
+	}
+}

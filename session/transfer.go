@@ -152,6 +152,11 @@ const notHeldUploadRetries = 2
 // loop.
 func (s *Session) uploader(ctx context.Context) {
 	for {
+		// First: a cancelled upload returns at once with no retry delay, so the same item would
+		// come straight back and the loop would spin instead of ending with the session.
+		if ctx.Err() != nil {
+			return
+		}
 		wake := s.kicked()
 		it, next := s.out.nextUpload(time.Now())
 		if it != nil {
