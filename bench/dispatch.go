@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -191,5 +190,3 @@ func waitJobDone(ctx context.Context, hc *hub.Client, id string, timeout time.Du
 		}
 	}
 }
-
-var errNotAllPaused = errors.New("the hub does not see every worker paused")

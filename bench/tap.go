@@ -152,7 +152,7 @@ type wsScanner struct {
 	inText   bool
 }
 
-// maxScan bounds what the scanner buffers: a frame of the contract is at most 1 MiB.
+// maxScanBuffer bounds what the scanner buffers: a frame of the contract is at most 1 MiB.
 const maxScanBuffer = protocol.MaxFrameBytes + 64<<10
 
 var errScanOff = errors.New("scanner off")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -120,6 +121,8 @@ func throughputRounds(ctx context.Context, e *env, workers, slots int) ([]float6
 	cpu.Hub, cpu.Workers = summarize(hubCPU).P50, summarize(selfCPU).P50
 	return rates, cpu, nil
 }
+
+var errNotAllPaused = errors.New("the hub does not see every worker paused")
 
 // waitAllPaused polls the hub until it reports n connected workers, all paused, so that nothing
 // queued next is offered before the round starts.
