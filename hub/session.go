@@ -96,8 +96,10 @@ func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.He
 		}
 	}
 	for _, id := range hello.Outbox {
-		if j := h.jobs[id]; j != nil && (j.status == protocol.JobQueued || j.status == protocol.JobOffered) && j.accepted(w.id) {
-			h.takeBack(j, w) // its result is on the way: offering it elsewhere would waste a run
+		if j := h.jobs[id]; j != nil && (j.status == protocol.JobQueued || j.status == protocol.JobOffered) {
+			// Its result is on the way: offering it elsewhere would waste a run. As for in_flight,
+			// a recorded accept is not required: a hub crash can lose it after the worker started.
+			h.takeBack(j, w)
 		}
 	}
 	wid := w.id
@@ -106,6 +108,38 @@ func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.He
 		return err
 	}, nil)
 	h.kickScheduler()
+}
+
+// unlistedLimit is how many heartbeats in a row may leave out a leased job before its lease ends:
+// more than one, because a heartbeat built just before the worker sent its accept lacks the job.
+const unlistedLimit = 3
+
+// checkListed ends the lease of every job w holds that its heartbeats no longer list (the
+// contract: a job is leased while the worker lists it in running). Without it a job whose run the
+// worker lost — a result dropped by a late ack, a crash inside the worker — stays running forever.
+func (h *Hub) checkListed(w *worker, running []string) {
+	listed := make(map[string]bool, len(running))
+	for _, id := range running {
+		listed[id] = true
+	}
+	var gone []*job
+	for _, j := range w.held {
+		if j.status != protocol.JobRunning {
+			continue
+		}
+		if listed[j.id] {
+			j.unlisted = 0
+			continue
+		}
+		j.unlisted++
+		if j.unlisted >= unlistedLimit {
+			gone = append(gone, j)
+		}
+	}
+	for _, j := range gone {
+		w.conn.log.Info("lease ended: the worker no longer lists the job", "job_id", j.id)
+		h.requeue(j, "worker "+w.id+" no longer runs it", nil)
+	}
 }
 
 // takeBack gives a queued (or offered elsewhere) job back to a worker that still runs it.
@@ -221,6 +255,7 @@ func (h *Hub) dispatch(ctx context.Context, c *conn, w *worker, f protocol.Frame
 			w.caps = *f.Capabilities
 			w.keys = keysOf(w.caps)
 		}
+		h.checkListed(w, f.Status.Running)
 		retry := !w.retryAt.IsZero() && h.now().After(w.retryAt)
 		if retry {
 			w.retryAt = time.Time{}

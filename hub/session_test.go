@@ -594,3 +594,43 @@ func TestInFlightTakesBackAQueuedJobWithoutARecordedAccept(t *testing.T) {
 		t.Fatalf("lease went to %q, want %q", info.WorkerID, creds.WorkerID)
 	}
 }
+
+// The contract: a job is leased while its worker lists it in running. A connected worker whose
+// heartbeats stop listing a job it accepted has lost that run: the job goes back to the queue.
+func TestLeaseEndsWhenHeartbeatsStopListingTheJob(t *testing.T) {
+	e := startHub(t, nil)
+	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
+	id := e.submit(llmJob("m1"))
+	a.offerFor(id)
+	a.send(protocol.Accept{JobID: id})
+	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	// Listed: the lease lives on however many heartbeats come.
+	for range unlistedLimit + 1 {
+		a.heartbeat(protocol.Status{State: protocol.StateBusy, Running: []string{id}})
+	}
+	if info := e.waitJob(id, "still running", statusIs(protocol.JobRunning)); info.Attempts != 0 {
+		t.Fatalf("listed job lost its lease: %+v", info)
+	}
+	// Not listed: after unlistedLimit heartbeats the run is over, attempts+1.
+	for range unlistedLimit {
+		a.heartbeat(protocol.Status{State: protocol.StateIdle, Running: []string{}, Accepting: false})
+	}
+	info := e.waitJob(id, "requeued", func(i protocol.JobInfo) bool { return i.Attempts == 1 })
+	if info.Status != protocol.JobQueued && info.Status != protocol.JobOffered {
+		t.Fatalf("job after its lease ended: %+v", info)
+	}
+}
+
+// hello.outbox naming a job the hub has queued (its accept was lost in a hub crash) takes the
+// lease back, so the result that follows is stored instead of rejected.
+func TestOutboxTakesBackAQueuedJobWithoutARecordedAccept(t *testing.T) {
+	e := startHub(t, nil)
+	id := e.submit(llmJob("m1"))
+	e.waitJob(id, "queued", statusIs(protocol.JobQueued))
+	creds := e.register("a")
+	a := e.connect(creds, hello(llmCaps, nil, []string{id}))
+	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	if ack := a.complete(id, `{"text":"hi","finish_reason":"stop","usage":{"prompt_tokens":1,"completion_tokens":1}}`); ack.Status != protocol.AckStored {
+		t.Fatalf("result after the take-back: %s, want stored", ack.Status)
+	}
+}

@@ -48,6 +48,9 @@ type job struct {
 	offerUntil time.Time
 	leaseGen   uint64    // bumped on every lease change, so a stale grace timer does nothing
 	graceUntil time.Time // non-zero while its holder is disconnected
+	// unlisted counts the holder's heartbeats in a row whose status.running lacks this leased
+	// job: the lease lasts while the worker lists the job.
+	unlisted int
 
 	result     json.RawMessage
 	resultFile string
@@ -346,6 +349,7 @@ func (h *Hub) lease(j *job, w *worker) {
 	}
 	j.leaseGen++
 	j.graceUntil = time.Time{}
+	j.unlisted = 0
 	h.persistJob(j, nil)
 }
 

@@ -322,9 +322,9 @@ func (c *conn) readLoop() error {
 			s.onCancel(f)
 		case protocol.HeartbeatAck:
 		case protocol.CompleteAck:
-			s.onAck(f.JobID, f.Status, itemJSON, itemFile)
+			s.onAck(c, f.JobID, f.Status, itemJSON, itemFile)
 		case protocol.FailAck:
-			s.onAck(f.JobID, "", itemFail)
+			s.onAck(c, f.JobID, "", itemFail)
 		case protocol.LogAck:
 			if !s.logs.ack(f.Seq) {
 				s.log.Debug("log_ack for no pending batch", "seq", f.Seq)
@@ -463,11 +463,13 @@ func (s *Session) sendFrames(c *conn, only string) {
 }
 
 // onAck handles complete_ack and fail_ack: the entry is deleted whatever the status; a rejected
-// result is logged (the hub does not hold this job for this worker).
-func (s *Session) onAck(jobID string, status protocol.AckStatus, types ...itemType) {
+// result is logged (the hub does not hold this job for this worker). Acks carry only a job id, so
+// an ack on c answers only a frame sent on c: a late ack for an earlier run of the same job (the
+// hub offered it again meanwhile) must not delete the new result before it was even sent.
+func (s *Session) onAck(c *conn, jobID string, status protocol.AckStatus, types ...itemType) {
 	it := s.out.get(jobID)
-	if it == nil || !slices.Contains(types, it.meta.Type) {
-		s.log.Debug("ack for no outbox entry", "job_id", jobID, "status", status)
+	if it == nil || !slices.Contains(types, it.meta.Type) || !s.out.sentOn(it, c.gen) {
+		s.log.Debug("ack for no outbox entry sent on this connection", "job_id", jobID, "status", status)
 		return
 	}
 	s.out.remove(jobID)

@@ -466,6 +466,14 @@ func (o *outbox) claimFrames(gen uint64, only string) []outboxMeta {
 	return out
 }
 
+// sentOn reports whether an ack on connection gen can answer the entry: a frame entry must have
+// been sent on gen; a file entry (answered by its upload) is not tied to a connection.
+func (o *outbox) sentOn(it *outboxItem, gen uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return it.meta.Type == itemFile || it.sentGen == gen
+}
+
 // unclaim forgets that an entry was sent on gen, after the write failed.
 func (o *outbox) unclaim(jobID string, gen uint64) {
 	o.mu.Lock()
