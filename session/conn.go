@@ -386,16 +386,23 @@ func (c *conn) heartbeat() protocol.Heartbeat {
 	return hb
 }
 
+// shipLogs sends log batches at most once every LogFlushInterval, and only when entries wait:
+// the first flush (pending batches are resent at once on a new connection), then it sleeps until
+// an entry arrives, lets more gather for an interval, and flushes them together.
 func (c *conn) shipLogs() {
-	t := time.NewTicker(c.s.cfg.LogFlushInterval)
-	defer t.Stop()
 	for {
-		// Pending batches are resent at once on a new connection.
 		if c.s.flushLogs(c) != nil {
 			return
 		}
 		select {
 		case <-c.ctx.Done():
+			return
+		case <-c.s.logs.wake:
+		}
+		t := time.NewTimer(c.s.cfg.LogFlushInterval)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}

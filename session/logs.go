@@ -38,10 +38,22 @@ type logShipper struct {
 	pending  []*logBatch
 	held     int // entries in pending batches
 	nextSeq  uint64
+
+	// wake says that entries are waiting, so the shipper sleeps while there is nothing to ship
+	// instead of waking every interval (an idle worker's CPU is mostly its wakeups).
+	wake chan struct{}
 }
 
 func newLogShipper(limit int) *logShipper {
-	return &logShipper{limit: limit}
+	return &logShipper{limit: limit, wake: make(chan struct{}, 1)}
+}
+
+// signal wakes the shipper; it never blocks.
+func (l *logShipper) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 // add buffers e, or counts it as dropped when the buffer is full. It never blocks for long.
@@ -62,6 +74,7 @@ func (l *logShipper) add(e protocol.LogEntry) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer l.signal()
 	if len(l.buf)+l.held >= l.limit {
 		l.overflow++
 		return
