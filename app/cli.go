@@ -160,6 +160,9 @@ func (c *CLI) cmdRun(args []string) int {
 	}
 	logger, sink, closeLog := c.setupLogging(level)
 	defer closeLog()
+	if underServiceManager() {
+		return c.runAsWindowsService(path, cfg, logger, sink)
+	}
 	return c.serveWorker(path, cfg, logger, sink, nil)
 }
 
