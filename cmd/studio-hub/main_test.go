@@ -278,7 +278,8 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	mw.WriteField("ext", "png")
 	mw.WriteField("sha256", strings.Repeat("0", 64))
 	fw, _ := mw.CreateFormFile("file", "r.png")
-	fw.Write(bytes.Repeat([]byte("half an image "), 8192))
+	// More than the hub's 256 KiB write buffer (hub/files.go), so some of it is on disk at the kill.
+	fw.Write(bytes.Repeat([]byte("half an image "), 40960))
 	tmp := filepath.Join(dir, "data", "tmp")
 	deadline := time.Now().Add(waitLimit)
 	for !hasBytes(tmp) {
