@@ -2,7 +2,6 @@ package ui
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"image/color"
 	"maps"
@@ -281,36 +280,7 @@ func (p *firstRun) showErrors(fields map[string]string) {
 func (p *firstRun) doRegister() {
 	req := app.RegisterRequest{ServerURL: strings.TrimSpace(p.serverURL.Text), PairingCode: strings.TrimSpace(p.pairing.Text),
 		Name: strings.TrimSpace(p.name.Text), Engines: p.engines()}
-	bad := map[string]string{}
-	if req.ServerURL == "" {
-		bad["server_url"] = "enter your Studio's address"
-	}
-	if req.PairingCode == "" {
-		bad["pairing_code"] = "enter the pairing code your Studio shows"
-	}
-	setSubtle(p.status, "")
-	p.showErrors(bad)
-	if len(bad) > 0 {
-		return
-	}
-	p.register.Disable()
-	setSubtle(p.status, "Registering…")
-	p.act.run("Register", func(ctx context.Context) error {
-		return p.act.controller().Register(ctx, req)
-	}, func(err error) {
-		p.register.Enable()
-		var ve *app.ValidationError
-		switch {
-		case errors.As(err, &ve):
-			setSubtle(p.status, "Not registered.")
-			p.showErrors(ve.Fields)
-		case err != nil:
-			setSubtle(p.status, "Not registered: "+err.Error())
-		default:
-			p.pairing.SetText("")
-			setSubtle(p.status, "Registered. Connecting…")
-		}
-	})
+	submitRegistration(p.act, req, registerForm{button: p.register, status: p.status, pairing: p.pairing, showErrors: p.showErrors})
 }
 
 func (p *firstRun) doDemo() {

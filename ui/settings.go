@@ -534,34 +534,52 @@ func (v *settingsView) doSave() {
 func (v *settingsView) doRegister() {
 	req := app.RegisterRequest{ServerURL: strings.TrimSpace(v.serverURL.Text), PairingCode: strings.TrimSpace(v.pairing.Text),
 		Name: strings.TrimSpace(v.name.Text)}
+	submitRegistration(v.act, req, registerForm{button: v.register, status: v.regStatus, pairing: v.pairing, showErrors: v.showErrors, done: v.load})
+}
+
+// registerForm is what a page with a registration form lends submitRegistration.
+type registerForm struct {
+	button     *widget.Button
+	status     *widget.RichText
+	pairing    *widget.Entry
+	showErrors func(map[string]string)
+	done       func() // after a successful registration; nil = nothing more
+}
+
+// submitRegistration checks the form here (nothing is sent without an address and a code), then
+// asks the controller on the page's action runner and puts each error next to its field.
+func submitRegistration(act settingsActions, req app.RegisterRequest, f registerForm) {
 	bad := map[string]string{}
 	if req.ServerURL == "" {
-		bad["server_url"] = "enter the Studio's address"
+		bad["server_url"] = "enter your Studio's address"
 	}
 	if req.PairingCode == "" {
-		bad["pairing_code"] = "enter the pairing code the Studio shows"
+		bad["pairing_code"] = "enter the pairing code your Studio shows"
 	}
-	v.showErrors(bad)
+	setSubtle(f.status, "")
+	f.showErrors(bad)
 	if len(bad) > 0 {
 		return
 	}
-	v.register.Disable()
-	setSubtle(v.regStatus, "Registering…")
-	v.act.run("Register", func(ctx context.Context) error {
-		return v.act.controller().Register(ctx, req)
+	f.button.Disable()
+	setSubtle(f.status, "Registering…")
+	act.run("Register", func(ctx context.Context) error {
+		return act.controller().Register(ctx, req)
 	}, func(err error) {
-		v.register.Enable()
+		f.button.Enable()
 		var ve *app.ValidationError
 		switch {
 		case errors.As(err, &ve):
-			v.showErrors(ve.Fields)
-			setSubtle(v.regStatus, "Not registered.")
+			setSubtle(f.status, "Not registered.")
+			f.showErrors(ve.Fields)
 		case err != nil:
-			setSubtle(v.regStatus, "Not registered: "+err.Error())
+			setSubtle(f.status, "Not registered: "+err.Error())
 		default:
-			v.pairing.SetText("")
-			setSubtle(v.regStatus, "Registered. Connecting…")
-			v.load()
+			f.pairing.SetText("")
+			setSubtle(f.status, "Registered. Connecting…")
+			if f.done != nil {
+				f.done()
+			}
 		}
 	})
 }
