@@ -299,6 +299,11 @@ func (c *CLI) cmdGUI(args []string) int {
 		c.errorf("this build has no window: use `studio-worker run`")
 		return ExitUsage
 	}
+	if !haveDisplay() {
+		// Without this the window's toolkit panics deep inside GLFW.
+		c.errorf("no display: the window needs a graphical session (DISPLAY or WAYLAND_DISPLAY). Use `studio-worker run` for a headless worker, or --help for the commands")
+		return ExitUsage
+	}
 	// A worker already runs (a service, another window): attach to it instead of a second session.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	cl, err := DialControl(ctx, path)

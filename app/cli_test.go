@@ -68,3 +68,19 @@ func TestGPUCommandWithSimulatedGPU(t *testing.T) {
 	}
 	os.Remove(cfgPath)
 }
+
+func TestWindowWithoutADisplaySaysSo(t *testing.T) {
+	t.Setenv("DISPLAY", "")
+	t.Setenv("WAYLAND_DISPLAY", "")
+	var out, errb strings.Builder
+	cli := &CLI{Stdout: &out, Stderr: &errb, GUI: func(Source, Controller, func()) error {
+		t.Error("the window was opened without a display")
+		return nil
+	}}
+	if code := cli.Run([]string{"--config", filepath.Join(t.TempDir(), "config.json")}); code != ExitUsage {
+		t.Fatalf("exit %d, want %d; stderr %q", code, ExitUsage, errb.String())
+	}
+	if !strings.Contains(errb.String(), "no display") || !strings.Contains(errb.String(), "studio-worker run") {
+		t.Fatalf("stderr %q does not say what to do", errb.String())
+	}
+}
