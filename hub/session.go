@@ -35,6 +35,7 @@ func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.He
 	w.caps = hello.Capabilities
 	w.keys = keysOf(hello.Capabilities)
 	w.state, w.accepting, w.running, w.gpus = protocol.StateIdle, true, nil, nil
+	w.acceptingSince = now
 	w.lastSeen, w.lastOffer = now, now
 	w.offers, w.active = 0, 0
 	h.met.connected.Add(1)
@@ -249,6 +250,9 @@ func (h *Hub) dispatch(ctx context.Context, c *conn, w *worker, f protocol.Frame
 		was := w.accepting
 		w.state = f.Status.State
 		w.accepting = f.Status.Accepting
+		if w.accepting && !was {
+			w.acceptingSince = h.now()
+		}
 		w.running = f.Status.Running
 		w.gpus = f.GPUs
 		if f.Capabilities != nil {

@@ -634,3 +634,19 @@ func TestOutboxTakesBackAQueuedJobWithoutARecordedAccept(t *testing.T) {
 		t.Fatalf("result after the take-back: %s, want stored", ack.Status)
 	}
 }
+
+// A job declined as `paused` goes back to that worker as soon as its heartbeats say it accepts
+// again, without waiting for the cool-off.
+func TestPausedDeclineEndsWhenTheWorkerResumes(t *testing.T) {
+	e := startHub(t, func(c *Config) { c.OfferTTL = time.Minute })
+	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
+	id := e.submit(llmJob("m1"))
+	a.offerFor(id)
+	a.send(protocol.Decline{JobID: id, Reason: protocol.DeclinePaused})
+	a.heartbeat(protocol.Status{State: protocol.StatePaused, Running: []string{}, Accepting: false})
+	e.waitJob(id, "queued", statusIs(protocol.JobQueued))
+	a.send(protocol.Heartbeat{Status: protocol.Status{State: protocol.StateIdle, Running: []string{}, Accepting: true}})
+	if c := a.offerFor(id); c.JobID != id {
+		t.Fatalf("offer for %s, want %s", c.JobID, id)
+	}
+}

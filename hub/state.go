@@ -41,7 +41,7 @@ type job struct {
 	// when they may be offered it again: never for this attempt after `unsupported` or `user`,
 	// after a cool-off for a reason that passes (busy, paused, vram, expired) — otherwise a job
 	// that the only suitable worker turned down while it was briefly busy would wait forever.
-	declined map[string]time.Time
+	declined map[string]declineMark
 	inQueue  bool // an entry for it is in its queue (possibly stale while offered)
 
 	offerSeq   uint64 // identifies the open offer, so a stale timer does nothing
@@ -78,6 +78,9 @@ type worker struct {
 	// retryAt is when a job this worker declined for a passing reason may be offered to it again;
 	// its next heartbeat after that time runs the scheduler.
 	retryAt time.Time
+	// acceptingSince is when the worker's heartbeats last turned to accepting: a decline for
+	// `busy` or `paused` made before that no longer holds (the worker resumed, a slot freed).
+	acceptingSince time.Time
 
 	held   map[string]*job // jobs whose holder it is (offers and leases)
 	offers int             // open offers
@@ -320,7 +323,7 @@ func (h *Hub) withdrawOffer(j *job, reason protocol.DeclineReason) {
 		w.offers = max(0, w.offers-1)
 		if reason != "" {
 			if j.declined == nil {
-				j.declined = map[string]time.Time{}
+				j.declined = map[string]declineMark{}
 			}
 			until := farFuture
 			switch reason {
@@ -331,10 +334,28 @@ func (h *Hub) withdrawOffer(j *job, reason protocol.DeclineReason) {
 					w.retryAt = until
 				}
 			}
-			j.declined[w.id] = until
+			j.declined[w.id] = declineMark{at: h.now(), until: until, reason: reason}
 		}
 	}
 	h.enqueueJob(j)
+}
+
+// declineMark records a worker's decline of the current attempt.
+type declineMark struct {
+	at, until time.Time
+	reason    protocol.DeclineReason
+}
+
+// holds reports whether the decline still keeps the job from w at now.
+func (d declineMark) holds(w *worker, now time.Time) bool {
+	if !now.Before(d.until) {
+		return false
+	}
+	switch d.reason {
+	case protocol.DeclineBusy, protocol.DeclinePaused:
+		return !w.acceptingSince.After(d.at)
+	}
+	return true
 }
 
 // farFuture excludes a worker from a job for the rest of the attempt.
@@ -523,8 +544,8 @@ func (h *Hub) schedule(now time.Time) {
 func (h *Hub) pickFor(w *worker) *job {
 	now := h.now()
 	ok := func(j *job) bool {
-		until, declined := j.declined[w.id]
-		return j.vram <= w.caps.VRAMThresholdGB && (!declined || now.After(until))
+		mark, declined := j.declined[w.id]
+		return j.vram <= w.caps.VRAMThresholdGB && (!declined || !mark.holds(w, now))
 	}
 	var bestQ *queue
 	best := -1
