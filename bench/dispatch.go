@@ -102,15 +102,7 @@ func runDispatch(ctx context.Context, e *env) (figureResult, error) {
 	if err != nil {
 		return res, err
 	}
-	dir, err := e.dir("dispatch")
-	if err != nil {
-		return res, err
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	h, err := startHub(ctx, e, filepath.Join(dir, "hub"), addr)
+	dir, h, err := startFigureHub(ctx, e, "dispatch")
 	if err != nil {
 		return res, err
 	}

@@ -49,6 +49,23 @@ func moduleRoot() (string, error) {
 	}
 }
 
+// startFigureHub makes the figure's folder and starts a hub process in it on a free loopback address.
+func startFigureHub(ctx context.Context, e *env, figure string) (dir string, h *hubProc, err error) {
+	dir, err = e.dir(figure)
+	if err != nil {
+		return "", nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	h, err = startHub(ctx, e, filepath.Join(dir, "hub"), addr)
+	if err != nil {
+		return "", nil, err
+	}
+	return dir, h, nil
+}
+
 // freeAddr returns a loopback address with a port that was free a moment ago. The hub needs a
 // fixed address so a restarted hub is found where the workers left it.
 func freeAddr() (string, error) {

@@ -13,20 +13,12 @@ import (
 // defaults: heartbeat every 5 s, ping every 15 s, GPU sampled every 2 s.
 func runIdle(ctx context.Context, e *env) (figureResult, error) {
 	var res figureResult
-	dir, err := e.dir("idle")
-	if err != nil {
-		return res, err
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	h, err := startHub(ctx, e, filepath.Join(dir, "hub"), addr)
+	dir, h, err := startFigureHub(ctx, e, "idle")
 	if err != nil {
 		return res, err
 	}
 	defer h.stop()
-	t, err := newTap(addr, nil)
+	t, err := newTap(h.addr, nil)
 	if err != nil {
 		return res, err
 	}

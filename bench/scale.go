@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -17,15 +16,7 @@ import (
 // POST to the offer arriving at a simulated worker.
 func runScale(ctx context.Context, e *env) (figureResult, error) {
 	var res figureResult
-	dir, err := e.dir("scale")
-	if err != nil {
-		return res, err
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	h, err := startHub(ctx, e, filepath.Join(dir, "hub"), addr)
+	_, h, err := startFigureHub(ctx, e, "scale")
 	if err != nil {
 		return res, err
 	}

@@ -104,15 +104,7 @@ func (b *baselineUploads) close() {
 // 50 ms. The baseline POSTs the same bytes (the hub's stored copy) to a bare handler.
 func runUpload(ctx context.Context, e *env) (figureResult, error) {
 	var res figureResult
-	dir, err := e.dir("upload")
-	if err != nil {
-		return res, err
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	h, err := startHub(ctx, e, filepath.Join(dir, "hub"), addr)
+	dir, h, err := startFigureHub(ctx, e, "upload")
 	if err != nil {
 		return res, err
 	}
