@@ -464,13 +464,19 @@ func (w *Worker) Status() (protocol.WorkerState, bool, []protocol.GPUStat) {
 	snap := w.mon.Latest()
 	w.mu.Lock()
 	mode, _ := w.modeLocked()
-	accepting := (mode == protocol.StateIdle || mode == protocol.StateBusy) && len(w.slots) < w.maxJobsLocked(snap)
+	accepting := w.acceptingLocked(mode, snap)
 	w.mu.Unlock()
 	gpus := make([]protocol.GPUStat, 0, len(snap.Devices))
 	for _, d := range snap.Devices {
 		gpus = append(gpus, protocol.GPUStat{Index: d.Index, VRAMTotalMB: d.TotalMB, VRAMUsedMB: d.UsedMB, UtilizationPct: d.UtilizationPct, TemperatureC: d.TemperatureC})
 	}
 	return mode, accepting, gpus
+}
+
+// acceptingLocked says whether the worker takes offers in mode: working or idle with a slot free;
+// w.mu is held.
+func (w *Worker) acceptingLocked(mode protocol.WorkerState, snap gpu.Snapshot) bool {
+	return (mode == protocol.StateIdle || mode == protocol.StateBusy) && len(w.slots) < w.maxJobsLocked(snap)
 }
 
 // modeLocked derives the worker state and its reason in words from the flags; w.mu is held.
@@ -546,7 +552,7 @@ func (w *Worker) update(fn func(*State)) {
 	w.mu.Lock()
 	var tmp State
 	w.applyMode(&tmp)
-	accepting := (tmp.Mode == protocol.StateIdle || tmp.Mode == protocol.StateBusy) && len(w.slots) < w.maxJobsLocked(snap)
+	accepting := w.acceptingLocked(tmp.Mode, snap)
 	changed := tmp.Mode != w.lastMode || accepting != w.lastAccepting
 	w.lastMode, w.lastAccepting = tmp.Mode, accepting
 	sess := w.sess

@@ -347,15 +347,24 @@ func (h *Hub) lookup(ctx context.Context, id string) (*job, error) {
 	return scanJob(h.db.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id=?`, id))
 }
 
-func (h *Hub) handleJob(w http.ResponseWriter, r *http.Request) {
+// jobOf looks up the request's {id}, answering 404 or 500 itself when it cannot.
+func (h *Hub) jobOf(w http.ResponseWriter, r *http.Request) (*job, bool) {
 	j, err := h.lookup(r.Context(), r.PathValue("id"))
 	if errors.Is(err, sql.ErrNoRows) {
 		writeError(w, http.StatusNotFound, "no such job")
-		return
+		return nil, false
 	}
 	if err != nil {
 		h.log.Error("look up job", "err", err)
 		writeError(w, http.StatusInternalServerError, "could not read the job")
+		return nil, false
+	}
+	return j, true
+}
+
+func (h *Hub) handleJob(w http.ResponseWriter, r *http.Request) {
+	j, ok := h.jobOf(w, r)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, h.info(j, h.baseURL(r)))
@@ -414,14 +423,8 @@ var contentTypes = map[string]string{
 }
 
 func (h *Hub) handleResult(w http.ResponseWriter, r *http.Request) {
-	j, err := h.lookup(r.Context(), r.PathValue("id"))
-	if errors.Is(err, sql.ErrNoRows) {
-		writeError(w, http.StatusNotFound, "no such job")
-		return
-	}
-	if err != nil {
-		h.log.Error("look up job", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not read the job")
+	j, ok := h.jobOf(w, r)
+	if !ok {
 		return
 	}
 	if j.status != protocol.JobCompleted {

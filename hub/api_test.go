@@ -61,9 +61,7 @@ func sha(b []byte) string {
 func (e *env) leaseImageJob(w *testWorker) string {
 	e.t.Helper()
 	id := e.submit(imageJob("sd"))
-	w.offerFor(id)
-	w.send(protocol.Accept{JobID: id})
-	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	e.lease(w, id)
 	return id
 }
 
@@ -310,9 +308,7 @@ func TestRestartKeepsQueuedAndLeasedJobs(t *testing.T) {
 	creds := e.register("a")
 	a := e.connect(creds, hello(llmCaps, nil, nil))
 	leased := e.submit(llmJob("m1"))
-	a.offerFor(leased)
-	a.send(protocol.Accept{JobID: leased})
-	e.waitJob(leased, "running", statusIs(protocol.JobRunning))
+	e.lease(a, leased)
 	queued := e.submit(llmJob("other-model"))
 	e.stop()
 	a.drop()

@@ -307,6 +307,14 @@ func (w *testWorker) heartbeat(st protocol.Status) {
 	}
 }
 
+// lease has w take job id (offer, accept) and waits until the hub shows it running.
+func (e *env) lease(w *testWorker, id string) {
+	e.t.Helper()
+	w.offerFor(id)
+	w.send(protocol.Accept{JobID: id})
+	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+}
+
 // waitMetric polls GET /metrics until it has the line.
 func (e *env) waitMetric(line string) {
 	e.t.Helper()

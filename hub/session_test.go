@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,9 +174,7 @@ func TestLeaseKeptAcrossReconnect(t *testing.T) {
 			creds := e.register("a")
 			a := e.connect(creds, hello(llmCaps, nil, nil))
 			id := e.submit(llmJob("m1"))
-			a.offerFor(id)
-			a.send(protocol.Accept{JobID: id})
-			e.waitJob(id, "running", statusIs(protocol.JobRunning))
+			e.lease(a, id)
 			a.drop()
 			var inFlight, outbox []string
 			if tc.inFlight {
@@ -200,9 +199,7 @@ func TestReconnectWithoutTheJobRequeuesIt(t *testing.T) {
 	creds := e.register("a")
 	a := e.connect(creds, hello(llmCaps, nil, nil))
 	id := e.submit(llmJob("m1"))
-	a.offerFor(id)
-	a.send(protocol.Accept{JobID: id})
-	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	e.lease(a, id)
 	a.drop()
 	a2 := e.connect(creds, hello(llmCaps, nil, nil))
 	// Lost with attempts+1, and offered again (to a2, the only worker).
@@ -217,9 +214,7 @@ func TestLeaseLostAfterGraceGoesToAnotherWorker(t *testing.T) {
 	credsA := e.register("a")
 	a := e.connect(credsA, hello(llmCaps, nil, nil))
 	id := e.submit(llmJob("m1"))
-	a.offerFor(id)
-	a.send(protocol.Accept{JobID: id})
-	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	e.lease(a, id)
 	a.drop()
 	b := e.connect(e.register("b"), hello(llmCaps, nil, nil))
 	b.offerFor(id)
@@ -243,9 +238,7 @@ func TestInFlightTakesBackAQueuedJob(t *testing.T) {
 	creds := e.register("a")
 	a := e.connect(creds, hello(llmCaps, nil, nil))
 	id := e.submit(llmJob("m1"))
-	a.offerFor(id)
-	a.send(protocol.Accept{JobID: id})
-	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	e.lease(a, id)
 	a.drop()
 	e.waitJob(id, "queued after the grace", func(i protocol.JobInfo) bool { return i.Status == protocol.JobQueued && i.Attempts == 1 })
 	a2 := e.connect(creds, hello(llmCaps, []string{id}, nil))
@@ -262,9 +255,7 @@ func TestInFlightCancelledMeanwhile(t *testing.T) {
 	creds := e.register("a")
 	a := e.connect(creds, hello(llmCaps, nil, nil))
 	id := e.submit(llmJob("m1"))
-	a.offerFor(id)
-	a.send(protocol.Accept{JobID: id})
-	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	e.lease(a, id)
 	a.drop()
 	if err := e.client.Cancel(context.Background(), id); err != nil {
 		t.Fatal(err)
@@ -279,9 +270,7 @@ func TestCancelThroughTheAPIReachesTheWorker(t *testing.T) {
 	e := startHub(t, nil)
 	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
 	id := e.submit(llmJob("m1"))
-	a.offerFor(id)
-	a.send(protocol.Accept{JobID: id})
-	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	e.lease(a, id)
 	if err := e.client.Cancel(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
@@ -383,9 +372,7 @@ func TestResultFromAnEarlierAttemptWithdrawsTheOpenOffer(t *testing.T) {
 			credsA := e.register("a")
 			a := e.connect(credsA, hello(llmCaps, nil, nil))
 			id := e.submit(llmJob("m1"))
-			a.offerFor(id)
-			a.send(protocol.Accept{JobID: id})
-			e.waitJob(id, "running", statusIs(protocol.JobRunning))
+			e.lease(a, id)
 			a.drop()
 			e.waitJob(id, "requeued", func(i protocol.JobInfo) bool { return i.Status == protocol.JobQueued && i.Attempts == 1 })
 			b := e.connect(e.register("b"), hello(llmCaps, nil, nil))
@@ -418,9 +405,7 @@ func TestSecondConnectionSupersedesTheFirst(t *testing.T) {
 	creds := e.register("a")
 	first := e.connect(creds, hello(llmCaps, nil, nil))
 	id := e.submit(llmJob("m1"))
-	first.offerFor(id)
-	first.send(protocol.Accept{JobID: id})
-	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	e.lease(first, id)
 	second := e.connect(creds, hello(llmCaps, []string{id}, nil))
 	if er := expect[protocol.Error](first); er.Code != protocol.ErrCodeSuperseded {
 		t.Fatalf("got %+v", er)
@@ -563,9 +548,18 @@ func TestBusyDeclineIsOfferedAgainAfterCoolOff(t *testing.T) {
 	a.send(protocol.Decline{JobID: id, Reason: protocol.DeclineBusy})
 	e.waitJob(id, "queued", statusIs(protocol.JobQueued))
 	// Heartbeats until the cool-off has passed; the hub then offers the same attempt again.
+	// The heartbeats come from a goroutine (offerFor reads meanwhile), which ends before the test
+	// does and writes directly: t.Fatal belongs to the test's own goroutine.
+	hb, err := protocol.Encode(protocol.Heartbeat{Status: protocol.Status{State: protocol.StateIdle, Accepting: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan struct{})
-	defer close(done)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	defer func() { close(done); wg.Wait() }()
 	go func() {
+		defer wg.Done()
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -573,7 +567,9 @@ func TestBusyDeclineIsOfferedAgainAfterCoolOff(t *testing.T) {
 			case <-done:
 				return
 			case <-tick.C:
-				a.send(protocol.Heartbeat{Status: protocol.Status{State: protocol.StateIdle, Accepting: true}})
+				if a.ws.Write(context.Background(), websocket.MessageText, hb) != nil {
+					return
+				}
 			}
 		}
 	}()
@@ -601,9 +597,7 @@ func TestLeaseEndsWhenHeartbeatsStopListingTheJob(t *testing.T) {
 	e := startHub(t, nil)
 	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
 	id := e.submit(llmJob("m1"))
-	a.offerFor(id)
-	a.send(protocol.Accept{JobID: id})
-	e.waitJob(id, "running", statusIs(protocol.JobRunning))
+	e.lease(a, id)
 	// Listed: the lease lives on however many heartbeats come.
 	for range unlistedLimit + 1 {
 		a.heartbeat(protocol.Status{State: protocol.StateBusy, Running: []string{id}})

@@ -126,12 +126,8 @@ func Decode(data []byte) (Frame, error) {
 		return nil, err
 	}
 	if err := json.Unmarshal(data, f); err != nil {
-		de := &DecodeError{Class: ErrWrongType, FrameType: t, Detail: err.Error()}
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) {
-			de.Field = ute.Field
-			de.Detail = "want " + ute.Type.String() + ", got " + ute.Value
-		}
+		de := wrongType(err)
+		de.FrameType = t
 		return nil, de
 	}
 	return rv.Interface().(Frame), nil
@@ -152,15 +148,21 @@ func DecodeInto(raw []byte, v any) error {
 		return err
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		de := &DecodeError{Class: ErrWrongType, Detail: err.Error()}
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) {
-			de.Field = ute.Field
-			de.Detail = "want " + ute.Type.String() + ", got " + ute.Value
-		}
-		return de
+		return wrongType(err)
 	}
 	return nil
+}
+
+// wrongType turns what json.Unmarshal says about a value that checkObject let through (a number
+// out of range, say) into a DecodeError naming the field.
+func wrongType(err error) *DecodeError {
+	de := &DecodeError{Class: ErrWrongType, Detail: err.Error()}
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		de.Field = ute.Field
+		de.Detail = "want " + ute.Type.String() + ", got " + ute.Value
+	}
+	return de
 }
 
 var (
