@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"studioworker/internal/durable"
 )
 
 // spoolFile is a result file being written inside a job's spool folder. It is created with a
@@ -52,7 +54,9 @@ func (s *spoolFile) commit(ext string) (string, error) {
 		return "", &Error{Retry: true, Err: fmt.Errorf("engine: writing the result file: %w", err)}
 	}
 	final := s.base() + "." + ext
-	if err := os.Rename(s.path, final); err != nil {
+	// durable.Rename also waits out (or copies past) a backend that still holds the file open,
+	// which Windows would otherwise refuse.
+	if err := durable.Rename(s.path, final); err != nil {
 		os.Remove(s.path)
 		return "", &Error{Retry: true, Err: fmt.Errorf("engine: result file: %w", err)}
 	}

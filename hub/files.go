@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"studioworker/internal/durable"
 	"studioworker/protocol"
 )
 
@@ -90,14 +91,10 @@ func (s *stagedFile) placeAs(dir, id, ext string) (string, error) {
 	if ext != "" {
 		name += "." + ext
 	}
-	if err := os.Rename(s.path, filepath.Join(dir, name)); err != nil {
+	if err := durable.Rename(s.path, filepath.Join(dir, name)); err != nil {
 		return "", fmt.Errorf("place file: %w", err)
 	}
 	s.path = ""
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 	return name, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"studioworker/internal/durable"
 	"studioworker/protocol"
 )
 
@@ -732,7 +733,7 @@ func (h *Hub) cleanFiles(ctx context.Context) error {
 		return fmt.Errorf("hub: clean %s: %w", h.dirs.tmp, err)
 	}
 	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(h.dirs.tmp, e.Name())); err != nil {
+		if err := durable.RemoveAll(filepath.Join(h.dirs.tmp, e.Name())); err != nil {
 			return fmt.Errorf("hub: clean %s: %w", h.dirs.tmp, err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"studioworker/internal/durable"
 	"studioworker/protocol"
 )
 
@@ -241,7 +242,7 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 		s.out.remove(id)
 		it = nil
 	}
-	if err := os.RemoveAll(j.dir); err != nil {
+	if err := durable.RemoveAll(j.dir); err != nil {
 		s.log.Warn("remove job folder", "job_id", id, "err", err)
 	}
 	s.emit(ended) // before delivery, so the UI sees "ended" before "delivered"

@@ -17,21 +17,22 @@ import (
 	"sync"
 	"time"
 
+	"studioworker/internal/durable"
 	"studioworker/protocol"
 )
 
 // The outbox is the durable part of the session: every finished job's result (or fail) is written
 // to SpoolDir/outbox before it is sent, and deleted only when the hub has acknowledged it. One
 // metadata file per entry (<name>.<nonce>.json) plus, for a binary result, the result file itself
-// (<name>.<nonce>.<ext>). The metadata file is the commit point: it is written to a temp file,
-// fsynced and renamed, and the folder is fsynced, after the result file is in place; a result
+// (<name>.<nonce>.<ext>). The metadata file is the commit point: it is written whole and renamed
+// into place durably (internal/durable says how on each OS), after the result file is in place; a result
 // file without metadata is an orphan of a crash and is removed on load. Every entry has its own
 // file names, so replacing or deleting one entry can never touch the files of another entry for
 // the same job, and disk work happens outside the lock.
 
 const (
 	outboxVersion = 1
-	tmpSuffix     = ".tmp"
+	tmpSuffix     = durable.TempSuffix
 	metaSuffix    = ".json"
 )
 
@@ -200,52 +201,17 @@ func failMeta(jobID string, kind protocol.Kind, msg string, retryable bool) outb
 		Error: msg, Retryable: retryable, CreatedAt: time.Now().UTC()}
 }
 
-// writeMeta commits m under a new name: temp file, fsync, rename, fsync the folder.
+// writeMeta commits m under a new name, durably (durable.WriteFile).
 func (o *outbox) writeMeta(m outboxMeta) (string, error) {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return "", fmt.Errorf("outbox: encode %s: %w", m.JobID, err)
 	}
 	name := safeName(m.JobID) + "." + nonce() + metaSuffix
-	if err := writeFileSync(filepath.Join(o.dir, name), b); err != nil {
+	if err := durable.WriteFile(filepath.Join(o.dir, name), b, 0o600); err != nil {
 		return "", fmt.Errorf("outbox: write %s: %w", m.JobID, err)
 	}
 	return name, nil
-}
-
-func writeFileSync(final string, b []byte) error {
-	tmp := final + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(final))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
 }
 
 func nonce() string {
@@ -281,7 +247,7 @@ func (o *outbox) putFile(jobID string, kind protocol.Kind, src, ext, prompt stri
 	}
 	name := safeName(jobID) + "." + nonce() + "." + ext
 	dst := filepath.Join(o.dir, name)
-	if err := os.Rename(src, dst); err != nil {
+	if err := durable.Rename(src, dst); err != nil {
 		return nil, fmt.Errorf("outbox: move result of %s: %w", jobID, err)
 	}
 	m := outboxMeta{Version: outboxVersion, JobID: jobID, Kind: kind, Type: itemFile, Prompt: prompt,
@@ -351,7 +317,8 @@ func (o *outbox) deleteFiles(it *outboxItem) {
 		o.log.Warn("outbox: remove entry", "job_id", it.meta.JobID, "err", err)
 	}
 	if it.meta.File != "" {
-		_ = os.Remove(filepath.Join(o.dir, it.meta.File))
+		// An upload that has just ended may still hold the file open for a moment on Windows.
+		_ = durable.Remove(filepath.Join(o.dir, it.meta.File))
 	}
 }
 

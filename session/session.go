@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"studioworker/internal/durable"
 	"studioworker/protocol"
 )
 
@@ -83,7 +84,7 @@ func New(cfg Config, h Handler) (*Session, error) {
 	jobsDir := filepath.Join(cfg.SpoolDir, "jobs")
 	// Working files of jobs that ran in an earlier process: those runs are over, whatever they
 	// finished is in the outbox.
-	if err := os.RemoveAll(jobsDir); err != nil {
+	if err := durable.RemoveAll(jobsDir); err != nil {
 		return nil, fmt.Errorf("session: clean job folders: %w", err)
 	}
 	if err := os.MkdirAll(jobsDir, 0o700); err != nil {

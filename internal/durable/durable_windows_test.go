@@ -1,0 +1,69 @@
+// What only Windows refuses: moving or replacing a file that another handle holds open. These run
+// in the Windows lane (the test binary under Wine) and on real Windows.
+package durable
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A backend that never closes its output: the rename cannot happen, so the content is copied.
+func TestRenameSourceHeldOpenCopies(t *testing.T) {
+	dir := tempDir(t)
+	src, dst := filepath.Join(dir, "result.part"), filepath.Join(dir, "result.png")
+	if err := os.WriteFile(src, []byte("held"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(src) // Go opens without FILE_SHARE_DELETE: a move is refused
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := Rename(src, dst); err != nil {
+		t.Fatalf("Rename with the source held open: %v", err)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "held" {
+		t.Fatalf("dst = %q", got)
+	}
+}
+
+// A reader that lets go after a moment: the rename waits for it instead of failing.
+func TestRenameOverFileHeldBriefly(t *testing.T) {
+	dir := tempDir(t)
+	dst := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(dst, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := time.AfterFunc(300*time.Millisecond, func() { held.Close() })
+	defer released.Stop()
+	if err := WriteFile(dst, []byte("new"), 0o600); err != nil {
+		t.Fatalf("WriteFile over a briefly held file: %v", err)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "new" {
+		t.Fatalf("content = %q", got)
+	}
+}
+
+// Folder fsync is what Windows refuses (the bug that completed no job on Windows); SyncDir must
+// not try it, and this checks that the refusal is still there to be avoided.
+func TestFolderSyncIsRefused(t *testing.T) {
+	dir := tempDir(t)
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncErr := d.Sync()
+	d.Close()
+	if syncErr == nil {
+		t.Log("this Windows allowed a folder sync; durable does not depend on it either way")
+	}
+	if err := SyncDir(dir); err != nil {
+		t.Fatalf("SyncDir: %v", err)
+	}
+}
