@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 TAGS="migrated_fynedo"
 APT_PACKAGES=(gcc pkg-config libgl1-mesa-dev xorg-dev xvfb xauth dbus-x11 espeak-ng imagemagick
-  gcc-mingw-w64-x86-64 xz-utils)
+  gcc-mingw-w64-x86-64 xz-utils wine wine64)
 # The fyne packaging tool, installed from the Go module proxy into bin/ by `deps`. It is not a
 # `tool` line in go.mod on purpose: fyne.io/tools v1.7.4 requires fyne v2.8.1, and go.mod's minimal
 # version selection would move the app itself off the Fyne it is tested with.
@@ -121,9 +121,9 @@ cmd_test() {
   go vet -tags "$TAGS" ./...
   say "test: packaging for Linux and Windows (dist/), checked by ./packaging's test"
   cmd_package
-  say "test: go test -race (under xvfb-run, so the window tests have a display)"
+  say "test: go test -race (under xvfb-run, so the window tests have a display; winlane runs dist/windows/studio-worker.exe under Wine)"
   local status=0
-  xvfb-run -a -s "-screen 0 1280x1024x24" go test -race -tags "$TAGS" -timeout 20m ./... || status=$?
+  STUDIO_WINDOWS_LANE=1 xvfb-run -a -s "-screen 0 1280x1024x24" go test -race -tags "$TAGS" -timeout 20m ./... || status=$?
   if [ $status -eq 0 ]; then say "test: all tests passed"; else say "test: FAILED (exit $status)"; fi
   return $status
 }
