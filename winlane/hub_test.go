@@ -109,7 +109,6 @@ func (h *hubProc) pairingCode() string {
 
 func (h *hubProc) String() string { return fmt.Sprintf("studio-hub at %s", h.addr) }
 
-
 func (h *hubProc) ctx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

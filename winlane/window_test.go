@@ -133,4 +133,3 @@ func countColours(img image.Image, limit int) int {
 	}
 	return len(seen)
 }
-
