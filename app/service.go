@@ -29,6 +29,8 @@ const (
 	svcDescription = "Studio Worker: lends this computer's GPU to a Studio"
 	// svcSystemdName is how kardianos names its systemd system (service_linux.go).
 	svcSystemdName = "linux-systemd"
+	// svcWindowsFlag tells `run` that the Windows service manager started it.
+	svcWindowsFlag = "windows-service"
 	// svcCommandTimeout bounds the systemctl probe we run ourselves.
 	svcCommandTimeout = 10 * time.Second
 )
@@ -106,9 +108,11 @@ func svcConfig(exe string, args []string) *service.Config {
 			// Our plist writes its own KeepAlive dict; false keeps kardianos' {{KeepAlive}} from
 			// ever meaning "always".
 			"KeepAlive": false,
-			// Windows: start after boot settles, restart 10 s after a failure.
+			// Windows: start with the computer, restart 10 s after a failure. No delayed start: the
+			// worker reconnects with backoff until the network is up anyway, and Wine 8's service
+			// manager refuses SERVICE_CONFIG_DELAYED_AUTO_START_INFO ("Invalid level"), which made
+			// the whole install fail there.
 			"StartType":              "automatic",
-			"DelayedAutoStart":       true,
 			"OnFailure":              "restart",
 			"OnFailureDelayDuration": "10s",
 			"OnFailureResetPeriod":   24 * 60 * 60,
@@ -136,7 +140,13 @@ func svcCommand(opts ServiceOptions, goos string) (exe string, args []string, er
 	if exe, err = filepath.Abs(exe); err != nil {
 		return "", nil, fmt.Errorf("service: executable path: %w", err)
 	}
-	if goos != "linux" {
+	switch goos {
+	case "windows":
+		// Said outright: the service manager's session-0 check (service.Interactive) does not
+		// hold under Wine, whose services run in the user's session.
+		return exe, []string{"run", "--config", cfg, "--" + svcWindowsFlag}, nil
+	case "linux":
+	default:
 		return exe, []string{"run", "--config", cfg}, nil
 	}
 	if exe, err = svcSystemdExe(exe); err != nil {
