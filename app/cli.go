@@ -127,6 +127,8 @@ func (c *CLI) Run(args []string) int {
 		return c.cmdDemo(args)
 	case "service":
 		return c.cmdService(args)
+	case "autostart":
+		return c.cmdAutostart(args)
 	case "status":
 		return c.cmdStatus(args)
 	case "pause", "resume", "drain":

@@ -30,7 +30,6 @@ type Config struct {
 	AuthToken         string        `json:"auth_token"`
 	Name              string        `json:"name"`
 	AutoAccept        bool          `json:"auto_accept"`
-	AutoStart         bool          `json:"auto_start"`
 	Paused            bool          `json:"paused"`
 	VRAMThresholdGB   float64       `json:"vram_threshold_gb"`   // the user's cap; 0 = no cap
 	MaxConcurrentJobs int           `json:"max_concurrent_jobs"` // 0 = one per GPU
@@ -39,6 +38,10 @@ type Config struct {
 	SpoolDir          string        `json:"spool_dir"` // "" = "spool" beside the config file
 	Engines           engine.Config `json:"engines"`
 	GPU               GPUConfig     `json:"gpu"`
+	// RetiredAutoStart only lets files written before autostart.go load: what starts the worker
+	// with this computer is the OS's own record (the logon entry, the user unit), read each time,
+	// never a copy here that could disagree with it. ParseConfig drops it; it is never written.
+	RetiredAutoStart *bool `json:"auto_start,omitempty"`
 }
 
 // GPUConfig holds the GPU sampling, simulation and yield settings.
@@ -108,6 +111,12 @@ func ConfigPath(flagValue string) (string, error) {
 	if env := os.Getenv(EnvConfig); env != "" {
 		return filepath.Abs(env)
 	}
+	return defaultConfigPath()
+}
+
+// defaultConfigPath is where the config file is when neither a flag nor $STUDIO_WORKER_CONFIG
+// says otherwise: os.UserConfigDir()/studio-worker/config.json.
+func defaultConfigPath() (string, error) {
 	dir, err := os.UserConfigDir()
 	if err != nil {
 		return "", fmt.Errorf("find the user config folder: %w (use --config PATH)", err)
@@ -158,6 +167,7 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
+	cfg.RetiredAutoStart = nil
 	return cfg, nil
 }
 

@@ -35,8 +35,10 @@ type Controller interface {
 	SaveSettings(ctx context.Context, s Settings) error
 	// TestBackend asks a backend what it serves, for the settings page's Test button.
 	TestBackend(ctx context.Context, kind protocol.Kind, b engine.BackendConfig) ([]string, error)
-	// SetService installs (true) or removes (false) the start-with-this-computer service and
-	// returns its status in words.
+	// SetService turns "start with this computer" on (true) or off (false) the way this OS does
+	// it for the window and the tray (autostart.go: a logon entry on Windows, a user unit or a
+	// LaunchAgent elsewhere) and says in words what it did; State.AutoStart then shows what the
+	// OS holds. The name stays from when it always installed a service: the control socket uses it.
 	SetService(ctx context.Context, install bool) (string, error)
 	// DetectBackends finds the inference backends on this machine, for the first-run page. It
 	// talks to 127.0.0.1 and looks at PATH, nothing else.
@@ -73,7 +75,8 @@ type Settings struct {
 	AllowInsecure     bool          `json:"allow_insecure"`
 	Engines           engine.Config `json:"engines"`
 	Yield             YieldConfig   `json:"yield"`
-	AutoStart         bool          `json:"auto_start"`
+	// Whether the worker starts with this computer is not a setting saved here: SetService
+	// changes it in the OS at once, and State.AutoStart reports what the OS holds.
 }
 
 // SettingsOf extracts the editable settings of a config.
@@ -82,7 +85,7 @@ func SettingsOf(c Config) Settings {
 	return Settings{
 		ServerURL: r.ServerURL, Name: r.Name, VRAMThresholdGB: r.VRAMThresholdGB,
 		MaxConcurrentJobs: r.MaxConcurrentJobs, AllowInsecure: r.AllowInsecure,
-		Engines: r.Engines, Yield: r.GPU.Yield, AutoStart: r.AutoStart,
+		Engines: r.Engines, Yield: r.GPU.Yield,
 	}
 }
 
@@ -90,7 +93,7 @@ func SettingsOf(c Config) Settings {
 func (s Settings) apply(c Config) Config {
 	c.ServerURL, c.Name = s.ServerURL, s.Name
 	c.VRAMThresholdGB, c.MaxConcurrentJobs = s.VRAMThresholdGB, s.MaxConcurrentJobs
-	c.AllowInsecure, c.AutoStart = s.AllowInsecure, s.AutoStart
+	c.AllowInsecure = s.AllowInsecure
 	c.GPU.Yield = s.Yield
 	engines := make(engine.Config, len(s.Engines))
 	for k, b := range s.Engines {

@@ -109,25 +109,25 @@ type State struct {
 	WorkerID   string               `json:"worker_id,omitempty"`
 	Name       string               `json:"name,omitempty"`
 	Conn       ConnInfo             `json:"conn"`
-	Mode       protocol.WorkerState `json:"mode"`              // idle, busy, paused, draining, yielding
-	ModeReason string               `json:"mode_reason"`       // the mode in words
-	YieldedTo  string               `json:"yielded_to"`        // process that caused yielding
-	Paused     bool                 `json:"paused"`            // by the user (persisted)
-	Draining   bool                 `json:"draining"`          // finishing, then pausing
-	AutoAccept bool                 `json:"auto_accept"`       // persisted
-	Engine     string               `json:"engine"`            // e.g. synthetic
-	Models     map[string][]string  `json:"models"`            // kind -> models served
-	EngineDown map[string]string    `json:"engine_down"`       // kind -> why its backend is not answering
-	MaxJobs    int                  `json:"max_jobs"`          // concurrent slots
-	GPU        GPUState             `json:"gpu"`               //
-	Running    []RunningJob         `json:"running"`           //
-	Offers     []PendingOffer       `json:"offers"`            //
-	Recent     []RecentJob          `json:"recent"`            // newest first, at most 100
-	Counters   Counters             `json:"counters"`          //
-	LogFile    string               `json:"log_file"`          // where the log file is
-	ConfigPath string               `json:"config_path"`       //
-	Service    string               `json:"service,omitempty"` // service status in words, when known
-	Started    time.Time            `json:"started"`           //
+	Mode       protocol.WorkerState `json:"mode"`        // idle, busy, paused, draining, yielding
+	ModeReason string               `json:"mode_reason"` // the mode in words
+	YieldedTo  string               `json:"yielded_to"`  // process that caused yielding
+	Paused     bool                 `json:"paused"`      // by the user (persisted)
+	Draining   bool                 `json:"draining"`    // finishing, then pausing
+	AutoAccept bool                 `json:"auto_accept"` // persisted
+	Engine     string               `json:"engine"`      // e.g. synthetic
+	Models     map[string][]string  `json:"models"`      // kind -> models served
+	EngineDown map[string]string    `json:"engine_down"` // kind -> why its backend is not answering
+	MaxJobs    int                  `json:"max_jobs"`    // concurrent slots
+	GPU        GPUState             `json:"gpu"`         //
+	Running    []RunningJob         `json:"running"`     //
+	Offers     []PendingOffer       `json:"offers"`      //
+	Recent     []RecentJob          `json:"recent"`      // newest first, at most 100
+	Counters   Counters             `json:"counters"`    //
+	LogFile    string               `json:"log_file"`    // where the log file is
+	ConfigPath string               `json:"config_path"` //
+	AutoStart  AutoStart            `json:"auto_start"`  // what starts the worker with this computer, read from the OS
+	Started    time.Time            `json:"started"`     //
 }
 
 // Clone returns a deep copy, so a subscriber can keep it while the worker goes on.

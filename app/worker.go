@@ -47,6 +47,9 @@ type Options struct {
 	LogFile string
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
+	// autostart is "start with this computer"; nil = this OS's own (newAutostarter) for
+	// ConfigPath. Tests give theirs.
+	autostart autostarter
 }
 
 // slot is a job the worker has taken: accepted and not yet ended.
@@ -94,6 +97,11 @@ type Worker struct {
 	shuttingDown  bool
 	own           func(pid uint32) bool
 	demo          *demoRun // the window's demo (firstrun_worker.go); nil = none
+	autoStarts    bool     // something starts the worker with this computer (the hub's auto_start), as last read
+
+	// autoRead is held from reading the OS to publishing it, so that a slow read (the first,
+	// beside the connection) cannot publish after a newer one.
+	autoRead sync.Mutex
 }
 
 // capsCache holds the capabilities the session reads before every heartbeat.
@@ -134,6 +142,9 @@ func NewWorker(opts Options) (*Worker, error) {
 		pending: map[string]*pendingOffer{},
 		thumbs:  map[string]string{},
 		own:     gpu.OwnPIDs(uint32(os.Getpid())),
+	}
+	if w.opts.autostart == nil && opts.ConfigPath != "" {
+		w.opts.autostart = newAutostarter(ServiceOptions{ConfigPath: opts.ConfigPath})
 	}
 	w.yielder = gpu.NewYielder(yieldPolicy(cfg.GPU.Yield))
 	sampler := opts.Sampler
@@ -215,6 +226,13 @@ func (w *Worker) Serve(ctx context.Context) error {
 		if err := w.mon.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			w.log.Warn("GPU monitor stopped", "source", "gpu", "err", err)
 		}
+	}()
+	// Reading what starts the worker may ask systemd or the service manager: not before the
+	// first connection, so it runs beside it.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.refreshAutoStart()
 	}()
 	w.mu.Lock()
 	w.serveCtx = ctx
@@ -387,6 +405,7 @@ func (w *Worker) rebuildCaps() {
 	snap := w.mon.Latest()
 	w.mu.Lock()
 	cfg := w.cfg
+	autoStarts := w.autoStarts
 	maxJobs := w.maxJobsLocked(snap)
 	w.mu.Unlock()
 
@@ -394,7 +413,7 @@ func (w *Worker) rebuildCaps() {
 		AgentVersion:           w.opts.AgentVersion,
 		Engine:                 ec.Engine,
 		AutoAccept:             cfg.AutoAccept,
-		AutoStart:              cfg.AutoStart,
+		AutoStart:              autoStarts,
 		MaxConcurrentJobs:      maxJobs,
 		TaskKinds:              protocol.List[protocol.Kind]{},
 		SupportedModels:        protocol.List[string]{},
@@ -1140,7 +1159,12 @@ func (w *Worker) Register(ctx context.Context, req RegisterRequest) error {
 }
 
 // Settings returns the editable settings.
-func (w *Worker) Settings(ctx context.Context) (Settings, error) { return SettingsOf(w.Config()), nil }
+func (w *Worker) Settings(ctx context.Context) (Settings, error) {
+	// The settings page loading (or its Reload) is when a person looks: read the OS again, for a
+	// change made meanwhile by `studio-worker autostart` or by hand.
+	w.refreshAutoStart()
+	return SettingsOf(w.Config()), nil
+}
 
 // SaveSettings validates, persists and applies settings.
 func (w *Worker) SaveSettings(ctx context.Context, s Settings) error {
@@ -1183,19 +1207,47 @@ func (w *Worker) TestBackend(ctx context.Context, kind protocol.Kind, b engine.B
 	return engine.ProbeBackend(ctx, kind, b, w.client)
 }
 
-// SetService installs or removes the service that starts the worker with the computer.
+// SetService turns "start with this computer" on or off through this OS's autostarter, then
+// publishes what the OS holds, whether or not the change worked.
 func (w *Worker) SetService(ctx context.Context, install bool) (string, error) {
-	action := "uninstall"
+	as := w.opts.autostart
+	if as == nil {
+		return "", errors.New("start with this computer: this worker has no config file to start with: save the settings or register first")
+	}
+	set := as.Disable
 	if install {
-		action = "install"
+		set = as.Enable
 	}
-	status, err := ServiceControl(ServiceOptions{ConfigPath: w.opts.ConfigPath}, action)
+	done, err := set()
+	w.refreshAutoStart()
 	if err != nil {
-		return status, err
+		return "", err
 	}
-	_ = w.changeConfig(func(c *Config) { c.AutoStart = install }, "start with this computer: "+action)
-	w.obs.Update(func(s *State) { s.Service = status })
-	return status, nil
+	w.log.Info("start with this computer: "+done, "source", "worker")
+	return done, nil
+}
+
+// refreshAutoStart reads what starts the worker with this computer into the State, and into the
+// capabilities when that changes. A read that fails says so in the State's words.
+func (w *Worker) refreshAutoStart() {
+	as := w.opts.autostart
+	if as == nil {
+		return
+	}
+	w.autoRead.Lock()
+	defer w.autoRead.Unlock()
+	st, err := as.Status()
+	if err != nil {
+		st = AutoStart{Text: "Could not tell what starts the worker with this computer: " + err.Error()}
+	}
+	w.mu.Lock()
+	changed := w.autoStarts != st.Starts()
+	w.autoStarts = st.Starts()
+	w.mu.Unlock()
+	w.obs.Update(func(s *State) { s.AutoStart = st })
+	if changed {
+		w.rebuildCaps()
+	}
 }
 
 // Shutdown starts a graceful stop: no new offers; Idle reports when running jobs have ended.

@@ -38,6 +38,8 @@ type recordingController struct {
 	tested   []engine.BackendConfig
 	models   []string
 	regs     []app.RegisterRequest
+	// autoStart is the test's stand-in for the OS's own record of "start with this computer".
+	autoStart bool
 }
 
 func newRecordingController(obs *app.Observers) *recordingController {
@@ -206,14 +208,34 @@ func (c *recordingController) TestBackend(ctx context.Context, kind protocol.Kin
 	return c.models, nil
 }
 
-func (c *recordingController) SetService(ctx context.Context, install bool) (string, error) {
-	if err := c.record("SetService", fmt.Sprint(install)); err != nil {
+// SetService, like the worker, publishes what "the OS" holds after every attempt, failed or not,
+// before it answers. The OS here is a logon entry in words, as Windows' autostarter says them.
+func (c *recordingController) SetService(ctx context.Context, on bool) (string, error) {
+	err := c.record("SetService", fmt.Sprint(on))
+	c.mu.Lock()
+	if err == nil {
+		c.autoStart = on
+	}
+	now := c.autoStart
+	c.mu.Unlock()
+	c.obs.Update(func(s *app.State) { s.AutoStart = logonEntryState(now) })
+	switch {
+	case err != nil:
 		return "", err
+	case on:
+		return "Starts at logon: " + testLogonEntry, nil
 	}
-	if install {
-		return "installed, starts with this computer", nil
+	return `Removed the logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker`, nil
+}
+
+const testLogonEntry = `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker → "C:\Program Files\Studio Worker\studio-worker.exe"`
+
+// logonEntryState is State.AutoStart as Windows' autostarter reports a logon entry, on or off.
+func logonEntryState(on bool) app.AutoStart {
+	if on {
+		return app.AutoStart{On: true, Text: "Starts at logon (Windows logon entry)", Where: testLogonEntry}
 	}
-	return "not installed", nil
+	return app.AutoStart{Text: "Off: the worker starts only when you open it"}
 }
 
 var _ app.Controller = (*recordingController)(nil)

@@ -94,6 +94,9 @@ type settingsView struct {
 
 	service       *widget.Check
 	serviceStatus *widget.RichText
+	serviceBusy   bool          // a click is being carried out: a State may still say what was before it
+	latestStart   app.AutoStart // what the OS holds, as the latest State says
+	shownStart    app.AutoStart // what the check and the line show of it
 
 	save, reload *widget.Button
 	content      fyne.CanvasObject
@@ -202,10 +205,11 @@ func newSettingsView(act settingsActions) *settingsView {
 		widget.NewLabel(""), v.yieldCancel,
 	)
 
-	// The service.
+	// Starting with this computer: the check and the line under it show what the OS holds
+	// (State.AutoStart), not a setting of ours, because the OS is where it can be changed.
 	v.serviceStatus = subtle("")
 	v.serviceStatus.Wrapping = fyne.TextWrapWord
-	v.service = widget.NewCheck("Start with this computer (install as service)", nil)
+	v.service = widget.NewCheck("Start with this computer (when I log in)", nil)
 	v.service.OnChanged = v.doService
 	service := container.NewVBox(field("auto_start", v.service, ""), v.serviceStatus)
 
@@ -364,13 +368,12 @@ func (v *settingsView) fill(s app.Settings) {
 	v.yieldResume.SetText(strconv.FormatFloat(s.Yield.ResumeAfterS, 'f', -1, 64))
 	v.yieldIgn.SetText(strings.Join(s.Yield.Ignore, ", "))
 	setChecked(v.yieldCancel, s.Yield.CancelRunning)
-	setChecked(v.service, s.AutoStart)
 	v.showErrors(nil)
 	v.save.Enable()
 }
 
-// updateFromState follows what the worker reports: the GPUs' size for the cap slider, and the
-// service's status.
+// updateFromState follows what the worker reports: the GPUs' size for the cap slider, and what
+// starts the worker with this computer.
 func (v *settingsView) updateFromState(s app.State) {
 	var most int64
 	for _, c := range s.GPU.Cards {
@@ -387,9 +390,26 @@ func (v *settingsView) updateFromState(s app.State) {
 			v.showCap()
 		}
 	}
-	if s.Service != "" {
-		setSubtle(v.serviceStatus, "Service: "+s.Service)
+	v.latestStart = s.AutoStart
+	if !v.serviceBusy { // a State sent before the click's change would undo it on screen
+		v.showAutoStart(false)
 	}
+}
+
+// showAutoStart puts what the OS holds, as the latest State says, into the check and the line
+// under it; force shows it even when it seems shown already (after a click changed the check).
+func (v *settingsView) showAutoStart(force bool) {
+	a := v.latestStart
+	if !force && a == v.shownStart {
+		return
+	}
+	v.shownStart = a
+	setChecked(v.service, a.On)
+	line := a.Text
+	if a.Where != "" {
+		line += "\n" + a.Where
+	}
+	setSubtle(v.serviceStatus, line)
 }
 
 func (v *settingsView) showCap() {
@@ -426,7 +446,6 @@ func (v *settingsView) collect() (app.Settings, map[string]string) {
 		s.Yield.ResumeAfterS = f
 	}
 	s.Yield.Ignore = splitList(v.yieldIgn.Text)
-	s.AutoStart = v.service.Checked
 	engines := make(engine.Config, len(v.loaded.Engines))
 	for _, k := range protocol.Kinds() {
 		bc, on, err := v.kinds[k].config(v.loaded.Engines[k])
@@ -616,28 +635,39 @@ func (v *settingsView) doTest(f *backendForm) {
 	})
 }
 
-func (v *settingsView) doService(install bool) {
+func (v *settingsView) doService(on bool) {
 	v.service.Disable()
-	verb := "Installing the service…"
-	if !install {
-		verb = "Removing the service…"
+	v.serviceBusy = true
+	verb := "Setting up the start at login…"
+	if !on {
+		verb = "Removing the start at login…"
 	}
 	setSubtle(v.serviceStatus, verb)
 	var status string
 	v.act.run("Start with this computer", func(ctx context.Context) error {
-		st, err := v.act.controller().SetService(ctx, install)
+		st, err := v.act.controller().SetService(ctx, on)
 		status = st
 		return err
 	}, func(err error) {
 		v.service.Enable()
+		v.serviceBusy = false
+		msg := ""
 		if err != nil {
-			setChecked(v.service, !install) // it did not happen: show what is true
-			setError(v.errs["auto_start"], err.Error())
-			setSubtle(v.serviceStatus, "")
+			msg = err.Error()
+		}
+		setError(v.errs["auto_start"], msg)
+		if v.latestStart.Text != "" {
+			// The worker publishes what the OS holds after every attempt, before it answers; a
+			// State still on its way corrects this at once.
+			v.showAutoStart(true)
 			return
 		}
-		setError(v.errs["auto_start"], "")
-		setSubtle(v.serviceStatus, "Service: "+status)
+		// A worker that does not report it: show the answer instead.
+		if err != nil {
+			setChecked(v.service, !on) // it did not happen
+			status = ""
+		}
+		setSubtle(v.serviceStatus, status)
 	})
 }
 

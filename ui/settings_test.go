@@ -228,29 +228,84 @@ func TestRegister(t *testing.T) {
 func TestServiceCheckbox(t *testing.T) {
 	h := newHarness(t, idleState())
 	v := h.w.settings
+	shows := func(a app.AutoStart) func() bool {
+		return func() bool {
+			return v.service.Checked == a.On && !v.service.Disabled() && subtleText(v.serviceStatus) == a.Text+"\n"+a.Where
+		}
+	}
 	h.ui.do(func() { test.Tap(v.service) })
 	waitFor(t, "SetService true", func() bool { return h.ctl.called("SetService true") })
-	h.waitUI("the service status", func() bool {
-		return subtleText(v.serviceStatus) == "Service: installed, starts with this computer" && !v.service.Disabled()
-	})
+	h.waitUI("the logon entry in use", shows(logonEntryState(true)))
 
-	h.ctl.failWith("SetService", errors.New("systemctl: permission denied"))
+	h.ctl.failWith("SetService", errors.New("registry: access is denied"))
 	h.ui.do(func() { test.Tap(v.service) })
 	waitFor(t, "SetService false", func() bool { return h.ctl.called("SetService false") })
 	h.waitUI("the failure", func() bool { return v.errs["auto_start"].Visible() })
+	// What the OS still holds after the failure, not the click, is what the window shows.
+	h.waitUI("the logon entry still in use", shows(logonEntryState(true)))
 	h.ui.do(func() {
-		if !v.service.Checked {
-			t.Error("the box shows the service removed although removing it failed")
-		}
-		if !strings.Contains(v.errs["auto_start"].Text, "permission denied") {
+		if !strings.Contains(v.errs["auto_start"].Text, "access is denied") {
 			t.Errorf("error %q", v.errs["auto_start"].Text)
 		}
 	})
-	// The worker's own report of the service wins when it comes.
-	h.publish(func(s *app.State) { s.Service = "installed, running" })
+
+	h.ctl.failWith("SetService", nil)
+	h.ui.do(func() { test.Tap(v.service) })
+	h.waitUI("the entry removed", func() bool {
+		return !v.service.Checked && !v.service.Disabled() && !v.errs["auto_start"].Visible() &&
+			subtleText(v.serviceStatus) == "Off: the worker starts only when you open it"
+	})
+}
+
+// TestAutoStartFollowsTheOS: the check and the line come from State.AutoStart, which the worker
+// reads from the OS; a Windows service is named as such, with or without the logon entry.
+func TestAutoStartFollowsTheOS(t *testing.T) {
+	h := newHarness(t, idleState())
+	v := h.w.settings
+	svc := "Installed as a Windows service: runs without the tray or this window (running now)"
+	h.publish(func(s *app.State) { s.AutoStart = app.AutoStart{Service: true, Text: svc} })
 	h.ui.do(func() {
-		if got := subtleText(v.serviceStatus); got != "Service: installed, running" {
-			t.Errorf("status %q", got)
+		if v.service.Checked || subtleText(v.serviceStatus) != svc {
+			t.Errorf("service only: checked=%v, line %q", v.service.Checked, subtleText(v.serviceStatus))
 		}
+	})
+	both := logonEntryState(true)
+	both.Service, both.Text = true, both.Text+"\n"+svc
+	h.publish(func(s *app.State) { s.AutoStart = both })
+	h.ui.do(func() {
+		want := "Starts at logon (Windows logon entry)\n" + svc + "\n" + testLogonEntry
+		if !v.service.Checked || subtleText(v.serviceStatus) != want {
+			t.Errorf("both: checked=%v, line %q, want %q", v.service.Checked, subtleText(v.serviceStatus), want)
+		}
+	})
+	// A change made elsewhere (studio-worker autostart off) shows when the worker reports it.
+	h.publish(func(s *app.State) { s.AutoStart = logonEntryState(false) })
+	h.ui.do(func() {
+		if v.service.Checked {
+			t.Error("the check stays on after the OS says off")
+		}
+	})
+	if h.ctl.count("SetService true")+h.ctl.count("SetService false") != 0 {
+		t.Errorf("showing the State called the controller: %q", h.ctl.Calls())
+	}
+}
+
+// TestAutoStartClickNotUndoneByAnOlderState: a State sent before the worker made the change (a
+// GPU sample, say) must not flip the check back while the click is carried out.
+func TestAutoStartClickNotUndoneByAnOlderState(t *testing.T) {
+	h := newHarness(t, idleState())
+	v := h.w.settings
+	gate := h.ctl.hold("SetService")
+	h.ui.do(func() { test.Tap(v.service) })
+	waitFor(t, "SetService true", func() bool { return h.ctl.called("SetService true") })
+	h.publish(func(s *app.State) { s.AutoStart = logonEntryState(false) })
+	h.ui.do(func() {
+		if !v.service.Checked || !v.service.Disabled() || subtleText(v.serviceStatus) != "Setting up the start at login…" {
+			t.Errorf("during the click: checked=%v disabled=%v line %q", v.service.Checked, v.service.Disabled(), subtleText(v.serviceStatus))
+		}
+	})
+	close(gate)
+	h.waitUI("the logon entry in use", func() bool {
+		return v.service.Checked && !v.service.Disabled() && strings.HasPrefix(subtleText(v.serviceStatus), "Starts at logon (Windows logon entry)")
 	})
 }

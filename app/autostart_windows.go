@@ -1,0 +1,239 @@
+//go:build windows
+
+// autostart_windows.go: "Start with this computer" on Windows is a per-user logon entry that
+// brings the window and the tray back at logon; a Windows service cannot (session 0 has no tray).
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kardianos/service"
+	"golang.org/x/sys/windows"
+	"golang.org/x/sys/windows/registry"
+)
+
+const (
+	// autostartRunKey is the per-user list Explorer starts at logon, in the user's own session;
+	// writing it needs no administrator, unlike a service or HKLM.
+	autostartRunKey = `Software\Microsoft\Windows\CurrentVersion\Run`
+	// autostartValue names this program's entry there (what Task Manager's Startup tab shows).
+	autostartValue = "Studio Worker"
+)
+
+// logonEntry is the Windows autostarter: the value autostartValue under HKCU's Run key holding
+// the quoted path of this program, and --config when the config file is not the default one.
+type logonEntry struct {
+	opts  ServiceOptions
+	value string // the value's name; tests use their own, to leave a real entry alone
+}
+
+func newAutostarter(opts ServiceOptions) autostarter {
+	return logonEntry{opts: opts, value: autostartValue}
+}
+
+func (e logonEntry) where(command string) string {
+	return `logon entry HKCU\` + autostartRunKey + `\` + e.value + " → " + command
+}
+
+// command is what the entry runs: the window, as "studio-worker.exe" started by hand, with this
+// config file. --config is left out for the default file and written out otherwise, because
+// Explorer starts the entry without $STUDIO_WORKER_CONFIG or any flag given to this process.
+func (e logonEntry) command() (string, error) {
+	if e.opts.ConfigPath == "" {
+		return "", errors.New("autostart: the config file path is empty")
+	}
+	cfg, err := filepath.Abs(e.opts.ConfigPath)
+	if err != nil {
+		return "", fmt.Errorf("autostart: config path: %w", err)
+	}
+	exe := e.opts.Executable
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return "", fmt.Errorf("autostart: find this program: %w", err)
+		}
+	}
+	if exe, err = filepath.Abs(exe); err != nil {
+		return "", fmt.Errorf("autostart: program path: %w", err)
+	}
+	cmd, err := quoteWindowsPath(exe)
+	if err != nil {
+		return "", err
+	}
+	if def, err := defaultConfigPath(); err == nil && strings.EqualFold(filepath.Clean(def), filepath.Clean(cfg)) {
+		return cmd, nil
+	}
+	qc, err := quoteWindowsPath(cfg)
+	if err != nil {
+		return "", err
+	}
+	return cmd + " --config " + qc, nil
+}
+
+// quoteWindowsPath puts a path between double quotes, as Windows splits a command line: spaces
+// are kept, and only a quote or a backslash right before the closing quote would change the path.
+func quoteWindowsPath(p string) (string, error) {
+	if strings.ContainsAny(p, "\"\x00") || strings.HasSuffix(p, `\`) {
+		return "", fmt.Errorf("autostart: the path %q cannot be written into a logon entry (a quote, a NUL or a trailing backslash): move the program or the config file", p)
+	}
+	return `"` + p + `"`, nil
+}
+
+// Enable writes the entry (over an older one of ours, e.g. from before the program moved).
+func (e logonEntry) Enable() (string, error) {
+	if underServiceManager() {
+		return "", errors.New("autostart: this worker runs as a Windows service, under another account than yours, so a logon entry written here would not be yours: " +
+			`run "studio-worker autostart on" in your own session, or remove the service with "studio-worker service uninstall" and open the window yourself`)
+	}
+	cmd, err := e.command()
+	if err != nil {
+		return "", err
+	}
+	k, _, err := registry.CreateKey(registry.CURRENT_USER, autostartRunKey, registry.QUERY_VALUE|registry.SET_VALUE)
+	if err != nil {
+		return "", fmt.Errorf("autostart: open HKCU\\%s: %w (check that your account may change its own startup programs)", autostartRunKey, err)
+	}
+	defer k.Close()
+	if err := k.SetStringValue(e.value, cmd); err != nil {
+		return "", fmt.Errorf("autostart: write the %s: %w", e.where(cmd), err)
+	}
+	out := "Starts at logon: " + e.where(cmd)
+	if installed, _, err := windowsServiceState(e.opts); err == nil && installed {
+		out += "\nA Windows service is installed too: it runs the worker without the tray or the window. " +
+			`Remove it with "studio-worker service uninstall" (as administrator) if starting at logon is enough.`
+	}
+	return out, nil
+}
+
+// Disable removes the entry; one that is not there is not an error.
+func (e logonEntry) Disable() (string, error) {
+	if underServiceManager() {
+		return "", errors.New(`autostart: this worker runs as a Windows service, under another account than yours: run "studio-worker autostart off" in your own session`)
+	}
+	k, err := registry.OpenKey(registry.CURRENT_USER, autostartRunKey, registry.SET_VALUE)
+	if errors.Is(err, registry.ErrNotExist) {
+		return "Not set: nothing to remove", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("autostart: open HKCU\\%s: %w", autostartRunKey, err)
+	}
+	defer k.Close()
+	switch err := k.DeleteValue(e.value); {
+	case errors.Is(err, registry.ErrNotExist):
+		return "Not set: nothing to remove", nil
+	case err != nil:
+		return "", fmt.Errorf("autostart: remove the logon entry HKCU\\%s\\%s: %w", autostartRunKey, e.value, err)
+	}
+	return `Removed the logon entry HKCU\` + autostartRunKey + `\` + e.value, nil
+}
+
+// Status reads the entry and asks for a Windows service, so the window says which one is in use.
+func (e logonEntry) Status() (AutoStart, error) {
+	if underServiceManager() {
+		// A window attached to this worker asks it, but the HKCU here is the service account's,
+		// not the user's: say so rather than show the user's entry as missing.
+		return AutoStart{Service: true, Text: "Installed as a Windows service: runs without the tray or this window (running now)\n" +
+			`This window is attached to the service, which cannot see your own logon entry: "studio-worker autostart status" shows it`}, nil
+	}
+	have, err := e.read()
+	if err != nil {
+		return AutoStart{}, err
+	}
+	var st AutoStart
+	var lines []string
+	if have != "" {
+		st.On, st.Where = true, e.where(have)
+		line := "Starts at logon (Windows logon entry)"
+		if want, err := e.command(); err == nil && have != want {
+			line += ", but it starts " + have + ": turn this off and on again to start this copy with this config file"
+		}
+		lines = append(lines, line)
+	}
+	installed, running, err := windowsServiceState(e.opts)
+	switch {
+	case err != nil:
+		lines = append(lines, "Could not ask the service manager whether a Windows service is installed: "+err.Error())
+	case installed:
+		st.Service = true
+		now := "stopped now"
+		if running {
+			now = "running now"
+		}
+		lines = append(lines, "Installed as a Windows service: runs without the tray or this window ("+now+")")
+	}
+	if len(lines) == 0 {
+		lines = append(lines, "Off: the worker starts only when you open it")
+	}
+	st.Text = strings.Join(lines, "\n")
+	return st, nil
+}
+
+// read returns the entry's command, "" when there is none.
+func (e logonEntry) read() (string, error) {
+	k, err := registry.OpenKey(registry.CURRENT_USER, autostartRunKey, registry.QUERY_VALUE)
+	if errors.Is(err, registry.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("autostart: open HKCU\\%s: %w", autostartRunKey, err)
+	}
+	defer k.Close()
+	v, _, err := k.GetStringValue(e.value)
+	if errors.Is(err, registry.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("autostart: read the logon entry HKCU\\%s\\%s: %w", autostartRunKey, e.value, err)
+	}
+	return v, nil
+}
+
+// windowsServiceState asks kardianos whether the Windows service of `studio-worker service` is
+// installed and running. kardianos opens the service with start and stop rights, which a user
+// without administrator rights (or a UAC-filtered administrator) lacks once it exists, so that
+// refusal is asked again with query rights only, which every signed-in user has.
+func windowsServiceState(opts ServiceOptions) (installed, running bool, err error) {
+	s, err := NewService(opts)
+	if err != nil {
+		return false, false, err
+	}
+	st, err := s.Status()
+	switch {
+	case errors.Is(err, service.ErrNotInstalled):
+		return false, false, nil
+	case errors.Is(err, windows.ERROR_ACCESS_DENIED):
+		return queryServiceState(svcName)
+	case err != nil:
+		return false, false, err
+	}
+	return true, st == service.StatusRunning, nil
+}
+
+// queryServiceState opens a service with SERVICE_QUERY_STATUS only.
+func queryServiceState(name string) (installed, running bool, err error) {
+	m, err := windows.OpenSCManager(nil, nil, windows.SC_MANAGER_CONNECT)
+	if err != nil {
+		return false, false, fmt.Errorf("open the service manager: %w", err)
+	}
+	defer windows.CloseServiceHandle(m)
+	n, err := windows.UTF16PtrFromString(name)
+	if err != nil {
+		return false, false, err
+	}
+	h, err := windows.OpenService(m, n, windows.SERVICE_QUERY_STATUS)
+	if errors.Is(err, windows.ERROR_SERVICE_DOES_NOT_EXIST) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("open the service %s: %w", name, err)
+	}
+	defer windows.CloseServiceHandle(h)
+	var ss windows.SERVICE_STATUS
+	if err := windows.QueryServiceStatus(h, &ss); err != nil {
+		return false, false, fmt.Errorf("query the service %s: %w", name, err)
+	}
+	return true, ss.CurrentState == windows.SERVICE_RUNNING, nil
+}
