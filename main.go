@@ -86,5 +86,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 }
 
 func main() {
+	if len(os.Args) > 1 {
+		app.AttachConsole() // a subcommand typed in cmd.exe prints there; a double-click opens no console
+	}
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -141,9 +141,10 @@ func (c *CLI) Run(args []string) int {
 }
 
 func (c *CLI) cmdRun(args []string) int {
-	var verbose *bool
+	var verbose, asService *bool
 	path, ok := c.parse("run", args, func(fs *flag.FlagSet) {
 		verbose = fs.Bool("verbose", false, "log debug messages to stderr")
+		asService = fs.Bool(svcWindowsFlag, false, "started by the Windows service manager (the service we install passes it)")
 	})
 	if !ok {
 		return ExitUsage
@@ -162,7 +163,7 @@ func (c *CLI) cmdRun(args []string) int {
 	}
 	logger, sink, closeLog := c.setupLogging(level)
 	defer closeLog()
-	if underServiceManager() {
+	if runsAsService(*asService) {
 		return c.runAsWindowsService(path, cfg, logger, sink)
 	}
 	return c.serveWorker(path, cfg, logger, sink, nil)
