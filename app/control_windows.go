@@ -1,5 +1,7 @@
 //go:build windows
 
+// control_windows.go: the control endpoint on Windows, a loopback TCP port whose address and
+// token are in a file that only this user can open.
 package app
 
 import (
@@ -7,11 +9,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/windows"
 )
 
 // On Windows the control endpoint is a loopback TCP port; the port and a random token are written
@@ -51,11 +58,116 @@ func ListenControl(configPath string) (net.Listener, string, error) {
 		ln.Close()
 		return nil, "", err
 	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	if err := writePrivate(path, data); err != nil {
 		ln.Close()
 		return nil, "", fmt.Errorf("control endpoint: %w", err)
 	}
 	return ln, ep.Token, nil
+}
+
+// writePrivate writes data to path, a file whose DACL lets only this account (and the owner of
+// the folder, see privateSecurity) open it. A file mode means nothing on Windows: os.WriteFile's
+// 0600 leaves the file with what the folder passes down, which other accounts (and
+// administrators' tools) may read. The file is created with its DACL, so it is never readable by
+// anyone else, under a temporary name, then moved over path: CreateFile ignores the DACL of a file
+// that exists already, and a move keeps the file's own.
+func writePrivate(path string, data []byte) error {
+	sd, err := privateSecurity(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	tmp := path + "." + hex.EncodeToString(b) + ".tmp"
+	name, err := windows.UTF16PtrFromString(tmp)
+	if err != nil {
+		return fmt.Errorf("%s: %w", tmp, err)
+	}
+	sa := &windows.SecurityAttributes{Length: uint32(unsafe.Sizeof(windows.SecurityAttributes{})), SecurityDescriptor: sd}
+	h, err := windows.CreateFile(name, windows.GENERIC_WRITE, 0, sa, windows.CREATE_NEW, windows.FILE_ATTRIBUTE_NORMAL, 0)
+	if err != nil {
+		return &os.PathError{Op: "create", Path: tmp, Err: err}
+	}
+	f := os.NewFile(uintptr(h), tmp)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = replaceFile(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// privateSecurity is a security descriptor whose protected DACL (nothing inherited from the
+// folder) allows only the account this process runs as and, when it is another account, the
+// folder's owner: a worker run as a Windows service (LocalSystem) writes into the config folder
+// of the user who installed it, and that user's window and CLI must still read the token.
+func privateSecurity(dir string) (*windows.SECURITY_DESCRIPTOR, error) {
+	u, err := windows.GetCurrentProcessToken().GetTokenUser()
+	if err != nil {
+		return nil, fmt.Errorf("this process's user: %w", err)
+	}
+	sids := []*windows.SID{u.User.Sid}
+	if owner, err := folderOwner(dir); err == nil && !owner.Equals(u.User.Sid) {
+		sids = append(sids, owner)
+	}
+	var sddl strings.Builder
+	sddl.WriteString("D:P") // P: protected, so no ACE of the folder's is inherited
+	for _, sid := range sids {
+		sddl.WriteString("(A;;FA;;;" + sid.String() + ")")
+	}
+	sd, err := windows.SecurityDescriptorFromString(sddl.String())
+	if err != nil {
+		return nil, fmt.Errorf("security descriptor %s: %w", sddl.String(), err)
+	}
+	return sd, nil
+}
+
+// folderOwner is the owner of dir.
+func folderOwner(dir string) (*windows.SID, error) {
+	sd, err := windows.GetNamedSecurityInfo(dir, windows.SE_FILE_OBJECT, windows.OWNER_SECURITY_INFORMATION)
+	if err != nil {
+		return nil, err
+	}
+	owner, _, err := sd.Owner()
+	if err != nil {
+		return nil, err
+	}
+	return owner, nil
+}
+
+// replaceFile moves tmp over path. A reader (the CLI dialing a worker that has just exited) may
+// hold the old file for a moment, and Windows refuses to replace a file that is open: retry
+// briefly. Not durable.Rename: its fallback copies the content into the old file, whose DACL may
+// be the folder's.
+func replaceFile(tmp, path string) error {
+	from, err := windows.UTF16PtrFromString(tmp)
+	if err != nil {
+		return err
+	}
+	to, err := windows.UTF16PtrFromString(path)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		err = windows.MoveFileEx(from, to, windows.MOVEFILE_REPLACE_EXISTING)
+		if err == nil || attempt == 20 ||
+			!errors.Is(err, windows.ERROR_SHARING_VIOLATION) && !errors.Is(err, windows.ERROR_ACCESS_DENIED) {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: tmp, New: path, Err: err}
+	}
+	return nil
 }
 
 func readEndpoint(path string) (controlEndpoint, error) {

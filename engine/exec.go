@@ -1,3 +1,5 @@
+// exec.go: the exec backend, which runs a command-line program per job; exec_<os>.go hold how
+// the program and everything it starts are started and stopped as one.
 package engine
 
 import (
@@ -162,9 +164,16 @@ func (e *execBackend) Run(parent context.Context, job Job, progress Progress) (R
 	defer cancel()
 	log := e.logger.With("job_id", job.ID, "kind", job.Kind, "source", "engine.exec")
 	stderr := &lineLog{log: log, stream: "stderr"}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = job.SpoolDir
-	cmd.SysProcAttr = groupAttr()
+	cmd, err := newCommand(job.SpoolDir, argv)
+	if err != nil {
+		return Result{}, err
+	}
+	tree, err := newProcTree()
+	if err != nil {
+		return Result{}, backendDown("exec "+argv[0], err)
+	}
+	defer tree.close()
+	tree.prepare(cmd)
 	cmd.Stderr = stderr
 	cmd.WaitDelay = execPipeDrainFor
 	if e.cfg.Stdin != "" {
@@ -188,24 +197,32 @@ func (e *execBackend) Run(parent context.Context, job Job, progress Progress) (R
 	if err = cmd.Start(); err != nil {
 		return Result{}, backendDown("exec "+argv[0], err)
 	}
+	if err = tree.started(cmd.Process); err != nil {
+		// The child is not under control (on Windows it is still suspended): end it rather
+		// than run a job that could not be stopped.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		err = backendDown("exec "+argv[0], err)
+		return Result{}, err
+	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	var runErr error
 	select {
 	case runErr = <-waited:
 	case <-ctx.Done():
-		// Ask the whole group to stop, then kill it after the grace period.
-		terminateGroup(cmd.Process)
+		// Ask the whole tree to stop, then kill it after the grace period.
+		tree.terminate()
 		grace := time.NewTimer(e.cfg.killGrace())
 		select {
 		case <-waited:
 			grace.Stop()
 		case <-grace.C:
 			log.Warn("engine: command ignored SIGTERM; killing its process group", "grace", e.cfg.killGrace())
-			killGroup(cmd.Process)
+			tree.kill()
 			<-waited
 		}
-		killGroup(cmd.Process) // what the leader left behind in its group
+		tree.kill() // what the leader left behind in its group
 		stderr.flush()
 		stdoutLog.flush()
 		err = ctxError(parent, ctx, "exec "+filepath.Base(argv[0]))
