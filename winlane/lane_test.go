@@ -131,6 +131,7 @@ func TestWindowsLane(t *testing.T) {
 	w.killAll()
 	run.wait()
 
+	t.Run("autostart", w.autostart)
 	t.Run("service", func(t *testing.T) { w.service(t, h) })
 	t.Run("window", func(t *testing.T) { w.window(t, h) })
 
