@@ -228,6 +228,12 @@ func TestWindowsExecFindsACmdByItsBareNameAndCmdParsesNoArgument(t *testing.T) {
 			t.Logf("under Wine the script printed %q for %q", out.Text, prompt)
 			continue
 		}
+		if !isASCII(want) {
+			// cmd.exe's echo writes in the console's code page, not UTF-8: the canary check
+			// below still catches a command that ran. (The lane's Windows user is José Müller,
+			// so the canary's path is not ASCII there.)
+			continue
+		}
 		if out.Text != want {
 			t.Errorf("the script printed %q for the prompt %q", out.Text, prompt)
 		}
@@ -271,4 +277,13 @@ func TestWindowsBatchCommandLine(t *testing.T) {
 	if _, err := batchCommandLine(`C:\t\"x.cmd`, nil); err == nil {
 		t.Error("a script path with a quote was accepted")
 	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
