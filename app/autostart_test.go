@@ -79,7 +79,7 @@ func (f *fakeAutostarterInMemory) Status() (AutoStart, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.on {
-		return AutoStart{On: true, Text: "Starts at logon (test entry)", Where: "test entry → studio-worker"}, nil
+		return AutoStart{On: true, Text: "Starts at logon (test entry)", Where: "test entry, which runs studio-worker"}, nil
 	}
 	return AutoStart{Text: "Off: the worker starts only when you open it"}, nil
 }

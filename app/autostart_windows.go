@@ -36,7 +36,7 @@ func newAutostarter(opts ServiceOptions) autostarter {
 }
 
 func (e logonEntry) where(command string) string {
-	return `logon entry HKCU\` + autostartRunKey + `\` + e.value + " → " + command
+	return `logon entry HKCU\` + autostartRunKey + `\` + e.value + ", which runs " + command
 }
 
 // command is what the entry runs: the window, as "studio-worker.exe" started by hand, with this

@@ -69,7 +69,7 @@ func testProgramAndConfig(t *testing.T) (exe, cfg string) {
 func TestAutostartLogonEntry(t *testing.T) {
 	exe, cfg := testProgramAndConfig(t)
 	e := testLogonEntry(t, ServiceOptions{ConfigPath: cfg, Executable: exe})
-	where := `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker (test) → `
+	where := `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker (test), which runs `
 	wantCmd := `"` + exe + `" --config "` + cfg + `"`
 
 	if got, err := e.Disable(); err != nil || got != "Not set: nothing to remove" {
@@ -261,7 +261,7 @@ func TestAutostartCLIWindows(t *testing.T) {
 		}
 		return out.String()
 	}
-	where := `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker → "` + self + `" --config "` + cfg + `"`
+	where := `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker, which runs "` + self + `" --config "` + cfg + `"`
 	if got := run("on"); !strings.HasPrefix(got, "Starts at logon: "+where+"\n") {
 		t.Errorf("on printed %q, want it to start with %q", got, "Starts at logon: "+where)
 	}

@@ -262,7 +262,7 @@ func (d Detector) probePort8080(ctx context.Context, client *http.Client) []Dete
 		return []Detected{{Name: "llama.cpp server", Kind: protocol.KindLLM, Where: base, Models: models, Backend: bc, Ready: true}}
 	}
 	return []Detected{{Name: "LocalAI", Kind: protocol.KindLLM, Where: base, Models: models, Backend: bc, Ready: true,
-		Note: "LocalAI lists every model it has, whatever its kind: name the chat models in Settings to offer only those. It can serve images and speech too (Settings → Backends)."}}
+		Note: "LocalAI lists every model it has, whatever its kind: name the chat models in Settings to offer only those. It can serve images and speech too (Settings > Backends)."}}
 }
 
 func (d Detector) probeComfyUI(ctx context.Context, client *http.Client) []Detected {
@@ -282,7 +282,7 @@ func (d Detector) probeComfyUI(ctx context.Context, client *http.Client) []Detec
 		det.Backend.Workflow = filepath.Join(d.WorkflowDir, ComfyUIWorkflowFile)
 		det.Ready = true
 	} else {
-		det.Note = "Set a workflow for it in Settings → Backends → image."
+		det.Note = "Set a workflow for it in Settings > Backends > image."
 	}
 	return []Detected{det}
 }
@@ -312,7 +312,7 @@ func (d Detector) probePrograms() []Detected {
 		} else {
 			det.Backend = engine.BackendConfig{Backend: engine.BackendExec, Ext: "json",
 				Command: []string{p, "-m", "MODEL.bin", "-f", "{input}", "-oj", "-of", "{output_base}"}}
-			det.Note = "No ggml model file found next to it: set the model (-m) in Settings → Backends → stt."
+			det.Note = "No ggml model file found next to it: set the model (-m) in Settings > Backends > stt."
 		}
 		out = append(out, det)
 		break // one whisper is enough: they are the same program under different names

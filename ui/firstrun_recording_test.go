@@ -51,7 +51,7 @@ func testDetected() []app.Detected {
 		{Name: "espeak-ng", Kind: protocol.KindTTS, Where: "/usr/bin/espeak-ng", Ready: true,
 			Backend: engine.BackendConfig{Backend: engine.BackendExec, Command: []string{"/usr/bin/espeak-ng", "-w", "{output}", "--", "{text}"}}},
 		{Name: "whisper.cpp", Kind: protocol.KindSTT, Where: "/usr/local/bin/whisper-cli",
-			Note:    "No ggml model file found next to it: set the model (-m) in Settings → Backends → stt.",
+			Note:    "No ggml model file found next to it: set the model (-m) in Settings > Backends > stt.",
 			Backend: engine.BackendConfig{Backend: engine.BackendExec, Command: []string{"/usr/local/bin/whisper-cli", "-m", "MODEL.bin"}}},
 	}
 }

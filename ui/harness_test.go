@@ -228,7 +228,7 @@ func (c *recordingController) SetService(ctx context.Context, on bool) (string, 
 	return `Removed the logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker`, nil
 }
 
-const testLogonEntry = `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker → "C:\Program Files\Studio Worker\studio-worker.exe"`
+const testLogonEntry = `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker, which runs "C:\Program Files\Studio Worker\studio-worker.exe"`
 
 // logonEntryState is State.AutoStart as Windows' autostarter reports a logon entry, on or off.
 func logonEntryState(on bool) app.AutoStart {
