@@ -1265,6 +1265,12 @@ func (w *Worker) pendingWork() (running, outbox int) {
 	s := w.sess
 	w.mu.Unlock()
 	if s != nil {
+		// A job's slot is freed when the engine returns, and the session holds the job a moment
+		// longer, until its result is in the outbox: counting only slots let a drain see no job
+		// and an empty outbox in between, and stop before the result was kept (seen in the
+		// Windows lane's service stop). Running is read before OutboxLen, since a job enters the
+		// outbox before the session lets go of it.
+		running = max(running, len(s.Running()))
 		outbox = s.OutboxLen()
 	}
 	return running, outbox

@@ -374,6 +374,22 @@ func TestRunInsecureURLExitsTwo(t *testing.T) {
 }
 
 func TestFirstSignalDrainsSecondStops(t *testing.T) {
+	tests := []struct {
+		name string
+		kind protocol.Kind
+		in   string
+	}{
+		{"json result", protocol.KindLLM, `{"prompt":"p","duration_ms":1500}`},
+		// A big file takes a while to hash and sync into the outbox after the engine has returned
+		// and freed its slot: the drain must wait for it rather than see nothing left to do.
+		{"file result being spooled", protocol.KindImage, `{"prompt":"p","width":64,"height":64,"duration_ms":500,"pad_bytes":201326592}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { testFirstSignalDrains(t, tc.kind, tc.in) })
+	}
+}
+
+func testFirstSignalDrains(t *testing.T, kind protocol.Kind, input string) {
 	env := newTestEnv(t)
 	// A second worker, run by the CLI with a signal channel, on its own registration.
 	reg, err := env.admin.Register(context.Background(), "cli worker", "x")
@@ -395,7 +411,7 @@ func TestFirstSignalDrainsSecondStops(t *testing.T) {
 	cli := &CLI{Stdout: &out, Stderr: &errb, Signals: sigs}
 	exit := make(chan int, 1)
 	go func() { exit <- cli.Run([]string{"run", "--config", path}) }()
-	id := env.submit(protocol.KindLLM, `{"prompt":"p","duration_ms":1500}`)
+	id := env.submit(kind, input)
 	waitFor(t, "the CLI worker to run the job", func() bool {
 		info, _ := env.admin.Job(context.Background(), id)
 		return info.Status == protocol.JobRunning
