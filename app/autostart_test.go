@@ -11,24 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"studioworker/internal/durable"
+	"studioworker/internal/wintest"
 )
-
-// wineSafeTempDir is t.TempDir for the tests that also run under Wine 8, whose refusal of
-// os.RemoveAll ("unlinkat …: Invalid function.") would fail t.TempDir's cleanup.
-func wineSafeTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "autostart-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := durable.RemoveAll(dir); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	return dir
-}
 
 func TestAutostartCLIUsage(t *testing.T) {
 	tests := []struct {
@@ -91,7 +75,7 @@ func (f *fakeAutostarterInMemory) fail(err error) {
 }
 
 func TestAutostartWorkerPublishesWhatTheOSHolds(t *testing.T) {
-	path := filepath.Join(wineSafeTempDir(t), "config.json")
+	path := filepath.Join(wintest.TempDir(t), "config.json")
 	if err := SaveConfig(path, DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +143,7 @@ func TestAutostartWorkerWithoutConfigFile(t *testing.T) {
 // TestAutostartOldConfigKeyIsDropped: files from before the OS was the record still load, and
 // the key is not written back.
 func TestAutostartOldConfigKeyIsDropped(t *testing.T) {
-	path := filepath.Join(wineSafeTempDir(t), "config.json")
+	path := filepath.Join(wintest.TempDir(t), "config.json")
 	if err := os.WriteFile(path, []byte(`{"auto_accept": true, "auto_start": true}`), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/registry"
 	"golang.org/x/sys/windows/svc/mgr"
+
+	"studioworker/internal/wintest"
 )
 
 // testLogonEntry is an autostarter on the real Run key under a value of its own, so that a test
@@ -55,7 +57,7 @@ func readRunValue(t *testing.T, name string) (string, uint32, error) {
 // testProgramAndConfig makes a config file, and names a program, in folders with spaces.
 func testProgramAndConfig(t *testing.T) (exe, cfg string) {
 	t.Helper()
-	dir := filepath.Join(wineSafeTempDir(t), "Studio Worker")
+	dir := filepath.Join(wintest.TempDir(t), "Studio Worker")
 	if err := os.MkdirAll(filepath.Join(dir, "my config"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +145,7 @@ func TestAutostartLogonEntry(t *testing.T) {
 // TestAutostartDefaultConfigHasNoArguments: with the default config file the entry is the program
 // alone, however the path's letters are cased.
 func TestAutostartDefaultConfigHasNoArguments(t *testing.T) {
-	appData := wineSafeTempDir(t)
+	appData := wintest.TempDir(t)
 	t.Setenv("APPDATA", appData) // os.UserConfigDir on Windows
 	exe, _ := testProgramAndConfig(t)
 	cfg := strings.ToUpper(filepath.Join(appData, "studio-worker", "config.json"))

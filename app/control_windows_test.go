@@ -12,32 +12,11 @@ import (
 
 	"golang.org/x/sys/windows"
 
-	"studioworker/internal/durable"
+	"studioworker/internal/wintest"
 )
 
 // fileAllAccess is FILE_ALL_ACCESS, what "FA" stands for in SDDL.
 const fileAllAccess = windows.STANDARD_RIGHTS_REQUIRED | windows.SYNCHRONIZE | 0x1ff
-
-// winTempDir is t.TempDir with a removal Wine 8 accepts: its os.RemoveAll fails ("Invalid
-// function"), which would fail every test in its cleanup.
-func winTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "app-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := durable.RemoveAll(dir); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	return dir
-}
-
-// underWine reports whether this runs under Wine rather than Windows (ntdll exports its version).
-func underWine() bool {
-	return windows.NewLazySystemDLL("ntdll.dll").NewProc("wine_get_version").Find() == nil
-}
 
 // assertUserOnly checks that path's DACL is protected and holds one ACE, allowing this user.
 //
@@ -51,7 +30,7 @@ func assertUserOnly(t *testing.T, path string) {
 	if err != nil {
 		t.Fatalf("GetNamedSecurityInfo: %v", err)
 	}
-	wine := underWine()
+	wine := wintest.UnderWine()
 	if wine {
 		t.Logf("under Wine, which keeps no DACL, the file reads back as %s", sd)
 	}
@@ -104,7 +83,7 @@ func assertUserOnlySD(t *testing.T, sd *windows.SECURITY_DESCRIPTOR, mapped bool
 }
 
 func TestWindowsControlFileOnlyThisUserCanOpen(t *testing.T) {
-	dir := winTempDir(t)
+	dir := wintest.TempDir(t)
 	// The descriptor the file is created with, which Wine can show even though it keeps none.
 	sd, err := privateSecurity(dir)
 	if err != nil {

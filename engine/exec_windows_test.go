@@ -19,35 +19,14 @@ import (
 
 	"golang.org/x/sys/windows"
 
-	"studioworker/internal/durable"
+	"studioworker/internal/wintest"
 	"studioworker/protocol"
 )
-
-// winTempDir is t.TempDir with a removal Wine 8 accepts: its os.RemoveAll fails ("Invalid
-// function"), which would fail every test in its cleanup.
-func winTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "engine-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := durable.RemoveAll(dir); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	return dir
-}
-
-// underWine reports whether this runs under Wine rather than Windows (ntdll exports its version).
-func underWine() bool {
-	return windows.NewLazySystemDLL("ntdll.dll").NewProc("wine_get_version").Find() == nil
-}
 
 // winJob is newTestJob with a spool folder from winTempDir.
 func winJob(t *testing.T, kind protocol.Kind, input string) Job {
 	t.Helper()
-	return Job{ID: "job-" + string(kind), Kind: kind, Input: protocol.Object(input), SpoolDir: winTempDir(t)}
+	return Job{ID: "job-" + string(kind), Kind: kind, Input: protocol.Object(input), SpoolDir: wintest.TempDir(t)}
 }
 
 // TestExecHelperProcess is not a test: it is the program the tests below run, the test binary
@@ -131,7 +110,7 @@ func assertExited(t *testing.T, hs []windows.Handle, within time.Duration) {
 }
 
 func TestWindowsExecCancelEndsTheGrandchild(t *testing.T) {
-	pidFile := filepath.Join(winTempDir(t), "pids")
+	pidFile := filepath.Join(wintest.TempDir(t), "pids")
 	r := mustRouter(t, Config{protocol.KindImage: {Backend: BackendExec, Command: helperCommand(t, pidFile), TimeoutS: 120}}, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -152,7 +131,7 @@ func TestWindowsExecCancelEndsTheGrandchild(t *testing.T) {
 }
 
 func TestWindowsExecTimeoutEndsTheGrandchild(t *testing.T) {
-	pidFile := filepath.Join(winTempDir(t), "pids")
+	pidFile := filepath.Join(wintest.TempDir(t), "pids")
 	// Long enough for two processes to start under Wine on a loaded machine.
 	r := mustRouter(t, Config{protocol.KindImage: {Backend: BackendExec, Command: helperCommand(t, pidFile), TimeoutS: 6}}, Options{})
 	job := winJob(t, protocol.KindImage, `{"prompt":"x","width":8,"height":8}`)
@@ -164,7 +143,7 @@ func TestWindowsExecTimeoutEndsTheGrandchild(t *testing.T) {
 }
 
 func TestWindowsExecEndsWhatAFinishedCommandLeftRunning(t *testing.T) {
-	pidFile := filepath.Join(winTempDir(t), "pids")
+	pidFile := filepath.Join(wintest.TempDir(t), "pids")
 	r := mustRouter(t, Config{protocol.KindImage: {Backend: BackendExec, Command: helperCommand(t, pidFile, "exit"), TimeoutS: 120}}, Options{})
 	job := winJob(t, protocol.KindImage, `{"prompt":"x","width":8,"height":8}`)
 	res, err := r.Run(context.Background(), job, nil)
@@ -187,7 +166,7 @@ func writeBatch(t *testing.T, dir, name string) {
 }
 
 func TestWindowsExecFindsACmdByItsBareNameAndCmdParsesNoArgument(t *testing.T) {
-	dir := winTempDir(t)
+	dir := wintest.TempDir(t)
 	writeBatch(t, dir, "studio-tool.cmd")
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	canary := filepath.Join(dir, "canary")
@@ -222,7 +201,7 @@ func TestWindowsExecFindsACmdByItsBareNameAndCmdParsesNoArgument(t *testing.T) {
 		if strings.Contains(out.Text, "leaked") {
 			t.Errorf("cmd.exe expanded a variable in %q", prompt)
 		}
-		if underWine() && strings.Contains(prompt, "%") {
+		if wintest.UnderWine() && strings.Contains(prompt, "%") {
 			// Wine's cmd.exe removes the % signs (and what stands between two of them when it
 			// is no variable) where Windows keeps them; it expands nothing either way.
 			t.Logf("under Wine the script printed %q for %q", out.Text, prompt)
