@@ -25,18 +25,30 @@ const heldOpenWait = 3 * time.Second
 // WriteFile writes data to path so that after a crash path holds either its old content or all
 // of data, never a part: a temporary file beside it, fsynced, then Rename.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	err := replaceWith(path, perm, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	}, Rename)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// replaceWith fills a temporary file beside path, flushes it and moves it over path with move.
+func replaceWith(path string, perm os.FileMode, fill func(*os.File) error, move func(string, string) error) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
 	f, err := os.CreateTemp(dir, "."+base+".*"+TempSuffix)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	tmp := f.Name()
 	err = f.Chmod(perm)
 	if err == nil {
-		_, err = f.Write(data)
+		err = fill(f)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -45,13 +57,12 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		err = cerr
 	}
 	if err == nil {
-		err = Rename(tmp, path)
+		err = move(tmp, path)
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return nil
+	return err
 }
 
 // Rename moves oldpath to newpath, replacing newpath, and returns once the move is on disk. A
@@ -117,32 +128,11 @@ func copyDurably(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	dir, base := filepath.Split(dst)
-	if dir == "" {
-		dir = "."
-	}
-	out, err := os.CreateTemp(dir, "."+base+".*"+TempSuffix)
-	if err != nil {
+	// rename, not Rename: the held-open fallback must not recurse into another copy.
+	return replaceWith(dst, st.Mode().Perm(), func(f *os.File) error {
+		_, err := io.Copy(f, in)
 		return err
-	}
-	tmp := out.Name()
-	err = out.Chmod(st.Mode().Perm())
-	if err == nil {
-		_, err = io.Copy(out, in)
-	}
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = rename(tmp, dst)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
+	}, rename)
 }
 
 // RemoveAll deletes path and everything under it. Where os.RemoveAll is refused — on Windows it
