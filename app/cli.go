@@ -17,7 +17,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"studioworker/gpu"
 	"studioworker/protocol"
 	"studioworker/session"
 )
@@ -516,13 +515,11 @@ func (c *CLI) cmdGPU(args []string) int {
 	if !ok {
 		return ExitUsage
 	}
-	var sampler gpu.Sampler
-	if cfg, err := LoadConfig(path); err == nil && cfg.GPU.Simulated != nil {
-		sampler = gpu.NewSimulated(cfg.GPU.Simulated.Name, int64(cfg.GPU.Simulated.VRAMGB*1024))
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		cfg = DefaultConfig() // no config yet: the machine's own GPU is still worth showing
 	}
-	if sampler == nil {
-		sampler = gpu.Open()
-	}
+	sampler := openGPU(cfg)
 	defer sampler.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -46,10 +46,13 @@ type Config struct {
 
 // GPUConfig holds the GPU sampling, simulation and yield settings.
 type GPUConfig struct {
-	SampleIntervalS float64       `json:"sample_interval_s"` // default 2
-	SafetyMarginMB  int64         `json:"safety_margin_mb"`  // free VRAM kept spare at admission; default 1024
-	Simulated       *SimulatedGPU `json:"simulated,omitempty"`
-	Yield           YieldConfig   `json:"yield"`
+	SampleIntervalS float64 `json:"sample_interval_s"` // default 2
+	SafetyMarginMB  int64   `json:"safety_margin_mb"`  // free VRAM kept spare at admission; default 1024
+	// UnifiedMemoryReserveMB is the unified memory (Apple silicon) kept back for macOS and the
+	// creator's programs; 0 means the default (a quarter of it, as Metal keeps back).
+	UnifiedMemoryReserveMB int64         `json:"unified_memory_reserve_mb,omitempty"`
+	Simulated              *SimulatedGPU `json:"simulated,omitempty"`
+	Yield                  YieldConfig   `json:"yield"`
 }
 
 // SimulatedGPU stands in for a GPU where NVML is absent (the demo); it is always labelled simulated.

@@ -134,7 +134,7 @@ func (c *CLI) runDemo(n int, verbose, withWindow bool) (bool, error) {
 	// Where NVML sees no GPU, a simulated 24 GB card (always labelled simulated) with another
 	// program holding 8 GB, so the live-VRAM check has something to say.
 	var sampler gpu.Sampler
-	real := gpu.Open()
+	real := gpu.Open(gpu.Options{})
 	snapCtx, snapCancel := context.WithTimeout(ctx, 5*time.Second)
 	snap, _ := real.Sample(snapCtx)
 	snapCancel()

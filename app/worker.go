@@ -149,12 +149,8 @@ func NewWorker(opts Options) (*Worker, error) {
 	w.yielder = gpu.NewYielder(yieldPolicy(cfg.GPU.Yield))
 	sampler := opts.Sampler
 	if sampler == nil {
-		if s := cfg.GPU.Simulated; s != nil {
-			w.sim = gpu.NewSimulated(s.Name, int64(s.VRAMGB*1024))
-			sampler = w.sim
-		} else {
-			sampler = gpu.Open()
-		}
+		sampler = openGPU(cfg)
+		w.sim, _ = sampler.(*gpu.Simulated)
 	} else if sim, ok := sampler.(*gpu.Simulated); ok {
 		w.sim = sim
 	}
@@ -464,6 +460,14 @@ func (w *Worker) rebuildCaps() {
 	w.obs.Update(func(s *State) {
 		s.Engine, s.Models, s.EngineDown, s.MaxJobs = c.Engine, models, down, maxJobs
 	})
+}
+
+// openGPU is the GPU source a config asks for: its simulated card, or the machine's own.
+func openGPU(cfg Config) gpu.Sampler {
+	if s := cfg.GPU.Simulated; s != nil {
+		return gpu.NewSimulated(s.Name, int64(s.VRAMGB*1024))
+	}
+	return gpu.Open(gpu.Options{UnifiedReserveMB: cfg.GPU.UnifiedMemoryReserveMB})
 }
 
 func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }

@@ -21,7 +21,7 @@ const bytesPerMB = 1024 * 1024
 // Open starts NVML on the system driver. It never fails: without a usable
 // driver it returns a sampler whose snapshots have Source "none" and a
 // Problem sentence, so the worker keeps running with VRAM checks off.
-func Open() Sampler {
+func Open(Options) Sampler {
 	return openWith(nvml.New())
 }
 

@@ -1,9 +1,9 @@
-//go:build !(linux && cgo)
+//go:build !(linux && cgo) && !darwin
 
 package gpu
 
 // Open returns a sampler that reports no GPUs: NVML is only reachable from
 // Linux builds with cgo, and the worker must still run everywhere else.
-func Open() Sampler {
+func Open(Options) Sampler {
 	return Unavailable("GPU monitoring is not available in this build: VRAM checks are off")
 }

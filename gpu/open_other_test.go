@@ -1,4 +1,4 @@
-//go:build !(linux && cgo)
+//go:build !(linux && cgo) && !darwin
 
 package gpu
 
@@ -9,7 +9,7 @@ import (
 )
 
 func TestOpenWithoutNVMLExplainsItself(t *testing.T) {
-	snap, err := Open().Sample(context.Background())
+	snap, err := Open(Options{}).Sample(context.Background())
 	if err != nil || snap.Source != SourceNone || !strings.Contains(snap.Problem, "VRAM checks are off") {
 		t.Fatalf("Open() sample = %+v, %v", snap, err)
 	}

@@ -13,7 +13,17 @@ const (
 	SourceNVML      = "nvml"
 	SourceSimulated = "simulated"
 	SourceNone      = "none"
+	// SourceUnified is a GPU that shares the computer's memory (Apple silicon): there is no
+	// separate VRAM, so its figures are the usable share of unified memory.
+	SourceUnified = "unified"
 )
+
+// Options are what Open needs from the worker's settings.
+type Options struct {
+	// UnifiedReserveMB is the unified memory (Apple silicon) kept back for the system and the
+	// creator's programs; what is left is what jobs may use. 0 means the platform default.
+	UnifiedReserveMB int64
+}
 
 // ErrClosed is returned by Sample after Close.
 var ErrClosed = errors.New("gpu: sampler is closed")
@@ -33,19 +43,22 @@ type Process struct {
 // driver does not report that value for this card, which is normal on
 // consumer GPUs and under WSL, and not an error.
 type Device struct {
-	Index          int       `json:"index"`
-	Name           string    `json:"name"`
-	UUID           string    `json:"uuid"`
-	TotalMB        int64     `json:"total_mb"`
-	UsedMB         int64     `json:"used_mb"`
-	FreeMB         int64     `json:"free_mb"`
-	UtilizationPct int       `json:"utilization_pct"`
-	HasUtilization bool      `json:"has_utilization"`
-	TemperatureC   int       `json:"temperature_c"`
-	HasTemperature bool      `json:"has_temperature"`
-	PowerW         float64   `json:"power_w"`
-	HasPower       bool      `json:"has_power"`
-	Processes      []Process `json:"processes"`
+	Index          int     `json:"index"`
+	Name           string  `json:"name"`
+	UUID           string  `json:"uuid"`
+	TotalMB        int64   `json:"total_mb"`
+	UsedMB         int64   `json:"used_mb"`
+	FreeMB         int64   `json:"free_mb"`
+	UtilizationPct int     `json:"utilization_pct"`
+	HasUtilization bool    `json:"has_utilization"`
+	TemperatureC   int     `json:"temperature_c"`
+	HasTemperature bool    `json:"has_temperature"`
+	PowerW         float64 `json:"power_w"`
+	HasPower       bool    `json:"has_power"`
+	// UnifiedMemory is true for a GPU without VRAM of its own (Apple silicon): TotalMB and
+	// FreeMB are then the share of the computer's memory that jobs may use.
+	UnifiedMemory bool      `json:"unified_memory,omitempty"`
+	Processes     []Process `json:"processes"`
 }
 
 // Snapshot is the state of all GPUs at one instant. Treat it as read-only:
@@ -53,7 +66,7 @@ type Device struct {
 type Snapshot struct {
 	Time      time.Time `json:"time"`
 	Devices   []Device  `json:"devices"`
-	Source    string    `json:"source"` // SourceNVML, SourceSimulated or SourceNone
+	Source    string    `json:"source"` // SourceNVML, SourceUnified, SourceSimulated or SourceNone
 	Simulated bool      `json:"simulated"`
 	// Problem is a sentence for the creator when the numbers are missing or
 	// may be wrong, e.g. "No NVIDIA driver found: VRAM checks are off".

@@ -186,7 +186,7 @@ func TestUnavailable(t *testing.T) {
 
 // Open must never fail and never return nil, whatever this machine has.
 func TestOpenNeverFails(t *testing.T) {
-	s := Open()
+	s := Open(Options{})
 	if s == nil {
 		t.Fatal("Open returned nil")
 	}
