@@ -110,7 +110,7 @@ func TestNVMLSampleHealthy(t *testing.T) {
 		{PID: 100, Name: "python3", UsedMB: 10 * 1024},
 		{PID: 200, Name: "game.exe", UsedMB: 4 * 1024, Graphics: true},
 		{PID: 300, Name: "blender", UsedMB: 1024, Graphics: true},
-		{PID: 400, Name: "", UsedMB: 0},
+		{PID: 400, Name: "", UsedMB: 0, MemoryUnknown: true},
 	}
 	if len(d.Processes) != len(wantProcs) {
 		t.Fatalf("processes = %+v, want %+v", d.Processes, wantProcs)
@@ -214,7 +214,7 @@ func TestNVMLPerCallOutcomes(t *testing.T) {
 				d.GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_GPU_IS_LOST }
 			},
 			check:    func(t *testing.T, d Device) {},
-			wantErr:  "GPU_IS_LOST",
+			wantErr:  "GetMemoryInfo: GPU is lost",
 			wantIs:   nvml.ERROR_GPU_IS_LOST,
 			wantNoV2: true,
 		},

@@ -31,9 +31,11 @@ var ErrClosed = errors.New("gpu: sampler is closed")
 // Process is one process holding memory on a GPU.
 type Process struct {
 	PID  uint32 `json:"pid"`
-	Name string `json:"name"` // from /proc/PID/comm; "" when it cannot be read (another user, another PID namespace)
-	// UsedMB is 0 when the driver does not report per-process memory.
-	UsedMB int64 `json:"used_mb"`
+	Name string `json:"name"` // as the OS names it (/proc/PID/comm, the image file name); "" when it cannot be read
+	// UsedMB is 0 when the driver does not report per-process memory; MemoryUnknown then
+	// says so (always under Windows' WDDM driver model, on every GeForce card).
+	UsedMB        int64 `json:"used_mb"`
+	MemoryUnknown bool  `json:"memory_unknown,omitempty"`
 	// Graphics is true for graphics (display) processes such as games and
 	// editors, false for compute processes such as inference backends.
 	Graphics bool `json:"graphics"`
@@ -128,11 +130,18 @@ func (s Snapshot) Text() string {
 		if s.Simulated {
 			b.WriteString(" (simulated)")
 		}
+		// A GPU without VRAM of its own (Apple silicon) is not to be read as a card with so much
+		// VRAM: its figures are the share of the computer's memory that jobs may use.
+		mem, whose := "VRAM:  ", ""
+		if d.UnifiedMemory {
+			mem, whose = "Memory:", " (the share of unified memory that jobs may use)"
+			b.WriteString(" (unified memory)")
+		}
 		b.WriteString("\n")
 		if d.TotalMB > 0 {
-			fmt.Fprintf(&b, "  VRAM:   %s / %s used, %s free\n", textGB(d.UsedMB), textGB(d.TotalMB), textGB(d.FreeMB))
+			fmt.Fprintf(&b, "  %s %s / %s used, %s free%s\n", mem, textGB(d.UsedMB), textGB(d.TotalMB), textGB(d.FreeMB), whose)
 		} else {
-			b.WriteString("  VRAM:   unknown\n")
+			fmt.Fprintf(&b, "  %s unknown\n", mem)
 		}
 		util, temp, power := "n/a", "n/a", "n/a"
 		if d.HasUtilization {
@@ -159,7 +168,11 @@ func (s Snapshot) Text() string {
 			if p.Graphics {
 				kind = "graphics"
 			}
-			fmt.Fprintf(&b, "    %-16s pid %-8d %-8s %s\n", name, p.PID, kind, textGB(p.UsedMB))
+			used := textGB(p.UsedMB)
+			if p.MemoryUnknown {
+				used = "memory not reported by the driver"
+			}
+			fmt.Fprintf(&b, "    %-16s pid %-8d %-8s %s\n", name, p.PID, kind, used)
 		}
 	}
 	return b.String()

@@ -18,7 +18,13 @@ const (
 func DefaultIgnore() []string {
 	return []string{
 		"gnome-shell", "Xorg", "Xwayland", "kwin_x11", "kwin_wayland",
-		"plasmashell", "mutter", "sway", "dwm.exe", "explorer.exe", "WindowServer",
+		"plasmashell", "mutter", "sway", "WindowServer",
+		// Windows' desktop and shell hosts. Under WDDM their memory is not reported either, so
+		// without them a worker would step aside on every Windows desktop.
+		"dwm.exe", "explorer.exe", "ShellExperienceHost.exe", "StartMenuExperienceHost.exe",
+		"SearchHost.exe", "SearchApp.exe", "TextInputHost.exe", "LockApp.exe",
+		"ApplicationFrameHost.exe", "SystemSettings.exe", "csrss.exe",
+		"NVIDIA Overlay.exe", "NVIDIA Share.exe", "nvcontainer.exe", "NVDisplay.Container.exe",
 	}
 }
 
@@ -104,24 +110,37 @@ func (y *Yielder) Observe(snap Snapshot, own func(pid uint32) bool, now time.Tim
 // State is the last decision, without observing anything new.
 func (y *Yielder) State() YieldState { return y.state }
 
-// culprit is the largest foreign graphics process over the threshold.
+// culprit is the largest foreign graphics process over the threshold. Where the driver does not
+// report a process's memory (WDDM), being there is all the evidence there is: a foreign graphics
+// process not on the ignore list counts, ranked after any whose memory is known.
 func (y *Yielder) culprit(snap Snapshot, own func(uint32) bool) (Process, bool) {
 	var best Process
 	found := false
 	for _, d := range snap.Devices {
 		for _, p := range d.Processes {
-			if !p.Graphics || p.UsedMB <= y.thresholdMB || y.ignored(p.Name) {
+			if !p.Graphics || (!p.MemoryUnknown && p.UsedMB <= y.thresholdMB) || y.ignored(p.Name) {
 				continue
 			}
 			if own != nil && own(p.PID) {
 				continue
 			}
-			if !found || p.UsedMB > best.UsedMB || (p.UsedMB == best.UsedMB && p.PID < best.PID) {
+			if !found || better(p, best) {
 				best, found = p, true
 			}
 		}
 	}
 	return best, found
+}
+
+// better orders culprits: known memory before unknown, then more memory, then the lower PID.
+func better(p, than Process) bool {
+	if p.MemoryUnknown != than.MemoryUnknown {
+		return !p.MemoryUnknown
+	}
+	if p.UsedMB != than.UsedMB {
+		return p.UsedMB > than.UsedMB
+	}
+	return p.PID < than.PID
 }
 
 func (y *Yielder) ignored(name string) bool {

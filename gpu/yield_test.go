@@ -39,7 +39,13 @@ func TestYielderSequence(t *testing.T) {
 		{name: "29 s after last seen: still yielding", snap: snap(), now: at(67), yielding: true, process: "game.exe", pid: 900, sinceSecs: 10},
 		{name: "30 s after last seen: resume", snap: snap(), now: at(68)},
 		{name: "stays resumed", snap: snap(), now: at(200)},
-		{name: "the larger of two culprits is named", snap: snap(gfx(901, "editor", 1000), gfx(902, "Cyberpunk2077.exe", 6000)), now: at(300), yielding: true, process: "Cyberpunk2077.exe", pid: 902, sinceSecs: 300},
+		{name: "unreported memory: a shell does not count", snap: snap(Process{PID: 12, Name: "dwm.exe", Graphics: true, MemoryUnknown: true}), now: at(201)},
+		{name: "unreported memory: nor the worker's own", snap: snap(Process{PID: backendChild, Name: "ollama.exe", Graphics: true, MemoryUnknown: true}), now: at(202)},
+		{name: "unreported memory: nor a compute process", snap: snap(Process{PID: 951, Name: "python.exe", MemoryUnknown: true}), now: at(203)},
+		{name: "unreported memory: a foreign graphics program is enough", snap: snap(Process{PID: 905, Name: "game.exe", Graphics: true, MemoryUnknown: true}), now: at(204), yielding: true, process: "game.exe", pid: 905, sinceSecs: 204},
+		{name: "and it is gone for long enough", snap: snap(), now: at(234)},
+		{name: "memory known beats memory unknown", snap: snap(Process{PID: 903, Name: "unknown.exe", Graphics: true, MemoryUnknown: true}, gfx(904, "known.exe", 700)), now: at(301), yielding: true, process: "known.exe", pid: 904, sinceSecs: 301},
+		{name: "the larger of two culprits is named", snap: snap(gfx(901, "editor", 1000), gfx(902, "Cyberpunk2077.exe", 6000)), now: at(302), yielding: true, process: "Cyberpunk2077.exe", pid: 902, sinceSecs: 301},
 	}
 	for _, st := range steps {
 		got := y.Observe(st.snap, own, st.now)
