@@ -367,7 +367,11 @@ func (h *Hub) handleJob(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, h.info(j, h.baseURL(r)))
+	info := h.info(j, h.baseURL(r))
+	if info.Status == protocol.JobQueued {
+		info.Waiting = h.waitingFor(j.id)
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (h *Hub) handleListJobs(w http.ResponseWriter, r *http.Request) {

@@ -93,6 +93,16 @@ type worker struct {
 
 func (w *worker) slots() int { return max(1, w.caps.MaxConcurrentJobs) }
 
+// hasRoom reports whether w may be sent an offer now: connected, accepting, a slot free. The
+// scheduler asks it, and waiting.go explains a queued job with the same rule.
+func (w *worker) hasRoom() bool {
+	return w.conn != nil && w.accepting && w.offers+w.active < w.slots()
+}
+
+// takesVRAM reports whether w's vram_threshold_gb covers an estimate; a worker that advertises 0
+// (no GPU seen, no limit of its creator's) takes only jobs that state no VRAM need.
+func (w *worker) takesVRAM(gb float64) bool { return gb <= w.caps.VRAMThresholdGB }
+
 func (w *worker) info() protocol.WorkerInfo {
 	state := w.state
 	if state == "" {
@@ -515,7 +525,7 @@ func (h *Hub) schedule(now time.Time) {
 	}
 	var cands []*worker
 	for _, w := range h.workers {
-		if w.conn != nil && w.accepting && len(w.keys) > 0 && w.offers+w.active < w.slots() {
+		if len(w.keys) > 0 && w.hasRoom() {
 			cands = append(cands, w)
 		}
 	}
@@ -546,7 +556,7 @@ func (h *Hub) pickFor(w *worker) *job {
 	now := h.now()
 	ok := func(j *job) bool {
 		mark, declined := j.declined[w.id]
-		return j.vram <= w.caps.VRAMThresholdGB && (!declined || !mark.holds(w, now))
+		return w.takesVRAM(j.vram) && (!declined || !mark.holds(w, now))
 	}
 	var bestQ *queue
 	best := -1

@@ -135,6 +135,9 @@ type JobInfo struct {
 	Error     string    `json:"error"`
 	Result    Object    `json:"result,omitempty"`
 	ResultURL string    `json:"result_url,omitempty"`
+	// Waiting says, in one sentence, why a queued job is not offered yet (contract §6, "Why a
+	// job waits"); absent when nothing holds it back or the job is not queued.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // WorkerInfo is one entry of GET /v1/workers.
