@@ -47,6 +47,9 @@ type AdmissionInput struct {
 	EstimateGB float64
 	// CapGB is the user's vram_threshold_gb; 0 means no cap.
 	CapGB float64
+	// NoVRAM is true when no GPU is seen and there is no cap: the worker advertises 0 GB, so a
+	// job that states a VRAM need cannot run here (whatever a hub offers).
+	NoVRAM bool
 	// GPUs is live free memory per GPU; empty means unknown (no NVML), and
 	// then only CapGB applies.
 	GPUs []GPUFree
@@ -136,6 +139,12 @@ func admSupported(supported map[string][]string, kind, model string) (string, bo
 // fits, why describes the fit so an accepted offer can be explained too.
 func admVRAM(in AdmissionInput) (gpu int, why string, ok bool) {
 	known := in.EstimateGB > 0
+	if in.NoVRAM {
+		if known {
+			return -1, fmt.Sprintf("needs %.1f GB of VRAM but no GPU is seen here and you set no VRAM cap", in.EstimateGB), false
+		}
+		return -1, "no VRAM estimate: it runs without a GPU", true
+	}
 	if known && in.CapGB > 0 && in.EstimateGB > in.CapGB {
 		return -1, fmt.Sprintf("needs %.1f GB but your VRAM limit is %.1f GB", in.EstimateGB, in.CapGB), false
 	}

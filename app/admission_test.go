@@ -68,6 +68,12 @@ func TestAdmit(t *testing.T) {
 		{name: "no NVML: only the cap applies (fits)", change: func(in *AdmissionInput) { in.GPUs = nil }, want: DecisionAccept, wantGPU: -1},
 		{name: "no NVML: only the cap applies (too big)", change: func(in *AdmissionInput) { in.GPUs, in.EstimateGB = nil, 21 }, want: DeclineVRAM, wantGPU: -1, why: "limit"},
 		{name: "no NVML and no cap", change: func(in *AdmissionInput) { in.GPUs, in.CapGB, in.EstimateGB = nil, 0, 300 }, want: DecisionAccept, wantGPU: -1},
+		{name: "no GPU seen and no cap: a stated need is declined", change: func(in *AdmissionInput) {
+			in.GPUs, in.CapGB, in.NoVRAM, in.EstimateGB = nil, 0, true, 8
+		}, want: DeclineVRAM, wantGPU: -1, why: "needs 8.0 GB of VRAM but no GPU is seen here and you set no VRAM cap"},
+		{name: "no GPU seen and no cap: no stated need runs", change: func(in *AdmissionInput) {
+			in.GPUs, in.CapGB, in.NoVRAM, in.EstimateGB = nil, 0, true, 0
+		}, want: DecisionAccept, wantGPU: -1, why: "runs without a GPU"},
 		{name: "vram before expired", change: func(in *AdmissionInput) { in.CapGB, in.ExpiresAt = 1, now }, want: DeclineVRAM, wantGPU: -1},
 		{name: "expired at exactly now", change: func(in *AdmissionInput) { in.ExpiresAt = now }, want: DeclineExpired, wantGPU: -1, why: "expired"},
 		{name: "expired in the past", change: func(in *AdmissionInput) { in.ExpiresAt = now.Add(-time.Second) }, want: DeclineExpired, wantGPU: -1},

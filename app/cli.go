@@ -447,6 +447,9 @@ func StatusText(st State) string {
 		}
 		fmt.Fprintf(tw, "GPU %d\t%s · %.1f / %.1f GB\n", g.Index, name, float64(g.UsedMB)/1024, float64(g.TotalMB)/1024)
 	}
+	if line := vramStatusLine(st); line != "" {
+		fmt.Fprintf(tw, "VRAM\t%s\n", line)
+	}
 	for _, j := range st.Running {
 		fmt.Fprintf(tw, "Running\t%s · %s · %s · %.0f %%\n", j.Kind, j.Model, j.JobID, j.Fraction*100)
 	}

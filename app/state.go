@@ -120,6 +120,7 @@ type State struct {
 	EngineDown map[string]string    `json:"engine_down"` // kind -> why its backend is not answering
 	MaxJobs    int                  `json:"max_jobs"`    // concurrent slots
 	GPU        GPUState             `json:"gpu"`         //
+	VRAM       VRAMReach            `json:"vram"`        // which jobs a hub can offer as far as VRAM goes (reach.go)
 	Running    []RunningJob         `json:"running"`     //
 	Offers     []PendingOffer       `json:"offers"`      //
 	Recent     []RecentJob          `json:"recent"`      // newest first, at most 100

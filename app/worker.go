@@ -435,16 +435,11 @@ func (w *Worker) rebuildCaps() {
 			}
 		}
 	}
-	var totalMB int64
 	for _, d := range snap.Devices {
-		totalMB += d.TotalMB
 		c.GPUs = append(c.GPUs, protocol.GPUInfo{Index: d.Index, Name: d.Name, UUID: d.UUID, VRAMTotalMB: d.TotalMB})
 	}
-	c.VRAMTotalGB = round1(float64(totalMB) / 1024)
-	c.VRAMThresholdGB = cfg.VRAMThresholdGB
-	if c.VRAMThresholdGB == 0 {
-		c.VRAMThresholdGB = c.VRAMTotalGB
-	}
+	reach := vramReach(cfg.VRAMThresholdGB, snap)
+	c.VRAMTotalGB, c.VRAMThresholdGB = reach.TotalGB, reach.LimitGB
 	w.caps.mu.Lock()
 	w.caps.caps = c
 	w.caps.mu.Unlock()
@@ -457,8 +452,9 @@ func (w *Worker) rebuildCaps() {
 	for k, v := range ec.Down {
 		down[string(k)] = v
 	}
-	w.obs.Update(func(s *State) {
-		s.Engine, s.Models, s.EngineDown, s.MaxJobs = c.Engine, models, down, maxJobs
+	// Through update: the idle mode's words follow the reach.
+	w.update(func(s *State) {
+		s.Engine, s.Models, s.EngineDown, s.MaxJobs, s.VRAM = c.Engine, models, down, maxJobs, reach
 	})
 }
 
@@ -517,7 +513,7 @@ func (w *Worker) modeLocked() (protocol.WorkerState, string) {
 	case len(w.slots) > 0:
 		return protocol.StateBusy, "Working for the Studio"
 	}
-	return protocol.StateIdle, "Ready for jobs"
+	return protocol.StateIdle, w.idleReasonLocked()
 }
 
 func (w *Worker) drainReasonLocked() string {
@@ -622,6 +618,7 @@ func (w *Worker) admit(claim protocol.Claim, userSaidYes bool) Admission {
 		Supported:      map[string][]string{},
 		EstimateGB:     claim.VRAMGBEstimate,
 		CapGB:          w.cfg.VRAMThresholdGB,
+		NoVRAM:         vramReach(w.cfg.VRAMThresholdGB, snap).noVRAM(),
 		SafetyMarginMB: w.cfg.GPU.SafetyMarginMB,
 		ExpiresAt:      claim.ExpiresAt,
 		Now:            w.now(),
@@ -978,6 +975,9 @@ func (w *Worker) onSnapshot(snap gpu.Snapshot) {
 			}
 		}
 		s.GPU.Cards = cards
+		if vramReach(capGB, snap) != s.VRAM {
+			devicesChanged = true // the first sample, or a GPU lost or found: the capabilities follow
+		}
 	})
 	if devicesChanged {
 		w.rebuildCaps()

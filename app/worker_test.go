@@ -36,6 +36,12 @@ type envOption func(*Config)
 
 func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	t.Helper()
+	return newTestEnvSampled(t, nil, opts...)
+}
+
+// newTestEnvSampled is newTestEnv with the worker's GPU sampler given; nil is the config's own.
+func newTestEnvSampled(t *testing.T, sampler gpu.Sampler, opts ...envOption) *testEnv {
+	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: testLogLevel()}))
@@ -64,7 +70,7 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	if err := SaveConfig(path, cfg); err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWorker(Options{ConfigPath: path, Config: cfg, Logger: logger, AgentVersion: "test"})
+	w, err := NewWorker(Options{ConfigPath: path, Config: cfg, Logger: logger, AgentVersion: "test", Sampler: sampler})
 	if err != nil {
 		t.Fatal(err)
 	}
