@@ -28,6 +28,7 @@ type header struct {
 	dot       *canvas.Circle
 	title     *widget.Label
 	mode      *widget.Label
+	vram      *widget.Label // which jobs cannot reach this computer for want of VRAM, when that is so
 	detail    *widget.RichText
 	fix       *widget.Button
 	fixBox    *fyne.Container
@@ -49,6 +50,10 @@ func newHeader(act headerActions) *header {
 	h.title.Truncation = fyne.TextTruncateEllipsis
 	h.mode = widget.NewLabel("")
 	h.mode.Truncation = fyne.TextTruncateEllipsis
+	h.vram = widget.NewLabel("")
+	h.vram.Importance = widget.WarningImportance
+	h.vram.Wrapping = fyne.TextWrapWord
+	h.vram.Hide()
 	h.detail = subtle("")
 	h.detail.Wrapping = fyne.TextWrapWord
 	h.detail.Hide()
@@ -81,7 +86,7 @@ func newHeader(act headerActions) *header {
 
 	dot := container.New(&alignedTo{ref: h.title}, container.NewGridWrap(fyne.NewSize(14, 14), h.dot))
 	right := container.NewVBox(container.NewHBox(h.pause, h.drain), container.NewHBox(layout.NewSpacer(), h.auto))
-	left := container.NewBorder(nil, nil, container.NewVBox(dot), nil, container.NewVBox(h.title, h.mode, h.detail, h.fixBox))
+	left := container.NewBorder(nil, nil, container.NewVBox(dot), nil, container.NewVBox(h.title, h.mode, h.vram, h.detail, h.fixBox))
 	h.content = container.NewVBox(
 		container.NewPadded(container.NewBorder(nil, nil, nil, right, left)),
 		h.bannerBox, h.noteBox,
@@ -93,6 +98,11 @@ func (h *header) update(s app.State, now time.Time) {
 	h.updateConn(s, now)
 	mode, _ := describeMode(s)
 	h.mode.SetText(mode)
+	note := vramNote(s)
+	if note != h.vram.Text {
+		h.vram.SetText(note)
+	}
+	showIf(h.vram, note != "")
 	if s.Paused || s.Draining {
 		h.pause.SetText(labelResume)
 		h.pause.SetIcon(theme.MediaPlayIcon())

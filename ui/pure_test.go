@@ -76,17 +76,57 @@ func TestDescribeMode(t *testing.T) {
 	b := busyState()
 	d := busyState()
 	d.Mode = protocol.StateDraining
+	noGPU := idleState()
+	noGPU.GPU, noGPU.VRAM = app.GPUState{Source: "none"}, app.VRAMReach{Basis: app.ReachNoGPU}
+	noGPUManual := noGPU
+	noGPUManual.AutoAccept = false
+	noGPUOneKind := noGPU
+	noGPUOneKind.Models = map[string][]string{"tts": {"espeak-ng"}}
+	noGPUNoKind := noGPU
+	noGPUNoKind.Models = map[string][]string{}
+	unseen := idleState()
+	unseen.GPU, unseen.VRAM = app.GPUState{Source: "none", CapGB: 8}, app.VRAMReach{Basis: app.ReachUserLimitNoGPU, LimitGB: 8}
 	for _, tc := range []struct {
 		s    app.State
 		want string
 	}{
 		{idleState(), "Ready — taking jobs as they come"},
+		{noGPU, "No GPU — taking only llm and image jobs that need no VRAM"},
+		{noGPUManual, "No GPU — taking only llm and image jobs that need no VRAM (you choose each offer)"},
+		{noGPUOneKind, "No GPU — taking only tts jobs that need no VRAM"},
+		{noGPUNoKind, "No GPU, and no backend is answering — no jobs can reach this computer"},
+		{unseen, "Ready — taking jobs as they come"},
 		{y, "Paused while game.exe uses the GPU — resumes by itself"},
 		{b, "Working on image · sdxl-turbo"},
 		{d, "Finishing job 7f3a9c21…, then pausing"},
 	} {
-		if got, _ := describeMode(tc.s); got != tc.want {
+		got, tone := describeMode(tc.s)
+		if got != tc.want {
 			t.Errorf("mode %s: %q, want %q", tc.s.Mode, got, tc.want)
+		}
+		if tc.s.VRAM.Basis == app.ReachNoGPU && tone == toneGood {
+			t.Errorf("%q is told in a good tone", got)
+		}
+	}
+}
+
+func TestVRAMNote(t *testing.T) {
+	for _, tc := range []struct {
+		reach app.VRAMReach
+		want  string
+	}{
+		{app.VRAMReach{Basis: app.ReachGPU, LimitGB: 24, TotalGB: 24}, ""},
+		{app.VRAMReach{Basis: app.ReachUserLimit, LimitGB: 20, TotalGB: 24}, ""},
+		{app.VRAMReach{Basis: app.ReachPending}, ""},
+		{app.VRAMReach{Basis: app.ReachNoGPU},
+			"No NVIDIA GPU found: jobs that need VRAM are not offered to this computer. If it has a GPU the worker cannot see, set a VRAM cap in Settings."},
+		{app.VRAMReach{Basis: app.ReachUserLimitNoGPU, LimitGB: 7.5},
+			"No GPU seen: free VRAM is unknown, so jobs are offered up to your VRAM cap of 7.5 GB."},
+	} {
+		s := idleState()
+		s.VRAM = tc.reach
+		if got := vramNote(s); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.reach, got, tc.want)
 		}
 	}
 }

@@ -101,6 +101,9 @@ func trayStatus(s app.State) string {
 	}
 	switch s.Conn.State {
 	case connConnected:
+		if s.VRAM.Basis == app.ReachNoGPU {
+			return "Idle — no GPU: only jobs that need no VRAM"
+		}
 		return "Idle — waiting for jobs"
 	case connReconnecting:
 		if s.Conn.Attempt > 0 {

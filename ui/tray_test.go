@@ -24,6 +24,9 @@ func TestTrayMenu(t *testing.T) {
 	offline := idleState()
 	offline.Conn = app.ConnInfo{State: connOffline, LastError: "no network"}
 	unregistered := app.State{Conn: app.ConnInfo{State: connUnregistered}, Mode: protocol.StateIdle}
+	noGPU := idleState()
+	noGPU.GPU = app.GPUState{Source: "none"}
+	noGPU.VRAM = app.VRAMReach{Basis: app.ReachNoGPU}
 
 	type want struct {
 		status      string
@@ -39,6 +42,7 @@ func TestTrayMenu(t *testing.T) {
 		want  want
 	}{
 		{"idle", idleState(), want{"Idle — waiting for jobs", true, labelPause, TrayPause, true, assets.IconIdle}},
+		{"idle with no GPU", noGPU, want{"Idle — no GPU: only jobs that need no VRAM", true, labelPause, TrayPause, true, assets.IconIdle}},
 		{"busy", busy, want{"Busy: image · sdxl-turbo · 60 %", true, labelPause, TrayPause, false, assets.IconBusy}},
 		{"busy with two jobs, auto-accept off", two, want{"Busy: image · sdxl-turbo · 60 % (+1)", false, labelPause, TrayPause, false, assets.IconBusy}},
 		{"draining", draining, want{"Finishing job 7f3a9c21…, then pausing", false, labelResume, TrayResume, true, assets.IconBusy}},

@@ -143,10 +143,49 @@ func describeMode(s app.State) (string, tone) {
 		}
 		return "Paused while " + who + " uses the GPU — resumes by itself", toneWait
 	}
+	if s.VRAM.Basis == app.ReachNoGPU {
+		return noGPUMode(s), toneWait
+	}
 	if s.AutoAccept {
 		return "Ready — taking jobs as they come", toneGood
 	}
 	return "Ready — you choose each offer (auto-accept is off)", toneGood
+}
+
+// noGPUMode is the idle line of a worker that sees no GPU and has no VRAM cap: the hub offers it
+// only the jobs that state no VRAM need, so it names those and never says "Ready".
+func noGPUMode(s app.State) string {
+	kinds := s.ServedKinds()
+	if len(kinds) == 0 {
+		return "No GPU, and no backend is answering — no jobs can reach this computer"
+	}
+	line := "No GPU — taking only " + joinKinds(kinds) + " jobs that need no VRAM"
+	if !s.AutoAccept {
+		line += " (you choose each offer)"
+	}
+	return line
+}
+
+// vramNote is the header's line about which jobs cannot reach this worker for want of VRAM, and
+// why; "" when a GPU is seen (its card says the rest).
+func vramNote(s app.State) string {
+	switch s.VRAM.Basis {
+	case app.ReachNoGPU:
+		return "No NVIDIA GPU found: jobs that need VRAM are not offered to this computer. " +
+			"If it has a GPU the worker cannot see, set a VRAM cap in Settings."
+	case app.ReachUserLimitNoGPU:
+		return fmt.Sprintf("No GPU seen: free VRAM is unknown, so jobs are offered up to your VRAM cap of %s GB.",
+			strings.TrimSuffix(fmt.Sprintf("%.1f", s.VRAM.LimitGB), ".0"))
+	}
+	return ""
+}
+
+// joinKinds is "llm", "llm and tts", "llm, image and tts".
+func joinKinds(ks []string) string {
+	if len(ks) <= 1 {
+		return strings.Join(ks, "")
+	}
+	return strings.Join(ks[:len(ks)-1], ", ") + " and " + ks[len(ks)-1]
 }
 
 func orDefault(s, def string) string {
