@@ -49,7 +49,8 @@ type GPUConfig struct {
 	SampleIntervalS float64 `json:"sample_interval_s"` // default 2
 	SafetyMarginMB  int64   `json:"safety_margin_mb"`  // free VRAM kept spare at admission; default 1024
 	// UnifiedMemoryReserveMB is the unified memory (Apple silicon) kept back for macOS and the
-	// creator's programs; 0 means the default (a quarter of it, as Metal keeps back).
+	// creator's programs; 0 means the default (a quarter of it, at least 4 GB, about what Metal
+	// itself keeps back from the GPU).
 	UnifiedMemoryReserveMB int64         `json:"unified_memory_reserve_mb,omitempty"`
 	Simulated              *SimulatedGPU `json:"simulated,omitempty"`
 	Yield                  YieldConfig   `json:"yield"`
@@ -241,6 +242,8 @@ func (c *Config) Validate() error {
 		return bad("gpu.sample_interval_s", "must be between 0.1 and 3600 seconds")
 	case c.GPU.SafetyMarginMB < 0:
 		return bad("gpu.safety_margin_mb", "must not be negative")
+	case c.GPU.UnifiedMemoryReserveMB < 0:
+		return bad("gpu.unified_memory_reserve_mb", "must be 0 (a quarter of the memory, at least 4 GB) or a positive number of MB")
 	case c.GPU.Yield.ThresholdMB < 0:
 		return bad("gpu.yield.threshold_mb", "must not be negative")
 	case c.GPU.Yield.ResumeAfterS < 0:

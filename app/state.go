@@ -45,6 +45,7 @@ type GPUCard struct {
 	TemperatureC   int         `json:"temperature_c"`
 	HasTemperature bool        `json:"has_temperature"`
 	PowerW         float64     `json:"power_w,omitempty"`
+	UnifiedMemory  bool        `json:"unified_memory,omitempty"` // Apple silicon: the figures are the share of the computer's memory jobs may use, not VRAM
 	History        []GPUSample `json:"history"`
 }
 

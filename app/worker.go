@@ -963,7 +963,7 @@ func (w *Worker) onSnapshot(snap gpu.Snapshot) {
 			}
 			cards[i] = GPUCard{Index: d.Index, Name: d.Name, UUID: d.UUID, TotalMB: d.TotalMB, UsedMB: d.UsedMB, FreeMB: d.FreeMB,
 				UtilizationPct: d.UtilizationPct, HasUtilization: d.HasUtilization, TemperatureC: d.TemperatureC,
-				HasTemperature: d.HasTemperature, PowerW: d.PowerW, History: hist}
+				HasTemperature: d.HasTemperature, PowerW: d.PowerW, UnifiedMemory: d.UnifiedMemory, History: hist}
 		}
 		if len(old) != len(cards) {
 			devicesChanged = true

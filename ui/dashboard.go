@@ -220,25 +220,27 @@ type gpuCard struct {
 	reading *widget.Label
 	body    *fyne.Container
 	bar     *vramBar
+	barName *widget.Label // "VRAM", or "Unified memory" for a GPU without VRAM of its own
 	barText *widget.Label
 	spark   *sparkline
+	legend  *widget.RichText // the bar's colour in the sparkline's legend, named the same way
 	note    *widget.Label
 	card    *widget.Card
 }
 
 func newGPUCard() *gpuCard {
-	c := &gpuCard{title: boldLabel(""), reading: widget.NewLabel(""), bar: newVRAMBar(), barText: widget.NewLabel(""),
-		spark: newSparkline(), note: widget.NewLabel("")}
+	c := &gpuCard{title: boldLabel(""), reading: widget.NewLabel(""), bar: newVRAMBar(), barName: widget.NewLabel("VRAM"),
+		barText: widget.NewLabel(""), spark: newSparkline(), legend: smallLabel("VRAM"), note: widget.NewLabel("")}
 	c.title.Truncation = fyne.TextTruncateEllipsis
 	c.note.Importance = widget.WarningImportance
 	c.note.Wrapping = fyne.TextWrapWord
 	c.note.Hide()
 	legend := container.NewHBox(
-		container.NewCenter(legendSwatch(theme.Color(theme.ColorNamePrimary))), smallLabel("VRAM"),
+		container.NewCenter(legendSwatch(theme.Color(theme.ColorNamePrimary))), c.legend,
 		container.NewCenter(legendSwatch(theme.Color(theme.ColorNameSuccess))), smallLabel("utilization · last 5 minutes"),
 	)
 	c.body = container.NewVBox(
-		container.NewBorder(nil, nil, widget.NewLabel("VRAM"), c.barText, container.New(fillCenterV{}, c.bar)),
+		container.NewBorder(nil, nil, c.barName, c.barText, container.New(fillCenterV{}, c.bar)),
 		c.spark,
 		legend,
 	)
@@ -268,6 +270,14 @@ func (c *gpuCard) set(g app.GPUCard, st app.GPUState) {
 	}
 	c.title.SetText(title)
 	c.reading.SetText(gpuReading(g))
+	// Apple silicon has no VRAM: its bar is the share of the Mac's memory that jobs may use, and
+	// calling that VRAM would have a creator look for a graphics card that is not there.
+	barName, legend := "VRAM", "VRAM"
+	if g.UnifiedMemory {
+		barName, legend = "Unified memory", "unified memory"
+	}
+	c.barName.SetText(barName)
+	setSubtle(c.legend, legend)
 	capMB := int64(st.CapGB * 1024)
 	c.bar.set(g.UsedMB, g.TotalMB, capMB)
 	text := gb(g.UsedMB) + " / " + gb(g.TotalMB) + " GB"
@@ -281,6 +291,9 @@ func (c *gpuCard) set(g app.GPUCard, st app.GPUState) {
 	switch {
 	case st.Simulated:
 		c.note.SetText("Simulated GPU: these figures are made up for the demo; no real GPU is used.")
+		c.note.Show()
+	case g.UnifiedMemory && g.TotalMB <= 0:
+		c.note.SetText("The unified memory reserve leaves nothing of this Mac's memory for jobs (gpu.unified_memory_reserve_mb).")
 		c.note.Show()
 	case g.TotalMB <= 0:
 		c.note.SetText("This GPU reports no memory figures: VRAM checks are off for it.")
