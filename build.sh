@@ -115,10 +115,25 @@ cmd_package() {
   say "package: macOS is built on a Mac (README, Install)"
 }
 
+# cmd_vet_darwin vets the macOS build, which cannot run here: every package but ui and the main
+# package, which import Fyne's window driver and need a Mac's C toolchain (cgo) to build. It
+# compiles the _darwin.go files and the tests, so a macOS-only mistake fails here, not on a Mac,
+# for Apple silicon (arm64) and for Intel Macs (amd64) alike.
+cmd_vet_darwin() {
+  local module arch pkgs
+  module=$(go list -m)
+  mapfile -t pkgs < <(GOOS=darwin CGO_ENABLED=0 go list -e -tags "$TAGS" ./... | grep -v -x -e "$module" -e "$module/ui")
+  for arch in arm64 amd64; do
+    say "test: go vet for macOS on $arch (GOOS=darwin CGO_ENABLED=0; all but ui and $module, which need a Mac for Fyne)"
+    GOOS=darwin GOARCH=$arch CGO_ENABLED=0 go vet -tags "$TAGS" "${pkgs[@]}"
+  done
+}
+
 cmd_test() {
   cmd_deps
   say "test: go vet"
   go vet -tags "$TAGS" ./...
+  cmd_vet_darwin
   say "test: packaging for Linux and Windows (dist/), checked by ./packaging's test"
   cmd_package
   say "test: go test -race (under xvfb-run, so the window tests have a display; winlane runs dist/windows/studio-worker.exe under Wine)"
