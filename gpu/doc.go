@@ -1,5 +1,6 @@
-// Package gpu samples the local NVIDIA GPUs through NVML and decides when the
-// worker should yield the GPU to the person sitting at the machine.
+// Package gpu samples the local GPUs (NVIDIA cards through NVML, Apple silicon's
+// unified memory on a Mac) and decides when the worker should yield the GPU to the
+// person sitting at the machine.
 //
 // It answers three questions for the rest of the worker: what GPUs are here
 // and how much VRAM is free right now (Snapshot, Sampler, Monitor), is
@@ -11,10 +12,13 @@
 // are the worker's) and returns plain values. Admission policy lives in
 // package app, which turns a Snapshot into the numbers it needs.
 //
-// NVML is only available on Linux builds with cgo (go-nvml dlopens
-// libnvidia-ml.so.1 at run time). Everywhere else Open returns a sampler
-// that reports Source "none" and a Problem sentence, so the worker still
-// runs with VRAM checks turned off instead of failing.
+// NVML is read through go-nvml on Linux builds with cgo (it dlopens
+// libnvidia-ml.so.1 at run time) and through nvml.dll on Windows, without cgo.
+// On a Mac with Apple silicon there is no VRAM: Open reports the share of
+// unified memory that jobs may use (unified.go; open_darwin.go reads it with
+// sysctl, without cgo). Everywhere else, and where no driver answers, Open
+// returns a sampler that reports Source "none" and a Problem sentence, so the
+// worker still runs with VRAM checks turned off instead of failing.
 //
 // NVML handles are owned by one goroutine: a Sampler is not safe for
 // concurrent use, and Monitor is the single owner that calls it. Code that
