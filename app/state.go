@@ -34,19 +34,22 @@ type GPUSample struct {
 
 // GPUCard is one GPU as the dashboard shows it.
 type GPUCard struct {
-	Index          int         `json:"index"`
-	Name           string      `json:"name"`
-	UUID           string      `json:"uuid,omitempty"`
-	TotalMB        int64       `json:"total_mb"`
-	UsedMB         int64       `json:"used_mb"`
-	FreeMB         int64       `json:"free_mb"`
-	UtilizationPct int         `json:"utilization_pct"`
-	HasUtilization bool        `json:"has_utilization"`
-	TemperatureC   int         `json:"temperature_c"`
-	HasTemperature bool        `json:"has_temperature"`
-	PowerW         float64     `json:"power_w,omitempty"`
-	UnifiedMemory  bool        `json:"unified_memory,omitempty"` // Apple silicon: the figures are the share of the computer's memory jobs may use, not VRAM
-	History        []GPUSample `json:"history"`
+	Index          int     `json:"index"`
+	Name           string  `json:"name"`
+	UUID           string  `json:"uuid,omitempty"`
+	TotalMB        int64   `json:"total_mb"`
+	UsedMB         int64   `json:"used_mb"`
+	FreeMB         int64   `json:"free_mb"`
+	UtilizationPct int     `json:"utilization_pct"`
+	HasUtilization bool    `json:"has_utilization"`
+	TemperatureC   int     `json:"temperature_c"`
+	HasTemperature bool    `json:"has_temperature"`
+	PowerW         float64 `json:"power_w,omitempty"`
+	UnifiedMemory  bool    `json:"unified_memory,omitempty"` // Apple silicon: the figures are the share of the computer's memory jobs may use, not VRAM
+	// ProcessMemoryUnknown: the driver lists programs on this GPU but not the VRAM each holds
+	// (WDDM), so yielding goes by which graphics programs are there.
+	ProcessMemoryUnknown bool        `json:"process_memory_unknown,omitempty"`
+	History              []GPUSample `json:"history"`
 }
 
 // GPUState is what the worker knows of the GPUs.

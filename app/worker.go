@@ -458,6 +458,16 @@ func (w *Worker) rebuildCaps() {
 	})
 }
 
+// memoryUnknown reports whether the driver listed a process on d without saying what it holds.
+func memoryUnknown(d gpu.Device) bool {
+	for _, p := range d.Processes {
+		if p.MemoryUnknown {
+			return true
+		}
+	}
+	return false
+}
+
 // openGPU is the GPU source a config asks for: its simulated card, or the machine's own.
 func openGPU(cfg Config) gpu.Sampler {
 	if s := cfg.GPU.Simulated; s != nil {
@@ -963,7 +973,7 @@ func (w *Worker) onSnapshot(snap gpu.Snapshot) {
 			}
 			cards[i] = GPUCard{Index: d.Index, Name: d.Name, UUID: d.UUID, TotalMB: d.TotalMB, UsedMB: d.UsedMB, FreeMB: d.FreeMB,
 				UtilizationPct: d.UtilizationPct, HasUtilization: d.HasUtilization, TemperatureC: d.TemperatureC,
-				HasTemperature: d.HasTemperature, PowerW: d.PowerW, UnifiedMemory: d.UnifiedMemory, History: hist}
+				HasTemperature: d.HasTemperature, PowerW: d.PowerW, UnifiedMemory: d.UnifiedMemory, ProcessMemoryUnknown: memoryUnknown(d), History: hist}
 		}
 		if len(old) != len(cards) {
 			devicesChanged = true

@@ -298,6 +298,9 @@ func (c *gpuCard) set(g app.GPUCard, st app.GPUState) {
 	case g.TotalMB <= 0:
 		c.note.SetText("This GPU reports no memory figures: VRAM checks are off for it.")
 		c.note.Show()
+	case g.ProcessMemoryUnknown:
+		c.note.SetText("The driver does not report each program's VRAM (Windows WDDM): the worker steps aside for any graphics program not on the ignore list.")
+		c.note.Show()
 	default:
 		c.note.Hide()
 	}

@@ -52,6 +52,12 @@ func unifiedState() app.State {
 	return s
 }
 
+func wddmState() app.State {
+	s := idleState()
+	s.GPU.Cards[0].ProcessMemoryUnknown = true
+	return s
+}
+
 func TestGPUCardNamesItsMemory(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -60,6 +66,7 @@ func TestGPUCardNamesItsMemory(t *testing.T) {
 		notWant string
 	}{
 		{"an NVIDIA card has VRAM", idleState(), []string{"VRAM", "3.0 / 24.0 GB · cap 20 GB"}, "nified memory"},
+		{"WDDM: the card says per-program VRAM is not reported", wddmState(), []string{"The driver does not report each program's VRAM (Windows WDDM): the worker steps aside for any graphics program not on the ignore list."}, "nified memory"},
 		{"Apple silicon has unified memory", unifiedState(), []string{"Unified memory", "unified memory", "2.0 / 24.0 GB · no cap", "GPU 0 · Apple M2 Pro"}, "VRAM"},
 	}
 	for _, tc := range tests {

@@ -195,8 +195,20 @@ type laneState struct {
 	ConfigPath string `json:"config_path"`
 	LogFile    string `json:"log_file"`
 	Counters   struct {
-		Done int `json:"done"`
+		Done     int            `json:"done"`
+		Declined map[string]int `json:"declined"`
 	} `json:"counters"`
+	Mode       protocol.WorkerState `json:"mode"`
+	ModeReason string               `json:"mode_reason"`
+	VRAM       struct {
+		Basis string `json:"basis"`
+	} `json:"vram"`
+	YieldedTo string `json:"yielded_to"`
+	GPU       struct {
+		Cards []struct {
+			ProcessMemoryUnknown bool `json:"process_memory_unknown"`
+		} `json:"cards"`
+	} `json:"gpu"`
 }
 
 func wantUnder(t *testing.T, what, path, prefix string) {

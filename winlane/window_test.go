@@ -63,6 +63,20 @@ func (w *wine) window(t *testing.T, h *hubProc) {
 		}
 	}
 	waitFor(t, 30*time.Second, "the window to show the finished jobs", func() bool { return w.status(t).Counters.Done >= 2 })
+	// No nvml.dll in this prefix: the worker says it has no GPU, never "Ready", and the hub says
+	// why a job that needs VRAM waits.
+	if st := w.status(t); st.VRAM.Basis != "no_gpu" || strings.Contains(st.ModeReason, "Ready") {
+		t.Errorf("without nvml.dll: vram %+v, mode reason %q", st.VRAM, st.ModeReason)
+	}
+	eight := 8.0
+	big := h.submit(t, protocol.JobRequest{Kind: protocol.KindLLM, Model: "synthetic", VRAMGBEstimate: &eight, Input: protocol.Object(`{"prompt":"needs 8 GB"}`)})
+	waitFor(t, 30*time.Second, "the hub to say why the 8 GB job waits", func() bool {
+		info, err := h.api.Job(h.ctx(t, 5*time.Second), big)
+		return err == nil && strings.Contains(info.Waiting, "needs 8 GB of VRAM") && strings.Contains(info.Waiting, "has a GPU")
+	})
+	if err := h.api.Cancel(h.ctx(t, 5*time.Second), big); err != nil {
+		t.Fatalf("cancel the 8 GB job: %v", err)
+	}
 	if out, err := exec.Command("import", "-display", display, "-window", "root", shot).CombinedOutput(); err != nil {
 		t.Fatalf("screenshot: %v: %s", err, out)
 	}

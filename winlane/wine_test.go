@@ -32,6 +32,8 @@ type wine struct {
 	dir    string // the test's folder (Linux path)
 	prefix string
 	exe    string // Linux path of the exe
+	// extraEnv is added to every Wine process's environment (the fake nvml.dll's scenario).
+	extraEnv []string
 }
 
 func repoRoot(t *testing.T) string {
@@ -107,7 +109,8 @@ func (w *wine) startServer() {
 
 // env is the environment of every Wine process of this prefix.
 func (w *wine) env() []string {
-	return append(os.Environ(),
+	env := append(os.Environ(), w.extraEnv...)
+	return append(env,
 		"WINEPREFIX="+w.prefix,
 		"WINEDEBUG=-all",
 		"WINEDLLOVERRIDES=bcryptprimitives=n;winemenubuilder.exe=d;mscoree=d;mshtml=d",
