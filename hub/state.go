@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"container/heap"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -16,34 +15,6 @@ import (
 	"studioworker/internal/durable"
 	"studioworker/protocol"
 )
-
-// timers: offer expiries and lease grace ends, earliest first.
-type timerKind int
-
-const (
-	timerOffer timerKind = iota
-	timerLease
-)
-
-type timerItem struct {
-	at    time.Time
-	kind  timerKind
-	jobID string
-	token uint64
-}
-
-type timerHeap []timerItem
-
-func (t timerHeap) Len() int           { return len(t) }
-func (t timerHeap) Less(i, j int) bool { return t[i].at.Before(t[j].at) }
-func (t timerHeap) Swap(i, j int)      { t[i], t[j] = t[j], t[i] }
-func (t *timerHeap) Push(x any)        { *t = append(*t, x.(timerItem)) }
-func (t *timerHeap) Pop() any {
-	old := *t
-	it := old[len(old)-1]
-	*t = old[:len(old)-1]
-	return it
-}
 
 // ---- transitions; every one below runs under h.mu ----
 
@@ -82,7 +53,7 @@ func (h *Hub) offer(j *job, w *worker, now time.Time) {
 	j.offerUntil = now.Add(h.cfg.OfferTTL)
 	w.offers++
 	w.lastOffer = now
-	heap.Push(&h.timers, timerItem{at: j.offerUntil, kind: timerOffer, jobID: j.id, token: j.offerSeq})
+	h.timeOffer(j)
 	claim := protocol.Claim{
 		JobID:          j.id,
 		Kind:           j.kind,
@@ -332,44 +303,6 @@ func (h *Hub) pickFor(w *worker) *job {
 		return nil
 	}
 	return bestQ.take(best)
-}
-
-// fireTimers handles offer expiries and lease grace ends that are due.
-func (h *Hub) fireTimers(now time.Time) {
-	for len(h.timers) > 0 && !h.timers[0].at.After(now) {
-		it := heap.Pop(&h.timers).(timerItem)
-		j := h.jobs[it.jobID]
-		if j == nil {
-			continue
-		}
-		switch it.kind {
-		case timerOffer:
-			if j.status == protocol.JobOffered && j.offerSeq == it.token {
-				h.met.expiries.Add(1)
-				h.log.Debug("offer expired", "job_id", j.id, "worker_id", j.holder)
-				h.withdrawOffer(j, protocol.DeclineExpired)
-			}
-		case timerLease:
-			if j.status == protocol.JobRunning && j.leaseGen == it.token && !j.graceUntil.IsZero() {
-				h.log.Info("lease lost: the worker did not come back in time", "job_id", j.id, "worker_id", j.holder)
-				h.requeue(j, "lease lost: worker "+j.holder+" did not come back", nil)
-			}
-		}
-	}
-}
-
-func (h *Hub) nextTimer() (time.Time, bool) {
-	if len(h.timers) == 0 {
-		return time.Time{}, false
-	}
-	return h.timers[0].at, true
-}
-
-// startGrace keeps a disconnected worker's lease on j for LeaseGrace.
-func (h *Hub) startGrace(j *job, now time.Time) {
-	j.leaseGen++
-	j.graceUntil = now.Add(h.cfg.LeaseGrace)
-	heap.Push(&h.timers, timerItem{at: j.graceUntil, kind: timerLease, jobID: j.id, token: j.leaseGen})
 }
 
 // schedulerLoop owns offers and timers: it runs a scheduling pass when kicked and fires timers
