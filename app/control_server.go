@@ -1,8 +1,9 @@
+// control_server.go: the worker's end of the control channel. It serves a Controller and the
+// state stream (a Source) to local clients over HTTP with JSON bodies; it knows nothing of how
+// the endpoint is taken (control_unix.go, control_windows.go) nor of the clients that attach.
 package app
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -12,8 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"studioworker/engine"
@@ -26,9 +25,6 @@ import (
 
 // ErrAlreadyRunning: another worker already serves the control socket of this config folder.
 var ErrAlreadyRunning = errors.New("a Studio Worker is already running for this configuration")
-
-// ErrNoWorker: nothing serves the control socket.
-var ErrNoWorker = errors.New("no Studio Worker is running for this configuration")
 
 const controlKeepalive = 15 * time.Second
 
@@ -293,258 +289,4 @@ func (cs *ControlServer) events(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 	}
-}
-
-// ---- client ----
-
-// Client talks to a running worker's control socket. It implements Controller and Source; its
-// Subscribe follows the worker's event stream until Close.
-type Client struct {
-	http  *http.Client
-	base  string
-	token string
-	log   *slog.Logger
-
-	mu     sync.Mutex
-	obs    *Observers
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func newClient(dial func(ctx context.Context) (net.Conn, error), base, token string) *Client {
-	tr := &http.Transport{
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
-		MaxIdleConnsPerHost: 4,
-	}
-	return &Client{http: &http.Client{Transport: tr}, base: base, token: token, log: slog.New(slog.DiscardHandler)}
-}
-
-func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("X-Control-Token", c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNoWorker, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var ce controlError
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ce)
-		switch ce.Code {
-		case "invalid":
-			return &ValidationError{Fields: ce.Fields}
-		case "no_such_offer":
-			return fmt.Errorf("%w (%s)", ErrNoSuchOffer, ce.Error)
-		case "no_such_job":
-			return fmt.Errorf("%w (%s)", ErrNoSuchJob, ce.Error)
-		}
-		if ce.Error == "" {
-			ce.Error = resp.Status
-		}
-		return fmt.Errorf("worker: %s", ce.Error)
-	}
-	if out == nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-// State returns the worker's current state.
-func (c *Client) State(ctx context.Context) (State, error) {
-	var s State
-	err := c.do(ctx, http.MethodGet, "/v1/state", nil, &s)
-	return s, err
-}
-
-func (c *Client) Pause(ctx context.Context) error  { return c.do(ctx, "POST", "/v1/pause", nil, nil) }
-func (c *Client) Resume(ctx context.Context) error { return c.do(ctx, "POST", "/v1/resume", nil, nil) }
-func (c *Client) Drain(ctx context.Context) error  { return c.do(ctx, "POST", "/v1/drain", nil, nil) }
-func (c *Client) Reconnect(ctx context.Context) error {
-	return c.do(ctx, "POST", "/v1/reconnect", nil, nil)
-}
-func (c *Client) SetAutoAccept(ctx context.Context, on bool) error {
-	return c.do(ctx, "POST", "/v1/auto-accept", map[string]bool{"on": on}, nil)
-}
-func (c *Client) AcceptOffer(ctx context.Context, id string) error {
-	return c.do(ctx, "POST", "/v1/offers/"+id+"/accept", nil, nil)
-}
-func (c *Client) DeclineOffer(ctx context.Context, id string) error {
-	return c.do(ctx, "POST", "/v1/offers/"+id+"/decline", nil, nil)
-}
-func (c *Client) CancelJob(ctx context.Context, id string) error {
-	return c.do(ctx, "POST", "/v1/jobs/"+id+"/cancel", nil, nil)
-}
-func (c *Client) Register(ctx context.Context, req RegisterRequest) error {
-	return c.do(ctx, "POST", "/v1/register", req, nil)
-}
-func (c *Client) Settings(ctx context.Context) (Settings, error) {
-	var s Settings
-	err := c.do(ctx, "GET", "/v1/settings", nil, &s)
-	return s, err
-}
-func (c *Client) SaveSettings(ctx context.Context, s Settings) error {
-	return c.do(ctx, "PUT", "/v1/settings", s, nil)
-}
-func (c *Client) TestBackend(ctx context.Context, kind protocol.Kind, b engine.BackendConfig) ([]string, error) {
-	var out struct {
-		Models []string `json:"models"`
-		Error  string   `json:"error"`
-	}
-	if err := c.do(ctx, "POST", "/v1/test-backend", testBackendRequest{Kind: kind, Backend: b}, &out); err != nil {
-		return nil, err
-	}
-	if out.Error != "" {
-		return nil, errors.New(out.Error)
-	}
-	return out.Models, nil
-}
-func (c *Client) SetService(ctx context.Context, install bool) (string, error) {
-	var out struct {
-		Status string `json:"status"`
-	}
-	err := c.do(ctx, "POST", "/v1/service", map[string]bool{"install": install}, &out)
-	return out.Status, err
-}
-
-// Follow starts mirroring the worker's state into a local Observers (for Subscribe) and returns
-// once the first state has arrived. It stops on Close or when ctx ends.
-func (c *Client) Follow(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/events", nil)
-	if err != nil {
-		cancel()
-		return err
-	}
-	if c.token != "" {
-		req.Header.Set("X-Control-Token", c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		cancel()
-		return fmt.Errorf("%w: %v", ErrNoWorker, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		cancel()
-		return fmt.Errorf("worker event stream: %s", resp.Status)
-	}
-	events := newSSEReader(resp.Body)
-	first, err := events.next()
-	if err != nil || first.event != "state" {
-		resp.Body.Close()
-		cancel()
-		return fmt.Errorf("worker event stream: no initial state: %v", err)
-	}
-	var st State
-	if err := json.Unmarshal(first.data, &st); err != nil {
-		resp.Body.Close()
-		cancel()
-		return fmt.Errorf("worker event stream: %w", err)
-	}
-	obs := NewObservers(st)
-	done := make(chan struct{})
-	c.mu.Lock()
-	c.obs, c.cancel, c.done = obs, cancel, done
-	c.mu.Unlock()
-	go func() {
-		defer close(done)
-		defer resp.Body.Close()
-		for {
-			ev, err := events.next()
-			if err != nil {
-				obs.Update(func(s *State) {
-					s.Conn = ConnInfo{State: "offline", LastError: "lost the connection to the worker: " + err.Error()}
-				})
-				return
-			}
-			switch ev.event {
-			case "state":
-				var s State
-				if json.Unmarshal(ev.data, &s) == nil {
-					obs.Update(func(cur *State) { seq := cur.Seq; *cur = s; cur.Seq = seq })
-				}
-			case "notice":
-				var n Notice
-				if json.Unmarshal(ev.data, &n) == nil {
-					obs.Notify(n)
-				}
-			}
-		}
-	}()
-	return nil
-}
-
-// Subscribe implements Source; Follow must have been called.
-func (c *Client) Subscribe() (State, *Subscription) {
-	c.mu.Lock()
-	obs := c.obs
-	c.mu.Unlock()
-	if obs == nil {
-		obs = NewObservers(State{Conn: ConnInfo{State: "offline", LastError: "not following the worker"}})
-	}
-	return obs.Subscribe()
-}
-
-// Close stops following and releases connections.
-func (c *Client) Close() {
-	c.mu.Lock()
-	cancel, done := c.cancel, c.done
-	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
-	c.http.CloseIdleConnections()
-}
-
-type sseEvent struct {
-	event string
-	data  []byte
-}
-
-type sseReader struct{ sc *bufio.Scanner }
-
-func newSSEReader(r io.Reader) *sseReader {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 16<<20)
-	return &sseReader{sc: sc}
-}
-
-func (s *sseReader) next() (sseEvent, error) {
-	var ev sseEvent
-	for s.sc.Scan() {
-		line := s.sc.Text()
-		switch {
-		case line == "":
-			if ev.event != "" || len(ev.data) > 0 {
-				return ev, nil
-			}
-		case strings.HasPrefix(line, ":"):
-		case strings.HasPrefix(line, "event: "):
-			ev.event = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			ev.data = append(ev.data, strings.TrimPrefix(line, "data: ")...)
-		}
-	}
-	if err := s.sc.Err(); err != nil {
-		return ev, err
-	}
-	return ev, io.EOF
 }
