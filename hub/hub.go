@@ -254,13 +254,6 @@ func (h *Hub) Close(ctx context.Context) error {
 	return err
 }
 
-func (h *Hub) kickScheduler() {
-	select {
-	case h.kick <- struct{}{}:
-	default:
-	}
-}
-
 // newSecret returns 32 random bytes as hex: tokens and pairing codes.
 func newSecret() string {
 	b := make([]byte, 32)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -43,62 +42,6 @@ func (h *Hub) sendTo(workerID string, f protocol.Frame) {
 	if w := h.workers[workerID]; w != nil && w.conn != nil {
 		w.conn.send(f)
 	}
-}
-
-func (h *Hub) offer(j *job, w *worker, now time.Time) {
-	h.setStatus(j, protocol.JobOffered)
-	h.setHolder(j, w.id)
-	h.nextSeq++
-	j.offerSeq = h.nextSeq
-	j.offerUntil = now.Add(h.cfg.OfferTTL)
-	w.offers++
-	w.lastOffer = now
-	h.timeOffer(j)
-	claim := protocol.Claim{
-		JobID:          j.id,
-		Kind:           j.kind,
-		Model:          j.model,
-		VRAMGBEstimate: j.vram,
-		Input:          j.input,
-		ExpiresAt:      j.offerUntil.UTC(),
-	}
-	if j.inputFile != "" {
-		base := h.cfg.PublicURL
-		if base == "" {
-			base = w.baseURL
-		}
-		claim.InputURL = base + protocol.InputPath(j.id)
-	}
-	h.met.offers.Add(1)
-	w.conn.send(protocol.Offer{Claim: claim})
-}
-
-// declineCoolOff is how long a worker that declined a job for a passing reason is not offered the
-// same attempt again.
-func (h *Hub) declineCoolOff() time.Duration { return h.cfg.OfferTTL }
-
-// withdrawOffer puts an offered job back in the queue. A non-empty reason records that the holder
-// refused this attempt (an expired offer counts as `expired`); "" is a withdrawal (disconnect).
-func (h *Hub) withdrawOffer(j *job, reason protocol.DeclineReason) {
-	if w := h.workers[j.holder]; w != nil {
-		w.offers = max(0, w.offers-1)
-		if reason != "" {
-			if j.declined == nil {
-				j.declined = map[string]declineMark{}
-			}
-			until := farFuture
-			switch reason {
-			case protocol.DeclineUnsupported, protocol.DeclineUser:
-			default:
-				until = h.now().Add(h.declineCoolOff())
-				if w.retryAt.IsZero() || until.Before(w.retryAt) {
-					w.retryAt = until
-				}
-			}
-			j.declined[w.id] = declineMark{at: h.now(), until: until, reason: reason}
-		}
-	}
-	h.enqueueJob(j)
 }
 
 // lease gives the job to w (accept, or a lease taken back from hello).
@@ -243,111 +186,6 @@ func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum
 		}
 		after(err)
 	})
-}
-
-// schedule offers queued jobs to connected, accepting workers with a free slot: the least
-// recently served worker first, each taking the oldest job it can run, one offer per worker per
-// round so a many-slot worker does not take everything.
-func (h *Hub) schedule(now time.Time) {
-	if h.closing || h.met.queued() == 0 {
-		return
-	}
-	var cands []*worker
-	for _, w := range h.workers {
-		if len(w.keys) > 0 && w.hasRoom() {
-			cands = append(cands, w)
-		}
-	}
-	sort.Slice(cands, func(a, b int) bool {
-		la, lb := cands[a].offers+cands[a].active, cands[b].offers+cands[b].active
-		if la != lb {
-			return la < lb
-		}
-		return cands[a].lastOffer.Before(cands[b].lastOffer)
-	})
-	for len(cands) > 0 && h.met.queued() > 0 {
-		next := cands[:0]
-		for _, w := range cands {
-			j := h.pickFor(w)
-			if j == nil {
-				continue
-			}
-			h.offer(j, w, now)
-			if w.conn != nil && w.offers+w.active < w.slots() {
-				next = append(next, w)
-			}
-		}
-		cands = next
-	}
-}
-
-func (h *Hub) pickFor(w *worker) *job {
-	now := h.now()
-	ok := func(j *job) bool {
-		mark, declined := j.declined[w.id]
-		return w.takesVRAM(j.vram) && (!declined || !mark.holds(w, now))
-	}
-	var bestQ *queue
-	best := -1
-	for _, k := range w.keys {
-		q := h.queues[k]
-		if q == nil {
-			continue
-		}
-		i := q.peek(ok)
-		if i >= 0 && (best < 0 || q.items[i].seq < bestQ.items[best].seq) {
-			bestQ, best = q, i
-		}
-	}
-	if best < 0 {
-		return nil
-	}
-	return bestQ.take(best)
-}
-
-// schedulerLoop owns offers and timers: it runs a scheduling pass when kicked and fires timers
-// when due, and closes sessions that went silent.
-func (h *Hub) schedulerLoop(ctx context.Context) {
-	defer h.loops.Done()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	sweep := time.NewTicker(h.cfg.HeartbeatInterval)
-	defer sweep.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-h.kick:
-		case <-timer.C:
-		case <-sweep.C:
-			h.sweepSilent()
-		}
-		h.mu.Lock()
-		now := h.now()
-		h.fireTimers(now)
-		h.schedule(now)
-		at, ok := h.nextTimer()
-		h.mu.Unlock()
-		d := time.Hour
-		if ok {
-			d = max(at.Sub(now), time.Millisecond)
-		}
-		timer.Reset(d)
-	}
-}
-
-// sweepSilent closes sessions that sent nothing for three heartbeat intervals: their leases then
-// follow the grace rule.
-func (h *Hub) sweepSilent() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	limit := h.now().Add(-3 * h.cfg.HeartbeatInterval)
-	for _, w := range h.workers {
-		if w.conn != nil && w.lastSeen.Before(limit) {
-			h.log.Warn("closing a silent session", "worker_id", w.id, "last_seen", w.lastSeen)
-			w.conn.closeWith(nil, 1001, "no heartbeat")
-		}
-	}
 }
 
 // ---- startup ----
