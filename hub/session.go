@@ -239,6 +239,13 @@ func ackOrDrop(c *conn, f protocol.Frame) func(error) {
 	}
 }
 
+// sendTo queues a frame for a worker if it is connected.
+func (h *Hub) sendTo(workerID string, f protocol.Frame) {
+	if w := h.workers[workerID]; w != nil && w.conn != nil {
+		w.conn.send(f)
+	}
+}
+
 // dispatch handles one frame after hello; false ends the session.
 func (h *Hub) dispatch(ctx context.Context, c *conn, w *worker, f protocol.Frame) bool {
 	h.mu.Lock()

@@ -1,0 +1,189 @@
+// lifecycle.go: a job's life once a worker holds it (lease, requeue, completion, failure,
+// cancellation) and the database writes that make each step durable. Every change of a live job's
+// status or holder, here or elsewhere, goes through setStatus and setHolder, so the jobs-by-status
+// gauge and each worker's held set cannot drift from the jobs. Everything here but forget runs
+// under Hub.mu. It must not know why a step happens (a frame, a timer, the API) nor how jobs are
+// matched to workers.
+
+package hub
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"studioworker/protocol"
+)
+
+// setHolder moves j between the workers' held sets with its holder, so that a disconnect finds
+// every offer and lease of its worker in one map.
+func (h *Hub) setHolder(j *job, workerID string) {
+	if j.holder != "" {
+		if w := h.workers[j.holder]; w != nil {
+			delete(w.held, j.id)
+		}
+	}
+	j.holder = workerID
+	if workerID != "" {
+		if w := h.workers[workerID]; w != nil {
+			w.held[j.id] = j
+		}
+	}
+}
+
+// setStatus moves j between the jobs-by-status gauges with its status, so that a scrape never has
+// to count jobs.
+func (h *Hub) setStatus(j *job, s protocol.JobStatus) {
+	h.met.jobStatus(j.status, -1)
+	j.status = s
+	h.met.jobStatus(s, +1)
+}
+
+// lease gives the job to w (accept, or a lease taken back from hello).
+func (h *Hub) lease(j *job, w *worker) {
+	h.setStatus(j, protocol.JobRunning)
+	h.setHolder(j, w.id)
+	if !j.accepted(w.id) {
+		j.acceptedBy = append(j.acceptedBy, w.id)
+	}
+	j.leaseGen++
+	j.graceUntil = time.Time{}
+	j.unlisted = 0
+	h.persistJob(j, nil)
+}
+
+// requeue ends a leased run without a result: attempts+1, then the queue or, at max_attempts,
+// failure.
+func (h *Hub) requeue(j *job, why string, after func(error)) {
+	j.attempts++
+	j.declined = nil
+	j.graceUntil = time.Time{}
+	j.leaseGen++
+	if j.attempts >= h.cfg.MaxAttempts {
+		h.finish(j, protocol.JobFailed, fmt.Sprintf("%s (attempt %d of %d)", why, j.attempts, h.cfg.MaxAttempts), after)
+		return
+	}
+	h.met.requeues.Add(1)
+	j.errText = why
+	h.enqueueJob(j)
+	h.persistJob(j, after)
+}
+
+// finish makes a job final (failed or cancelled; completions go through complete), persists it,
+// and forgets it once committed.
+func (h *Hub) finish(j *job, s protocol.JobStatus, errText string, after func(error)) {
+	switch j.status {
+	case protocol.JobOffered:
+		if ow := h.workers[j.holder]; ow != nil {
+			ow.offers = max(0, ow.offers-1)
+		}
+		h.setHolder(j, "")
+		h.kickScheduler()
+	case protocol.JobRunning:
+		if w := h.workers[j.holder]; w != nil {
+			delete(w.held, j.id) // holder stays as the job's worker_id, but it holds nothing now
+		}
+	default:
+		h.setHolder(j, "")
+	}
+	h.setStatus(j, s)
+	j.errText = errText
+	j.graceUntil = time.Time{}
+	j.leaseGen++
+	h.persistJob(j, func(err error) {
+		h.forget(j)
+		if after != nil {
+			after(err)
+		}
+	})
+}
+
+// forget drops a finished job from memory once its row is committed, and its input file.
+func (h *Hub) forget(j *job) {
+	h.mu.Lock()
+	if h.jobs[j.id] == j && j.status.Done() {
+		delete(h.jobs, j.id)
+	}
+	h.mu.Unlock()
+	if j.inputFile != "" {
+		if err := os.Remove(filepath.Join(h.dirs.inputs, j.inputFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			h.log.Warn("remove input file", "job_id", j.id, "err", err)
+		}
+	}
+}
+
+// persistJob writes the job's state (not its result) in the next batch. An open offer is not
+// durable: it is written as queued, so after a restart the job is simply offered again.
+func (h *Hub) persistJob(j *job, after func(error)) {
+	status, holder := j.status, j.holder
+	if status == protocol.JobOffered || status == protocol.JobQueued {
+		status, holder = protocol.JobQueued, ""
+	}
+	attempts, accepted, errText := j.attempts, strings.Join(j.acceptedBy, ","), j.errText
+	id, now := j.id, fmtTime(h.now())
+	h.db.enqueue(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE jobs SET status=?, worker_id=?, attempts=?, accepted_by=?, error=?, updated_at=? WHERE id=?`,
+			string(status), holder, attempts, accepted, errText, now, id)
+		return err
+	}, after)
+}
+
+// verdict is the answer to a result from w for j (nil: not in memory, so finished or unknown).
+func verdict(w *worker, j *job) protocol.AckStatus {
+	switch {
+	case j == nil:
+		return protocol.AckRejected
+	case j.status == protocol.JobCompleted:
+		return protocol.AckDuplicate
+	case j.status.Done():
+		return protocol.AckRejected
+	case !j.accepted(w.id):
+		return protocol.AckRejected
+	case j.status == protocol.JobRunning && j.holder != w.id:
+		return protocol.AckRejected
+	}
+	return protocol.AckStored
+}
+
+// complete stores a result from w (verdict must be stored): JSON in result, or a file already in
+// place under dirs.results. after runs once the result is committed.
+func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum string, size int64, prompt string, after func(error)) {
+	if j.status == protocol.JobOffered {
+		// An open offer elsewhere is withdrawn: the job is done.
+		other := j.holder
+		if ow := h.workers[other]; ow != nil {
+			ow.offers = max(0, ow.offers-1)
+		}
+		h.sendTo(other, protocol.Cancel{JobID: j.id, Reason: protocol.CancelCancelled})
+		h.kickScheduler()
+	}
+	h.setHolder(j, w.id)
+	delete(w.held, j.id)
+	h.setStatus(j, protocol.JobCompleted)
+	j.errText = ""
+	j.graceUntil = time.Time{}
+	j.leaseGen++
+	j.result, j.resultFile, j.resultExt = result, file, ext
+	id, wid, now := j.id, w.id, fmtTime(h.now())
+	accepted := strings.Join(j.acceptedBy, ",")
+	var res any
+	if result != nil {
+		res = string(result)
+	}
+	h.db.enqueue(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE jobs SET status='completed', worker_id=?, accepted_by=?, error='', result=?, result_file=?,
+			result_ext=?, result_sha256=?, result_size=?, prompt=?, updated_at=? WHERE id=?`,
+			wid, accepted, res, file, ext, sum, size, prompt, now, id)
+		return err
+	}, func(err error) {
+		if err == nil {
+			h.forget(j)
+		}
+		after(err)
+	})
+}
