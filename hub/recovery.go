@@ -1,3 +1,10 @@
+// recovery.go: rebuilding the hub's memory from the database at Open, and removing the files a
+// crash can leave behind. It runs before the scheduler loop and before any session, which is why
+// it takes no lock. A job that was running keeps its lease for LeaseGrace, as if its worker had
+// just disconnected, so a worker that outlived the hub reclaims it in its hello; an open offer was
+// never durable, so it is simply queued again. It must not know about sessions or the HTTP API:
+// nothing here runs after Open.
+
 package hub
 
 import (
@@ -14,8 +21,9 @@ import (
 	"studioworker/protocol"
 )
 
-// ---- startup ----
-
+// load reads the workers, then the unfinished jobs in seq order so that each queue comes back
+// oldest first. A running job whose worker is no longer registered has nobody to wait for: it is
+// queued again at once.
 func (h *Hub) load(ctx context.Context) error {
 	db := h.db.db
 	rows, err := db.QueryContext(ctx, `SELECT id, name, token_hash, last_seen FROM workers`)
