@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -85,106 +84,6 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error 
 		return fmt.Errorf("read body: %w", err)
 	}
 	return protocol.DecodeInto(body, v)
-}
-
-// ---- registration and pairing codes ----
-
-// pairingAlphabet leaves out letters that read like digits.
-const pairingAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-func newPairingCode() string {
-	b := make([]byte, 10)
-	_, _ = rand.Read(b)
-	out := make([]byte, 0, 11)
-	for i, c := range b {
-		if i == 5 {
-			out = append(out, '-')
-		}
-		out = append(out, pairingAlphabet[int(c)%len(pairingAlphabet)])
-	}
-	return string(out)
-}
-
-func normalizeCode(code string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '-' || r == ' ' {
-			return -1
-		}
-		return r
-	}, strings.ToUpper(strings.TrimSpace(code)))
-}
-
-// NewPairingCode makes a single-use pairing code.
-func (h *Hub) NewPairingCode(ctx context.Context) (string, error) {
-	code := newPairingCode()
-	sum := hashToken(normalizeCode(code))
-	now := fmtTime(h.now())
-	err := h.db.do(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO pairing_codes(code_hash, created_at) VALUES(?, ?)`, sum[:], now)
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("hub: store pairing code: %w", err)
-	}
-	return code, nil
-}
-
-func (h *Hub) handlePairingCode(w http.ResponseWriter, r *http.Request) {
-	code, err := h.NewPairingCode(r.Context())
-	if err != nil {
-		h.log.Error("pairing code", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not store the pairing code")
-		return
-	}
-	writeJSON(w, http.StatusCreated, protocol.PairingCodeResponse{PairingCode: code})
-}
-
-var errPairingRejected = errors.New("wrong or used pairing code")
-
-func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
-	var req protocol.RegisterRequest
-	if err := readJSON(w, r, 64<<10, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "bad registration: "+err.Error())
-		return
-	}
-	req.Name = strings.TrimSpace(req.Name)
-	if req.Name == "" || len(req.Name) > 200 {
-		writeError(w, http.StatusBadRequest, "bad registration: name must have 1 to 200 characters")
-		return
-	}
-	id, token := newID("w"), newSecret()
-	tokenHash := hashToken(token)
-	codeHash := hashToken(normalizeCode(req.PairingCode))
-	now := h.now()
-	open := h.cfg.OpenRegistration
-	err := h.db.do(r.Context(), func(tx *sql.Tx) error {
-		if !open {
-			res, err := tx.Exec(`UPDATE pairing_codes SET used_at=? WHERE code_hash=? AND used_at=''`, fmtTime(now), codeHash[:])
-			if err != nil {
-				return err
-			}
-			if n, err := res.RowsAffected(); err != nil || n != 1 {
-				return errPairingRejected
-			}
-		}
-		_, err := tx.Exec(`INSERT INTO workers(id, name, token_hash, created_at) VALUES(?,?,?,?)`, id, req.Name, tokenHash[:], fmtTime(now))
-		return err
-	})
-	if errors.Is(err, errPairingRejected) {
-		h.log.Warn("registration refused: wrong or used pairing code", "name", req.Name, "remote", r.RemoteAddr)
-		writeError(w, http.StatusForbidden, "wrong or used pairing code")
-		return
-	}
-	if err != nil {
-		h.log.Error("register worker", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not register the worker")
-		return
-	}
-	h.mu.Lock()
-	h.workers[id] = &worker{id: id, name: req.Name, tokenHash: tokenHash, lastSeen: now, held: map[string]*job{}}
-	h.mu.Unlock()
-	h.log.Info("worker registered", "worker_id", id, "name", req.Name)
-	writeJSON(w, http.StatusCreated, protocol.RegisterResponse{WorkerID: id, AuthToken: token})
 }
 
 // ---- jobs ----

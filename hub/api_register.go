@@ -1,0 +1,119 @@
+// api_register.go: pairing codes and worker registration. A code is kept only as its hash and is
+// spent in the same transaction that creates the worker, so one code can never admit two. It must
+// not know about sessions: a registered worker is a row and an entry in Hub.workers until it
+// connects.
+
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"studioworker/protocol"
+)
+
+// pairingAlphabet leaves out letters that read like digits.
+const pairingAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+// newPairingCode is ten characters in two groups of five, short enough to read out and type.
+func newPairingCode() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	out := make([]byte, 0, 11)
+	for i, c := range b {
+		if i == 5 {
+			out = append(out, '-')
+		}
+		out = append(out, pairingAlphabet[int(c)%len(pairingAlphabet)])
+	}
+	return string(out)
+}
+
+// normalizeCode lets a code be typed in any case, with or without its dash or spaces: only its
+// characters are hashed.
+func normalizeCode(code string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == ' ' {
+			return -1
+		}
+		return r
+	}, strings.ToUpper(strings.TrimSpace(code)))
+}
+
+// NewPairingCode makes a single-use pairing code.
+func (h *Hub) NewPairingCode(ctx context.Context) (string, error) {
+	code := newPairingCode()
+	sum := hashToken(normalizeCode(code))
+	now := fmtTime(h.now())
+	err := h.db.do(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO pairing_codes(code_hash, created_at) VALUES(?, ?)`, sum[:], now)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("hub: store pairing code: %w", err)
+	}
+	return code, nil
+}
+
+func (h *Hub) handlePairingCode(w http.ResponseWriter, r *http.Request) {
+	code, err := h.NewPairingCode(r.Context())
+	if err != nil {
+		h.log.Error("pairing code", "err", err)
+		writeError(w, http.StatusInternalServerError, "could not store the pairing code")
+		return
+	}
+	writeJSON(w, http.StatusCreated, protocol.PairingCodeResponse{PairingCode: code})
+}
+
+var errPairingRejected = errors.New("wrong or used pairing code")
+
+func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
+	var req protocol.RegisterRequest
+	if err := readJSON(w, r, 64<<10, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad registration: "+err.Error())
+		return
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" || len(req.Name) > 200 {
+		writeError(w, http.StatusBadRequest, "bad registration: name must have 1 to 200 characters")
+		return
+	}
+	id, token := newID("w"), newSecret()
+	tokenHash := hashToken(token)
+	codeHash := hashToken(normalizeCode(req.PairingCode))
+	now := h.now()
+	open := h.cfg.OpenRegistration
+	err := h.db.do(r.Context(), func(tx *sql.Tx) error {
+		if !open {
+			res, err := tx.Exec(`UPDATE pairing_codes SET used_at=? WHERE code_hash=? AND used_at=''`, fmtTime(now), codeHash[:])
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				return errPairingRejected
+			}
+		}
+		_, err := tx.Exec(`INSERT INTO workers(id, name, token_hash, created_at) VALUES(?,?,?,?)`, id, req.Name, tokenHash[:], fmtTime(now))
+		return err
+	})
+	if errors.Is(err, errPairingRejected) {
+		h.log.Warn("registration refused: wrong or used pairing code", "name", req.Name, "remote", r.RemoteAddr)
+		writeError(w, http.StatusForbidden, "wrong or used pairing code")
+		return
+	}
+	if err != nil {
+		h.log.Error("register worker", "err", err)
+		writeError(w, http.StatusInternalServerError, "could not register the worker")
+		return
+	}
+	h.mu.Lock()
+	h.workers[id] = &worker{id: id, name: req.Name, tokenHash: tokenHash, lastSeen: now, held: map[string]*job{}}
+	h.mu.Unlock()
+	h.log.Info("worker registered", "worker_id", id, "name", req.Name)
+	writeJSON(w, http.StatusCreated, protocol.RegisterResponse{WorkerID: id, AuthToken: token})
+}
