@@ -1,3 +1,8 @@
+// api.go: the hub's HTTP surface: the route table and what every handler shares (JSON in and out,
+// the admin guard, absolute URLs, ?limit=). Each handler lives with its resource (api_jobs.go,
+// api_workers.go, api_register.go, files.go, metrics.go), so this file must not know what any of
+// them does.
+
 package hub
 
 import (
@@ -6,9 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 
 	"studioworker/protocol"
 )
@@ -44,6 +47,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeError answers in the contract's error shape, so that a client reads every failure alike.
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, protocol.HTTPError{Error: msg})
 }
@@ -81,6 +85,8 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error 
 	return protocol.DecodeInto(body, v)
 }
 
+// limitParam reads ?limit= alike for every list: 100 by default, at most 1000, so that one request
+// cannot pull a whole table.
 func limitParam(r *http.Request) (int, error) {
 	s := r.URL.Query().Get("limit")
 	if s == "" {
@@ -91,68 +97,4 @@ func limitParam(r *http.Request) (int, error) {
 		return 0, errors.New("limit must be a positive integer")
 	}
 	return min(n, 1000), nil
-}
-
-// Workers lists the registered workers, connected ones first, then by name.
-func (h *Hub) Workers() []protocol.WorkerInfo {
-	h.mu.Lock()
-	out := make([]protocol.WorkerInfo, 0, len(h.workers))
-	for _, w := range h.workers {
-		out = append(out, w.info())
-	}
-	h.mu.Unlock()
-	slices.SortFunc(out, func(a, b protocol.WorkerInfo) int {
-		if a.Connected != b.Connected {
-			if a.Connected {
-				return -1
-			}
-			return 1
-		}
-		if c := strings.Compare(a.Name, b.Name); c != 0 {
-			return c
-		}
-		return strings.Compare(a.WorkerID, b.WorkerID)
-	})
-	return out
-}
-
-func (h *Hub) handleWorkers(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, protocol.List[protocol.WorkerInfo](h.Workers()))
-}
-
-func (h *Hub) handleLogs(w http.ResponseWriter, r *http.Request) {
-	limit, err := limitParam(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	id := r.PathValue("id")
-	h.mu.Lock()
-	known := h.workers[id] != nil
-	h.mu.Unlock()
-	if !known {
-		writeError(w, http.StatusNotFound, "no such worker")
-		return
-	}
-	rows, err := h.db.db.QueryContext(r.Context(), `SELECT ts, level, source, message, job_id FROM worker_logs
-		WHERE worker_id=? ORDER BY id DESC LIMIT ?`, id, limit)
-	if err != nil {
-		h.log.Error("read logs", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not read the logs")
-		return
-	}
-	defer rows.Close()
-	out := protocol.List[protocol.LogEntry]{}
-	for rows.Next() {
-		var e protocol.LogEntry
-		var ts, level string
-		if err := rows.Scan(&ts, &level, &e.Source, &e.Message, &e.JobID); err != nil {
-			writeError(w, http.StatusInternalServerError, "could not read the logs")
-			return
-		}
-		e.TS, e.Level = parseTime(ts), protocol.LogLevel(level)
-		out = append(out, e)
-	}
-	slices.Reverse(out)
-	writeJSON(w, http.StatusOK, out)
 }
