@@ -1,3 +1,7 @@
+// client.go: a small typed Go client of the hub's HTTP API (registration and the admin job API),
+// for studio-hub's subcommands, the worker's demo and first run, benchmarks and tests. It speaks
+// only HTTP and the protocol types: it must not reach into a Hub.
+
 package hub
 
 import (

@@ -1,3 +1,8 @@
+// conn.go: one worker WebSocket: the upgrade and its token check, the hello handshake, reading and
+// decoding frames, and one writer goroutine per socket that sends what send queues, so that nobody
+// holding Hub.mu ever waits on a socket. It must not know what a frame after hello means:
+// session.go does.
+
 package hub
 
 import (

@@ -1,3 +1,9 @@
+// files.go: the files that travel over HTTP: a worker's result upload, a worker's download of a
+// job's input, and the multipart job submission that brings one. A file is streamed into tmp/ and
+// renamed into place only once whole and synced, so a crash leaves nothing half-written under
+// results/ or inputs/ (recovery.go removes what it leaves in tmp/). It must not know about
+// sessions: an upload gets the verdict a complete frame would get (verdict, complete).
+
 package hub
 
 import (

@@ -1,3 +1,9 @@
+// hub.go: building and stopping a Hub: Config and its defaults, Open, Close, the admin token, and
+// the small helpers for secrets, ids, tokens and timestamps that the other files share. Open is the
+// one place that wires the parts together, so their order (store, admin token, recovery, then the
+// scheduler loop) lives in one function. It must not know how jobs are scheduled or what a
+// session says.
+
 package hub
 
 import (

@@ -1,3 +1,7 @@
+// metrics.go: the Prometheus counters and gauges, counted as things happen and written out on
+// scrape, so that a scrape touches neither the database nor Hub.mu. It must not know why a
+// counter moves.
+
 package hub
 
 import (

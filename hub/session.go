@@ -1,3 +1,10 @@
+// session.go: what a worker's frames do to the hub's state: hello (superseding an older session,
+// taking leases back, cancelling what the worker must drop), heartbeats (a lease lasts while the
+// worker lists its job), accepts, declines, results, failures and log batches, and what a
+// disconnect leaves. An answer that refers to a write is sent only once that write is committed
+// (afterCommit, ackOrDrop), so a worker never deletes what the hub could still lose. It must not
+// know about HTTP or about sockets beyond conn.send and conn.closeWith.
+
 package hub
 
 import (

@@ -1,3 +1,8 @@
+// store.go: the SQLite schema and the one writer goroutine that commits every write in batches,
+// running each write's callback after its commit. Batching lets a busy hub commit many transitions
+// per sync; the callbacks let a caller answer only once its fact is durable. It must not know
+// what the rows mean.
+
 package hub
 
 import (

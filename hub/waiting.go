@@ -3,6 +3,7 @@
 // names the first rule that holds it back. It runs on a GET, so it changes nothing it reads and
 // costs one pass over the workers; it must not know how the scheduler orders jobs, only the rules
 // it shares with it (hasRoom, takesVRAM, declineMark.holds).
+
 package hub
 
 import (
