@@ -22,10 +22,6 @@ import (
 	"studioworker/session"
 )
 
-// progressStateInterval limits how often a job's progress changes the State (and so wakes every
-// window); the wire has its own limit in session.
-const progressStateInterval = 100 * time.Millisecond
-
 // Options build a Worker.
 type Options struct {
 	ConfigPath   string
@@ -54,10 +50,9 @@ type Options struct {
 
 // slot is a job the worker has taken: accepted and not yet ended.
 type slot struct {
-	claim    protocol.Claim
-	gpu      int
-	started  time.Time
-	lastProg time.Time
+	claim   protocol.Claim
+	gpu     int
+	started time.Time
 }
 
 // pendingOffer is an offer waiting for the user.
@@ -597,17 +592,21 @@ func (w *Worker) update(fn func(*State)) {
 	})
 }
 
-// Offer implements session.Handler: admission, then (auto-accept off) the user's answer.
-func (w *Worker) Offer(ctx context.Context, claim protocol.Claim) (bool, protocol.DeclineReason) {
+// Offer implements session.Handler: admission, then (auto-accept off) the user's answer. An
+// accepted offer holds its slot in a lease, which gives it back when the job ends or is released.
+func (w *Worker) Offer(ctx context.Context, claim protocol.Claim) (session.Lease, protocol.DeclineReason) {
 	adm := w.admit(claim, false)
 	switch adm.Decision {
 	case DecisionAccept:
-		return true, ""
+		return w.newLease(claim), ""
 	case DecisionWait:
-		return w.waitForUser(ctx, claim)
+		if ok, reason := w.waitForUser(ctx, claim); !ok {
+			return nil, reason
+		}
+		return w.newLease(claim), ""
 	}
 	w.log.Info("declined an offer", "source", "worker", "job_id", claim.JobID, "kind", claim.Kind, "model", claim.Model, "reason", string(adm.Decision), "why", adm.Why)
-	return false, protocol.DeclineReason(adm.Decision)
+	return nil, protocol.DeclineReason(adm.Decision)
 }
 
 // admit runs the admission policy and, on accept, takes a slot at once so that two offers
@@ -708,36 +707,6 @@ func (w *Worker) waitForUser(ctx context.Context, claim protocol.Claim) (bool, p
 	}
 }
 
-// Run implements session.Handler: the job runs on the engine router.
-func (w *Worker) Run(ctx context.Context, job session.Job, progress func(float64, string)) (session.Result, error) {
-	defer w.release(job.Claim.JobID)
-	if ctx.Err() != nil {
-		return session.Result{}, ctx.Err()
-	}
-	ej := engine.Job{
-		ID: job.Claim.JobID, Kind: job.Claim.Kind, Model: job.Claim.Model,
-		Input: job.Claim.Input, InputFile: job.InputFile, SpoolDir: job.SpoolDir,
-	}
-	res, err := w.engines().Run(ctx, ej, func(f float64, msg string) {
-		progress(f, msg)
-		w.jobProgress(job.Claim.JobID, f, msg)
-	})
-	if err != nil {
-		return session.Result{}, err
-	}
-	if job.Claim.Kind == protocol.KindImage && res.File != "" {
-		// Before the session has the file: once the hub acknowledges it, it is gone.
-		if thumb, err := makeThumbnail(res.File, w.thumbDir(), job.Claim.JobID); err == nil {
-			w.mu.Lock()
-			w.thumbs[job.Claim.JobID] = thumb
-			w.mu.Unlock()
-		} else {
-			w.log.Debug("no thumbnail", "source", "worker", "job_id", job.Claim.JobID, "err", err)
-		}
-	}
-	return session.Result{JSON: res.JSON, File: res.File, Ext: res.Ext, Prompt: res.Prompt}, nil
-}
-
 func (w *Worker) thumbDir() string {
 	if w.opts.ConfigPath == "" {
 		return filepath.Join(os.TempDir(), "studio-worker-thumbs")
@@ -767,18 +736,8 @@ func (w *Worker) release(jobID string) {
 	w.updateSimulatedUse()
 }
 
+// jobProgress shows a running job's progress; the session has throttled it already.
 func (w *Worker) jobProgress(jobID string, f float64, msg string) {
-	now := w.now()
-	w.mu.Lock()
-	sl, ok := w.slots[jobID]
-	throttled := ok && now.Sub(sl.lastProg) < progressStateInterval && f < 1
-	if ok && !throttled {
-		sl.lastProg = now
-	}
-	w.mu.Unlock()
-	if !ok || throttled {
-		return
-	}
 	w.obs.Update(func(s *State) {
 		for i := range s.Running {
 			if s.Running[i].JobID == jobID {
@@ -830,8 +789,7 @@ func (w *Worker) Event(e session.Event) {
 	case session.OfferResolvedEvent:
 		outcome := "accepted"
 		if !ev.Accepted {
-			outcome = string(ev.Reason)
-			w.release(ev.JobID) // an accept that was overruled frees its slot; a no-op otherwise
+			outcome = string(ev.Reason) // an accept that was overruled was released by the session already
 		}
 		w.update(func(s *State) {
 			s.Offers = slices.DeleteFunc(s.Offers, func(o PendingOffer) bool { return o.JobID == ev.JobID })
@@ -844,11 +802,8 @@ func (w *Worker) Event(e session.Event) {
 		c := ev.Claim
 		w.mu.Lock()
 		g := 0
-		if sl, ok := w.slots[c.JobID]; ok {
+		if sl, ok := w.slots[c.JobID]; ok { // its lease holds it from admission to the end
 			g = sl.gpu
-		} else {
-			// A job continued from an earlier connection or process: it holds a slot too.
-			w.slots[c.JobID] = &slot{claim: c, started: now}
 		}
 		w.mu.Unlock()
 		w.updateSimulatedUse()
@@ -857,7 +812,7 @@ func (w *Worker) Event(e session.Event) {
 		})
 		w.log.Info("job started", "source", "worker", "job_id", c.JobID, "kind", c.Kind, "model", c.Model)
 	case session.JobProgressEvent:
-		// Handled in Run's progress callback, which knows the slot; the session's copy is the same.
+		w.jobProgress(ev.JobID, ev.Fraction, ev.Message)
 	case session.JobEndedEvent:
 		w.mu.Lock()
 		thumb := w.thumbs[ev.JobID]

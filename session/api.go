@@ -44,20 +44,31 @@ type Handler interface {
 	Status() (state protocol.WorkerState, accepting bool, gpus []protocol.GPUStat)
 	// Offer decides on an offer. It runs on its own goroutine and may block (waiting for the user
 	// when auto-accept is off) until ctx ends; ctx ends at claim.ExpiresAt or when the session
-	// stops. It returns accept=true, or false and the decline reason. Every offer accepted is
-	// followed by exactly one Run call for that job (with an already-cancelled context when the
-	// accept could not be sent), so the Handler may hold a slot from accept until Run returns.
-	Offer(ctx context.Context, claim protocol.Claim) (accept bool, reason protocol.DeclineReason)
-	// Run runs an accepted job. ctx is cancelled when the hub cancels the job, the user cancels it
-	// (Session.CancelJob) or the session stops. A binary result must be a file inside job.SpoolDir.
-	// An error whose chain has a `Retryable() bool` method decides the fail frame's retryable flag;
-	// other errors are retryable.
-	Run(ctx context.Context, job Job, progress func(fraction float64, message string)) (Result, error)
+	// stops. To take the job it returns a Lease, which then owns the job to its end: the session
+	// calls exactly one of its methods, once — Run when the accept went out and the job runs,
+	// Release when it will not run after all (the accept could not be sent, the hub withdrew the
+	// offer, the session is stopping, the input could not be fetched). To refuse it returns a nil
+	// Lease and the decline reason.
+	Offer(ctx context.Context, claim protocol.Claim) (Lease, protocol.DeclineReason)
 	// Event receives every session event. It must not block.
 	Event(e Event)
 }
 
-// Job is an accepted job handed to Handler.Run.
+// Lease is a job a Handler took at an offer. Whoever holds it owns the job until exactly one of
+// its methods has returned: what the Handler reserved for the job (a slot, VRAM) is given back
+// there, and nowhere else.
+type Lease interface {
+	// Run runs the job. ctx is cancelled when the hub cancels the job, the user cancels it
+	// (Session.CancelJob) or the session stops. A binary result must be a file inside
+	// job.SpoolDir. An error whose chain has a `Retryable() bool` method decides the fail frame's
+	// retryable flag; other errors are retryable. progress may be called often: the session
+	// throttles what reaches the wire and the Handler's JobProgressEvent alike.
+	Run(ctx context.Context, job Job, progress func(fraction float64, message string)) (Result, error)
+	// Release gives the job back without running it.
+	Release()
+}
+
+// Job is an accepted job handed to Lease.Run.
 type Job struct {
 	Claim protocol.Claim
 	// InputFile is the local path of the downloaded input (claim.input_url), "" when none.
@@ -110,17 +121,19 @@ type OfferResolvedEvent struct {
 	Reason   protocol.DeclineReason // when declined
 }
 
-// JobStartedEvent reports a job handed to Handler.Run.
+// JobStartedEvent reports a job handed to Lease.Run.
 type JobStartedEvent struct{ Claim protocol.Claim }
 
-// JobProgressEvent reports progress of a running job (not throttled; the wire is).
+// JobProgressEvent reports progress of a running job, as it goes to the hub: at most once per
+// Config.ProgressInterval, the latest value winning, so the Handler needs no throttle of its own.
 type JobProgressEvent struct {
 	JobID    string
 	Fraction float64
 	Message  string
 }
 
-// JobEndedEvent reports that Handler.Run returned.
+// JobEndedEvent reports that a job's Lease.Run returned (or that it was released before it ran
+// because its input could not be fetched).
 type JobEndedEvent struct {
 	JobID     string
 	Kind      protocol.Kind

@@ -25,6 +25,7 @@ type testHandler struct {
 	events  []Event
 	offers  int
 	runs    int
+	leases  []*testLease
 	notify  chan struct{}
 }
 
@@ -70,29 +71,70 @@ func (h *testHandler) Status() (protocol.WorkerState, bool, []protocol.GPUStat) 
 	return h.state, true, []protocol.GPUStat{{Index: 0, VRAMTotalMB: 24000, VRAMUsedMB: 1000}}
 }
 
-func (h *testHandler) Offer(ctx context.Context, c protocol.Claim) (bool, protocol.DeclineReason) {
+func (h *testHandler) Offer(ctx context.Context, c protocol.Claim) (Lease, protocol.DeclineReason) {
 	h.mu.Lock()
 	h.offers++
 	fn := h.offerFn
 	h.mu.Unlock()
-	if fn == nil {
-		return true, ""
+	if fn != nil {
+		if ok, reason := fn(ctx, c); !ok {
+			return nil, reason
+		}
 	}
-	return fn(ctx, c)
+	l := &testLease{h: h, claim: c}
+	h.mu.Lock()
+	h.leases = append(h.leases, l)
+	h.mu.Unlock()
+	return l, ""
 }
 
-func (h *testHandler) Run(ctx context.Context, j Job, progress func(float64, string)) (Result, error) {
+// testLease records how its job ended; a second call is the bug the Lease contract rules out.
+type testLease struct {
+	h     *testHandler
+	claim protocol.Claim
+	ended string // "run" or "released", guarded by h.mu
+	twice string // the call that came after the first, guarded by h.mu
+}
+
+func (l *testLease) end(how string) {
+	l.h.mu.Lock()
+	defer l.h.mu.Unlock()
+	if l.ended != "" {
+		l.twice = how
+		return
+	}
+	l.ended = how
+}
+
+func (l *testLease) Release() { l.end("released") }
+
+func (l *testLease) Run(ctx context.Context, j Job, progress func(float64, string)) (Result, error) {
+	l.end("run")
+	h := l.h
 	h.mu.Lock()
 	h.runs++
 	fn := h.runFn
 	h.mu.Unlock()
-	if ctx.Err() != nil {
-		return Result{}, ctx.Err()
-	}
 	if fn != nil {
 		return fn(ctx, j, progress)
 	}
 	return defaultRun(ctx, j, progress)
+}
+
+// leaseEnds reports, per job id, how each lease ended ("run", "released" or "" while it is
+// open), and fails the test if any lease was used twice.
+func (h *testHandler) leaseEnds(t *testing.T) map[string]string {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]string{}
+	for _, l := range h.leases {
+		if l.twice != "" {
+			t.Errorf("the lease of %s was %s, then %s: the session must call exactly one, once", l.claim.JobID, l.ended, l.twice)
+		}
+		out[l.claim.JobID] = l.ended
+	}
+	return out
 }
 
 // defaultRun answers a JSON kind with a small object and a binary kind with a small png file.

@@ -31,6 +31,7 @@ type offerD struct {
 // job is an accepted job, from accept until its end is recorded.
 type job struct {
 	claim  protocol.Claim
+	lease  Lease // called once: Run, or Release when the job does not run
 	ctx    context.Context
 	cancel context.CancelFunc
 	dir    string
@@ -68,11 +69,13 @@ func (s *Session) onOffer(c *conn, claim protocol.Claim) {
 }
 
 // decide asks the Handler, answers the hub and, on accept, runs the job on the same goroutine:
-// offer → Handler → accept → Run without another hop.
+// offer → Handler → accept → Lease.Run without another hop. A lease that will not run is
+// released here, once.
 func (s *Session) decide(c *conn, claim protocol.Claim, octx context.Context, o *offerD) {
 	defer s.wg.Done()
 	defer o.cancel()
-	accept, reason := s.h.Offer(octx, claim)
+	lease, reason := s.h.Offer(octx, claim)
+	accept := lease != nil
 	expired := !time.Now().Before(claim.ExpiresAt)
 
 	s.mu.Lock()
@@ -83,15 +86,14 @@ func (s *Session) decide(c *conn, claim protocol.Claim, octx context.Context, o 
 	var j *job
 	if accept && !hubCancelled && !expired && octx.Err() == nil && s.runCtx.Err() == nil && s.jobs[claim.JobID] == nil {
 		jctx, jcancel := context.WithCancel(s.runCtx)
-		j = &job{claim: claim, ctx: jctx, cancel: jcancel, dir: filepath.Join(s.jobsDir, safeName(claim.JobID))}
+		j = &job{claim: claim, lease: lease, ctx: jctx, cancel: jcancel, dir: filepath.Join(s.jobsDir, safeName(claim.JobID))}
 		s.jobs[claim.JobID] = j
 	}
 	s.mu.Unlock()
 
 	if j == nil {
 		if accept {
-			// The Handler holds a slot from accept until Run returns: give it back.
-			s.runCancelled(claim)
+			lease.Release()
 		}
 		sent := protocol.DeclineReason("")
 		switch {
@@ -115,7 +117,7 @@ func (s *Session) decide(c *conn, claim protocol.Claim, octx context.Context, o 
 		delete(s.jobs, claim.JobID)
 		s.mu.Unlock()
 		j.cancel()
-		s.runCancelled(claim)
+		lease.Release()
 		s.log.Warn("accept not sent", "job_id", claim.JobID, "err", err)
 		s.emit(OfferResolvedEvent{JobID: claim.JobID})
 		return
@@ -133,14 +135,6 @@ func validReason(r protocol.DeclineReason) protocol.DeclineReason {
 	return protocol.DeclineBusy
 }
 
-// runCancelled calls Handler.Run with an already-cancelled context, for an accepted offer that
-// will not run (see Handler.Offer).
-func (s *Session) runCancelled(claim protocol.Claim) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, _ = s.h.Run(ctx, Job{Claim: claim}, func(float64, string) {})
-}
-
 // runJob downloads the input, runs the job and records its end.
 func (s *Session) runJob(j *job) {
 	claim := j.claim
@@ -155,12 +149,12 @@ func (s *Session) runJob(j *job) {
 	}
 	if err != nil {
 		s.note(slog.LevelWarn, claim.JobID, "job not run", "err", err)
-		s.runCancelled(claim)
+		j.lease.Release()
 		s.finish(j, Result{}, err, start)
 		return
 	}
 	s.emit(JobStartedEvent{Claim: claim})
-	res, err := s.h.Run(j.ctx, Job{Claim: claim, InputFile: input, SpoolDir: j.dir}, j.prog.report)
+	res, err := j.lease.Run(j.ctx, Job{Claim: claim, InputFile: input, SpoolDir: j.dir}, j.prog.report)
 	s.finish(j, res, err, start)
 }
 
@@ -353,7 +347,6 @@ func (t *throttle) report(fraction float64, message string) {
 	if fraction != fraction { // NaN
 		fraction = 0
 	}
-	t.s.emit(JobProgressEvent{JobID: t.j.claim.JobID, Fraction: fraction, Message: message})
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.done {
@@ -380,10 +373,12 @@ func (t *throttle) fire() {
 	t.send(p)
 }
 
+// send hands the value to the Handler and to the hub: both see the same throttled stream.
 func (t *throttle) send(p *protocol.Progress) {
 	if t.j.silent() {
 		return
 	}
+	t.s.emit(JobProgressEvent{JobID: p.JobID, Fraction: p.Fraction, Message: p.Message})
 	if c := t.s.currentConn(); c != nil {
 		_ = c.write(*p)
 	}
