@@ -1,3 +1,6 @@
+// api_test.go: the HTTP API: result uploads and input downloads, job validation, single-use
+// pairing codes, and the admin token created on first start.
+
 package hub
 
 import (
@@ -291,38 +294,5 @@ func TestAdminTokenCreatedOnFirstStart(t *testing.T) {
 	c := &Client{BaseURL: e.srv.URL, AdminToken: token}
 	if _, err := c.Jobs(context.Background()); err != nil {
 		t.Fatalf("the first token no longer works: %v", err)
-	}
-}
-
-func TestRestartKeepsQueuedAndLeasedJobs(t *testing.T) {
-	logs := &lockedBuffer{}
-	dir := t.TempDir()
-	cfg := Config{DBPath: filepath.Join(dir, "hub.db"), OpenRegistration: true, AdminToken: "admin"}
-	h, err := Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, hub: h, cfg: cfg, logs: logs}
-	e.srv = newServer(h)
-	e.client = &Client{BaseURL: e.srv.URL, AdminToken: "admin"}
-	creds := e.register("a")
-	a := e.connect(creds, hello(llmCaps, nil, nil))
-	leased := e.submit(llmJob("m1"))
-	e.lease(a, leased)
-	queued := e.submit(llmJob("other-model"))
-	e.stop()
-	a.drop()
-
-	e2 := startHubWith(t, cfg, logs)
-	if info := e2.waitJob(queued, "queued", statusIs(protocol.JobQueued)); info.Attempts != 0 {
-		t.Fatalf("queued: %+v", info)
-	}
-	if info := e2.waitJob(leased, "running", statusIs(protocol.JobRunning)); info.WorkerID != creds.WorkerID {
-		t.Fatalf("leased: %+v", info)
-	}
-	// The worker comes back within the grace and keeps its lease.
-	a2 := e2.connect(creds, hello(llmCaps, []string{leased}, nil))
-	if ack := a2.complete(leased, `{"text":"x"}`); ack.Status != protocol.AckStored {
-		t.Fatalf("ack %+v", ack)
 	}
 }

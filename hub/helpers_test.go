@@ -1,3 +1,7 @@
+// helpers_test.go: the harness every hub test shares: a real hub on a real listener with a fresh
+// database, and a test worker that speaks the protocol over a real WebSocket. It must not reach
+// into the hub's state: a test sees only what a worker or an admin client could.
+
 package hub
 
 import (
