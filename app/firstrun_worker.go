@@ -96,7 +96,7 @@ func (w *Worker) StartDemo(ctx context.Context) error {
 	w.cfg.SpoolDir = filepath.Join(dh.dir, "spool") // demo results never wait in the real outbox
 	w.mu.Unlock()
 	w.rebuildCaps()
-	w.obs.Update(func(s *State) { s.Demo = true })
+	w.update(func(s *State) { s.Demo = true })
 	w.log.Info("demo: a local Studio hub in this app sends test jobs to this worker", "source", "demo", "hub", dh.URL)
 	w.setConn(ConnInfo{State: string(session.ConnConnecting)})
 	w.requestRestart()
@@ -159,7 +159,7 @@ func (w *Worker) endDemo() bool {
 		w.rebuildCaps()
 		w.requestRestart()
 	}
-	w.obs.Update(func(s *State) { s.Demo = false })
+	w.update(func(s *State) { s.Demo = false })
 	w.setConn(ConnInfo{State: "unregistered"})
 	d.hub.Close()
 	w.log.Info("demo ended", "source", "demo")

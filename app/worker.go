@@ -97,6 +97,13 @@ type Worker struct {
 	// autoRead is held from reading the OS to publishing it, so that a slow read (the first,
 	// beside the connection) cannot publish after a newer one.
 	autoRead sync.Mutex
+	// publish is held by update from deriving the mode to publishing it, so that State changes
+	// reach the window in the order they were derived: a job event racing a Pause cannot
+	// publish the mode it saw after the Pause has published "paused". update is the State's
+	// one writer: nothing else in the worker calls obs.Update.
+	publish sync.Mutex
+	// saving serialises config saves; each saves the config as it is then, so the newest wins.
+	saving sync.Mutex
 }
 
 // capsCache holds the capabilities the session reads before every heartbeat.
@@ -573,6 +580,8 @@ func (w *Worker) publishMode() { w.update(nil) }
 // window never sees a job listed under the wrong mode ("Idle" with a job running).
 func (w *Worker) update(fn func(*State)) {
 	snap := w.mon.Latest()
+	w.publish.Lock()
+	defer w.publish.Unlock()
 	w.mu.Lock()
 	var tmp State
 	w.applyMode(&tmp)
@@ -584,7 +593,7 @@ func (w *Worker) update(fn func(*State)) {
 	if changed && sess != nil {
 		sess.StatusChanged() // the hub should know now whether to offer, not at the next heartbeat
 	}
-	w.obs.Update(func(s *State) {
+	w.obs.Update(func(s *State) { // the one call: see publish
 		if fn != nil {
 			fn(s)
 		}
@@ -683,7 +692,7 @@ func (w *Worker) waitForUser(ctx context.Context, claim protocol.Claim) (bool, p
 		delete(w.pending, claim.JobID)
 		w.mu.Unlock()
 	}()
-	w.obs.Update(func(s *State) {
+	w.update(func(s *State) {
 		for i := range s.Offers {
 			if s.Offers[i].JobID == claim.JobID {
 				s.Offers[i].WaitingForUser = true
@@ -727,18 +736,17 @@ func (w *Worker) release(jobID string) {
 		w.drainReq = false
 		w.cfg.Paused = true
 	}
-	cfg := w.cfg
 	w.mu.Unlock()
 	if finishDrain {
 		w.log.Info("the last job finished: paused", "source", "worker")
-		w.persist(cfg)
+		_ = w.persist() // persist logs a failure; the pause holds in memory regardless
 	}
 	w.updateSimulatedUse()
 }
 
 // jobProgress shows a running job's progress; the session has throttled it already.
 func (w *Worker) jobProgress(jobID string, f float64, msg string) {
-	w.obs.Update(func(s *State) {
+	w.update(func(s *State) {
 		for i := range s.Running {
 			if s.Running[i].JobID == jobID {
 				s.Running[i].Fraction, s.Running[i].Message = f, msg
@@ -779,7 +787,7 @@ func (w *Worker) Event(e session.Event) {
 	case session.OfferEvent:
 		c := ev.Claim
 		po := PendingOffer{JobID: c.JobID, Kind: c.Kind, Model: c.Model, VRAMGBEstimate: c.VRAMGBEstimate, ExpiresAt: c.ExpiresAt}
-		w.obs.Update(func(s *State) {
+		w.update(func(s *State) {
 			s.Offers = append(s.Offers, po)
 			if len(s.Offers) > maxOffersShown {
 				s.Offers = s.Offers[len(s.Offers)-maxOffersShown:]
@@ -852,7 +860,7 @@ func (w *Worker) Event(e session.Event) {
 		}
 	case session.DeliveredEvent:
 		if ev.Bytes > 0 {
-			w.obs.Update(func(s *State) { s.Counters.BytesUploaded += ev.Bytes })
+			w.update(func(s *State) { s.Counters.BytesUploaded += ev.Bytes })
 		}
 	case session.CancelEvent:
 		w.mu.Lock()
@@ -875,7 +883,7 @@ func (w *Worker) setConn(ci ConnInfo) {
 	if ci.Since.IsZero() {
 		ci.Since = w.now()
 	}
-	w.obs.Update(func(s *State) {
+	w.update(func(s *State) {
 		s.Conn = ci
 		s.Registered = cfg.Registered()
 		s.ServerURL, s.WorkerID, s.Name = cfg.ServerURL, cfg.WorkerID, cfg.Name
@@ -911,7 +919,7 @@ func (w *Worker) onSnapshot(snap gpu.Snapshot) {
 	w.mu.Unlock()
 
 	devicesChanged := false
-	w.obs.Update(func(s *State) {
+	w.update(func(s *State) {
 		old := s.GPU.Cards
 		s.GPU.Source, s.GPU.Simulated, s.GPU.Problem, s.GPU.CapGB = snap.Source, snap.Simulated, snap.Problem, capGB
 		cards := make([]GPUCard, len(snap.Devices))
@@ -1015,18 +1023,22 @@ func (w *Worker) SetAutoAccept(ctx context.Context, on bool) error {
 func (w *Worker) changeConfig(fn func(*Config), what string) error {
 	w.mu.Lock()
 	fn(&w.cfg)
-	cfg := w.cfg
 	w.mu.Unlock()
 	w.log.Info(what, "source", "worker")
 	w.publishMode()
-	return w.persist(cfg)
+	return w.persist()
 }
 
-func (w *Worker) persist(cfg Config) error {
+// persist saves the config as it is now. Saves take turns, and each reads the config when its
+// turn comes, so the file always ends as the newest config: two changes racing cannot leave the
+// older one on disk.
+func (w *Worker) persist() error {
 	if w.opts.ConfigPath == "" {
 		return nil
 	}
-	cfg = w.withoutDemo(cfg)
+	w.saving.Lock()
+	defer w.saving.Unlock()
+	cfg := w.withoutDemo(w.Config())
 	if err := SaveConfig(w.opts.ConfigPath, cfg); err != nil {
 		w.log.Error("could not save the settings", "source", "worker", "err", err)
 		return fmt.Errorf("save settings: %w", err)
@@ -1116,9 +1128,8 @@ func (w *Worker) Register(ctx context.Context, req RegisterRequest) error {
 	if engines != nil {
 		w.cfg.Engines = engines
 	}
-	cfg = w.cfg
 	w.mu.Unlock()
-	if err := w.persist(cfg); err != nil {
+	if err := w.persist(); err != nil {
 		return err
 	}
 	w.log.Info("registered with the Studio", "source", "worker", "server", hostOf(req.ServerURL), "worker_id", resp.WorkerID)
@@ -1148,15 +1159,17 @@ func (w *Worker) SaveSettings(ctx context.Context, s Settings) error {
 		}
 	}
 	w.mu.Lock()
-	w.cfg = next
-	w.yielder = gpu.NewYielder(yieldPolicy(next.GPU.Yield))
+	// Applied to the config as it is now, not to the copy read above: a Pause or an auto-accept
+	// toggle made meanwhile is not the form's to undo.
+	w.cfg = s.apply(w.cfg)
+	w.yielder = gpu.NewYielder(yieldPolicy(w.cfg.GPU.Yield))
 	w.mu.Unlock()
-	if err := w.persist(next); err != nil {
+	if err := w.persist(); err != nil {
 		return err
 	}
 	w.rebuildCaps()
 	w.publishMode()
-	w.obs.Update(func(st *State) {
+	w.update(func(st *State) {
 		st.GPU.CapGB = next.VRAMThresholdGB
 		st.ServerURL = next.ServerURL
 		st.Name = next.Name
@@ -1213,7 +1226,7 @@ func (w *Worker) refreshAutoStart() {
 	changed := w.autoStarts != st.Starts()
 	w.autoStarts = st.Starts()
 	w.mu.Unlock()
-	w.obs.Update(func(s *State) { s.AutoStart = st })
+	w.update(func(s *State) { s.AutoStart = st })
 	if changed {
 		w.rebuildCaps()
 	}
