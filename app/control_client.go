@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"studioworker/engine"
 	"studioworker/protocol"
@@ -22,26 +23,75 @@ import (
 // ErrNoWorker: nothing serves the control socket.
 var ErrNoWorker = errors.New("no Studio Worker is running for this configuration")
 
-// Client talks to a running worker's control socket. It implements Controller and Source; its
-// Subscribe follows the worker's event stream until Close.
-type Client struct {
-	http  *http.Client
-	base  string
-	token string
-	log   *slog.Logger
+// controlBase is the URL every request names; the transport dials the worker's current address
+// whatever the host says.
+const controlBase = "http://worker"
 
-	mu     sync.Mutex
-	obs    *Observers
-	cancel context.CancelFunc
-	done   chan struct{}
+// Client talks to a running worker's control socket. It implements Controller and Source; its
+// Subscribe follows the worker's event stream until Close, attaching again by itself when the
+// worker restarts (control_follow.go).
+type Client struct {
+	http   *http.Client
+	locate func() (controlAddr, error) // where the worker is now: read again at each re-attach
+	log    *slog.Logger
+	// retryMin and retryMax bound the wait between re-attach attempts (tests shorten them).
+	retryMin, retryMax time.Duration
+
+	mu       sync.Mutex
+	addr     controlAddr // where the worker was last found
+	obs      *Observers
+	cancel   context.CancelFunc
+	done     chan struct{}
+	detached bool          // the event stream ended and follow is attaching again
+	poke     chan struct{} // Reconnect while detached: try again now (capacity 1)
 }
 
-func newClient(dial func(ctx context.Context) (net.Conn, error), base, token string) *Client {
+// DialControl connects to the worker serving this config folder, or returns ErrNoWorker.
+func DialControl(ctx context.Context, configPath string) (*Client, error) {
+	return dialControl(ctx, func() (controlAddr, error) { return locateControl(configPath) })
+}
+
+// dialControl checks that a worker answers where locate says, and returns a client for it.
+func dialControl(ctx context.Context, locate func() (controlAddr, error)) (*Client, error) {
+	addr, err := locate()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoWorker, err)
+	}
+	conn, err := addr.dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", ErrNoWorker, addr.address)
+	}
+	conn.Close()
+	c := &Client{
+		locate: locate, addr: addr, log: slog.New(slog.DiscardHandler),
+		retryMin: reattachMin, retryMax: reattachMax, poke: make(chan struct{}, 1),
+	}
 	tr := &http.Transport{
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+		// Every connection goes to where the worker is now, so after a re-attach the Controller
+		// calls reach the restarted worker too.
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return c.current().dial(ctx) },
 		MaxIdleConnsPerHost: 4,
 	}
-	return &Client{http: &http.Client{Transport: tr}, base: base, token: token, log: slog.New(slog.DiscardHandler)}
+	c.http = &http.Client{Transport: tr}
+	return c, nil
+}
+
+// current is where the worker was last found.
+func (c *Client) current() controlAddr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addr
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, controlBase+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("control request: %w", err)
+	}
+	if token := c.current().token; token != "" {
+		req.Header.Set("X-Control-Token", token)
+	}
+	return req, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
@@ -49,23 +99,20 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return fmt.Errorf("control request: %w", err)
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := c.newRequest(ctx, method, path, rd)
 	if err != nil {
 		return err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.token != "" {
-		req.Header.Set("X-Control-Token", c.token)
-	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNoWorker, err)
+		return fmt.Errorf("%w: %w", ErrNoWorker, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -88,7 +135,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("worker's answer to %s: %w", path, err)
+	}
+	return nil
 }
 
 // State returns the worker's current state.
@@ -101,7 +151,21 @@ func (c *Client) State(ctx context.Context) (State, error) {
 func (c *Client) Pause(ctx context.Context) error  { return c.do(ctx, "POST", "/v1/pause", nil, nil) }
 func (c *Client) Resume(ctx context.Context) error { return c.do(ctx, "POST", "/v1/resume", nil, nil) }
 func (c *Client) Drain(ctx context.Context) error  { return c.do(ctx, "POST", "/v1/drain", nil, nil) }
+
+// Reconnect asks the worker to reconnect to its hub; while the worker itself is out of reach it
+// makes a following client try to attach again at once instead, which is what the window's
+// "Reconnect now" then means.
 func (c *Client) Reconnect(ctx context.Context) error {
+	c.mu.Lock()
+	detached := c.detached
+	c.mu.Unlock()
+	if detached {
+		select {
+		case c.poke <- struct{}{}:
+		default: // a try is already asked for
+		}
+		return nil
+	}
 	return c.do(ctx, "POST", "/v1/reconnect", nil, nil)
 }
 func (c *Client) SetAutoAccept(ctx context.Context, on bool) error {

@@ -21,7 +21,22 @@ import (
 
 // The control socket serves the state stream and the Controller to local clients: the CLI
 // (`status`, `pause`, ...), and a window attached to a worker that runs as a service. It is HTTP
-// with JSON bodies; /v1/events is a Server-Sent Events stream of states and notices.
+// with JSON bodies; /v1/events is a Server-Sent Events stream of these events:
+//
+//   - state: a whole State, first at once, then after every change. A slow reader skips states,
+//     never loses one: each is whole and the newest replaces any not yet sent.
+//   - notice: a Notice, in order.
+//   - lost: a number, how many notices this stream dropped because its reader was slow, sent just
+//     before the next notice it does get.
+//
+// A comment line (": keepalive") comes every controlKeepalive while nothing else does.
+
+// The event names on /v1/events.
+const (
+	eventState  = "state"
+	eventNotice = "notice"
+	eventLost   = "lost"
+)
 
 // ErrAlreadyRunning: another worker already serves the control socket of this config folder.
 var ErrAlreadyRunning = errors.New("a Studio Worker is already running for this configuration")
@@ -257,7 +272,7 @@ func (cs *ControlServer) events(w http.ResponseWriter, r *http.Request) {
 		flusher.Flush()
 		return nil
 	}
-	if send("state", snap) != nil {
+	if send(eventState, snap) != nil {
 		return
 	}
 	keep := time.NewTicker(controlKeepalive)
@@ -267,7 +282,7 @@ func (cs *ControlServer) events(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case s, ok := <-sub.States():
-			if !ok || send("state", s) != nil {
+			if !ok || send(eventState, s) != nil {
 				return
 			}
 		case n, ok := <-sub.Notices():
@@ -275,11 +290,11 @@ func (cs *ControlServer) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if lost := sub.Lost(); lost > 0 {
-				if send("lost", lost) != nil {
+				if send(eventLost, lost) != nil {
 					return
 				}
 			}
-			if send("notice", n) != nil {
+			if send(eventNotice, n) != nil {
 				return
 			}
 		case <-keep.C:

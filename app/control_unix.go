@@ -1,9 +1,10 @@
 //go:build !windows
 
+// control_unix.go: the control endpoint on Linux and macOS, a Unix socket in the config folder
+// that only this user can open. It knows nothing of what is served over it.
 package app
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -43,15 +44,7 @@ func ListenControl(configPath string) (net.Listener, string, error) {
 	return ln, "", nil
 }
 
-// DialControl connects to the worker serving this config folder, or returns ErrNoWorker.
-func DialControl(ctx context.Context, configPath string) (*Client, error) {
-	path := ControlSocketPath(configPath)
-	var d net.Dialer
-	dial := func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "unix", path) }
-	c, err := dial(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w (%s)", ErrNoWorker, path)
-	}
-	c.Close()
-	return newClient(dial, "http://worker", ""), nil
+// locateControl is the socket of this config folder: the same path at every start of a worker.
+func locateControl(configPath string) (controlAddr, error) {
+	return controlAddr{network: "unix", address: ControlSocketPath(configPath)}, nil
 }

@@ -5,7 +5,6 @@
 package app
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -23,11 +22,6 @@ import (
 
 // On Windows the control endpoint is a loopback TCP port; the port and a random token are written
 // to a file in the config folder that only this user can read, and every request carries the token.
-
-type controlEndpoint struct {
-	Addr  string `json:"addr"`
-	Token string `json:"token"`
-}
 
 // ControlSocketPath is the endpoint file of the config file at configPath.
 func ControlSocketPath(configPath string) string {
@@ -170,28 +164,8 @@ func replaceFile(tmp, path string) error {
 	return nil
 }
 
-func readEndpoint(path string) (controlEndpoint, error) {
-	var ep controlEndpoint
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ep, err
-	}
-	err = json.Unmarshal(data, &ep)
-	return ep, err
-}
-
-// DialControl connects to the worker serving this config folder, or returns ErrNoWorker.
-func DialControl(ctx context.Context, configPath string) (*Client, error) {
-	ep, err := readEndpoint(ControlSocketPath(configPath))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoWorker, err)
-	}
-	var d net.Dialer
-	dial := func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", ep.Addr) }
-	c, err := dial(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w (%s)", ErrNoWorker, ep.Addr)
-	}
-	c.Close()
-	return newClient(dial, "http://worker", ep.Token), nil
+// locateControl reads the endpoint file again at every call: each start of a worker takes a new
+// port and token.
+func locateControl(configPath string) (controlAddr, error) {
+	return endpointAddr(ControlSocketPath(configPath))
 }

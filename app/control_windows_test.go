@@ -1,6 +1,7 @@
 //go:build windows
 
-// Tests of the Windows control endpoint file: only this user can open it, from its creation on.
+// Tests of the Windows control endpoint file: only this user can open it, from its creation on,
+// and a client finds a restarted worker through it.
 package app
 
 import (
@@ -123,4 +124,10 @@ func TestWindowsControlFileOnlyThisUserCanOpen(t *testing.T) {
 			t.Errorf("a temporary file was left behind: %s", e.Name())
 		}
 	}
+}
+
+// TestWindowsControlClientReattaches: a window's client attaches again by itself to a restarted
+// worker through the real endpoint file, which the restart rewrites with a new port and token.
+func TestWindowsControlClientReattaches(t *testing.T) {
+	checkReattach(t, controlChannels()[0], wintest.TempDir(t))
 }

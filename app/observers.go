@@ -117,6 +117,16 @@ func (o *Observers) Notify(n Notice) {
 	}
 }
 
+// addLost counts n notices as lost for every subscriber: they were dropped before they reached
+// this Observers (the event stream of a worker it mirrors said so), so no subscriber will see them.
+func (o *Observers) addLost(n uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for s := range o.subs {
+		s.lost.Add(n)
+	}
+}
+
 // Subscribers returns how many subscriptions are open (for tests and status).
 func (o *Observers) Subscribers() int {
 	o.mu.Lock()

@@ -17,7 +17,10 @@ const (
 
 // ConnInfo is the connection to the hub as the UI shows it.
 type ConnInfo struct {
-	State     string    `json:"state"` // connecting, connected, reconnecting, auth_failed, superseded, gave_up, stopped, offline, unregistered
+	// connecting, connected, reconnecting, auth_failed, superseded, gave_up, stopped, offline,
+	// unregistered; and reattaching, set by a window's Client while the worker it watches is out
+	// of its reach (control_follow.go), when the rest of the State is what the worker last said.
+	State     string    `json:"state"`
 	Server    string    `json:"server"`
 	Attempt   int       `json:"attempt,omitempty"`
 	NextRetry time.Time `json:"next_retry,omitzero"`
