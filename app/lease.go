@@ -2,6 +2,7 @@
 // admission to its end. Its slot is taken in admit and given back in exactly one place, when the
 // lease is run to its end or released. It must not know about the wire: the session decides which
 // of the two happens.
+
 package app
 
 import (
