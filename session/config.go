@@ -1,3 +1,6 @@
+// config.go is the session's settings and their defaults, the reconnect backoff, and the rule for
+// which server URLs are allowed (https, or plain http only to loopback or with allow_insecure).
+
 package session
 
 import (

@@ -1,3 +1,7 @@
+// conn.go is one WebSocket connection to the hub: the dial with the worker's token, the welcome,
+// the read loop that dispatches frames, heartbeats, pings and log batches, and acks of the outbox's
+// entries. It must not decide about jobs: jobs.go does, through the Handler.
+
 package session
 
 import (

@@ -1,3 +1,7 @@
+// jobs.go takes each offer from the hub to its end: the Handler's decision, the accept or decline,
+// the job's Lease run (or released), its result or fail put in the outbox before anything is sent,
+// cancels from the hub, and the progress throttle shared by the wire and the Handler.
+
 package session
 
 import (

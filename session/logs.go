@@ -1,3 +1,5 @@
+// logs.go ships the worker's log lines to the hub in bounded batches, counting what overflows.
+
 package session
 
 import (

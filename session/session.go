@@ -1,3 +1,7 @@
+// session.go is the Session: one connection at a time with the hub, reconnecting with backoff
+// until credentials are rejected, the id is connected elsewhere or the caller stops it, and the
+// few calls the app makes on it (cancel a job, reconnect now, what runs, what waits in the outbox).
+
 package session
 
 import (

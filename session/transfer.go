@@ -1,3 +1,6 @@
+// transfer.go moves bytes over HTTP: a job's input downloaded into its folder (with retries and
+// a size limit), binary results uploaded from the outbox with their checksum, and registration.
+
 package session
 
 import (
