@@ -1,5 +1,5 @@
-// transfer.go moves bytes over HTTP: a job's input downloaded into its folder (with retries and
-// a size limit), binary results uploaded from the outbox with their checksum, and registration.
+// transfer.go moves bytes over HTTP: a job's input downloaded into its folder (with retries),
+// binary results uploaded from the outbox with their checksum, and registration.
 
 package session
 
