@@ -7,6 +7,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"studioworker/protocol"
 )
@@ -41,5 +42,28 @@ func TestRestartKeepsQueuedAndLeasedJobs(t *testing.T) {
 	a2 := e2.connect(creds, hello(llmCaps, []string{leased}, nil))
 	if ack := a2.complete(leased, `{"text":"x"}`); ack.Status != protocol.AckStored {
 		t.Fatalf("ack %+v", ack)
+	}
+}
+
+// TestCancelAfterCloseAnswers: between Close and the HTTP server's shutdown an admin call can
+// still arrive; it must get an error, not wait forever on the hub's lock (the closed store
+// answered the callback on the caller's goroutine, which holds it).
+func TestCancelAfterCloseAnswers(t *testing.T) {
+	e := startHub(t, nil)
+	id := e.submit(llmJob("m1"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.hub.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := e.hub.Cancel(ctx, id); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("cancel after Close succeeded, want the store's error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Cancel after Close did not return: the hub is deadlocked")
 	}
 }

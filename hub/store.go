@@ -143,7 +143,10 @@ func (s *store) enqueue(fn func(tx *sql.Tx) error, after func(error)) {
 	if s.closed {
 		s.mu.Unlock()
 		if after != nil {
-			after(errStoreClosed)
+			// Never on the caller's goroutine: callers enqueue while holding the hub's lock, and
+			// callbacks take it (as they do on the writer's goroutine when the store is open).
+			// The goroutine ends as soon as the callback has run.
+			go after(errStoreClosed)
 		}
 		return
 	}
