@@ -317,6 +317,8 @@ type harness struct {
 type harnessConfig struct {
 	env  env
 	wrap func(fyne.App) fyne.App
+	src  app.Source     // nil: the harness's own Observers
+	ctl  app.Controller // nil: the harness's recordingController
 }
 
 type harnessOption func(*harnessConfig)
@@ -327,6 +329,12 @@ func withApp(wrap func(fyne.App) fyne.App) harnessOption {
 }
 
 func withTick(d time.Duration) harnessOption { return func(c *harnessConfig) { c.env.tick = d } }
+
+// withWorker makes the window watch src and steer ctl (an app.Client attached to a worker over the
+// control channel) instead of the harness's own Observers and recordingController.
+func withWorker(src app.Source, ctl app.Controller) harnessOption {
+	return func(c *harnessConfig) { c.src, c.ctl = src, ctl }
+}
 
 func newHarness(t *testing.T, s app.State, opts ...harnessOption) *harness {
 	t.Helper()
@@ -348,7 +356,12 @@ func newHarness(t *testing.T, s app.State, opts ...harnessOption) *harness {
 	if cfg.wrap != nil {
 		a = cfg.wrap(a)
 	}
-	h.ui.do(func() { h.w = newWindow(a, h.obs, h.ctl, o, cfg.env) })
+	var src app.Source = h.obs
+	var ctl app.Controller = h.ctl
+	if cfg.src != nil {
+		src, ctl = cfg.src, cfg.ctl
+	}
+	h.ui.do(func() { h.w = newWindow(a, src, ctl, o, cfg.env) })
 	t.Cleanup(func() {
 		h.w.Close()
 		if n := h.obs.Subscribers(); n != 0 {

@@ -56,6 +56,8 @@ func TestDescribeConn(t *testing.T) {
 			"Reconnecting to studio.example.com now (attempt 1)", toneWait, "reconnect"},
 		{"offline with reason", with(app.ConnInfo{State: connOffline, LastError: "no network"}), "Offline: no network", toneNeutral, "reconnect"},
 		{"gave up", with(app.ConnInfo{State: connGaveUp}), "Offline: gave up reconnecting", toneBad, "reconnect"},
+		{"the worker this window watches is out of reach", with(app.ConnInfo{State: connReattaching, Attempt: 4, NextRetry: t0.Add(time.Second),
+			LastError: "no Studio Worker is running for this configuration"}), "Reconnecting to the worker…", toneWait, "reconnect"},
 		{"auth failed", with(app.ConnInfo{State: connAuthFailed}), "Sign-in needed — register again", toneBad, "register"},
 		{"unregistered", app.State{Conn: app.ConnInfo{State: connUnregistered}}, "Not set up yet — register this worker with a Studio", toneNeutral, "register"},
 		{"host from the URL", app.State{Registered: true, ServerURL: "wss://user:pw@hub.example:8443/ws", Conn: app.ConnInfo{State: connConnected}},
@@ -86,6 +88,8 @@ func TestDescribeMode(t *testing.T) {
 	noGPUNoKind.Models = map[string][]string{}
 	unseen := idleState()
 	unseen.GPU, unseen.VRAM = app.GPUState{Source: "none", CapGB: 8}, app.VRAMReach{Basis: app.ReachUserLimitNoGPU, LimitGB: 8}
+	reattaching := busyState() // the worker's last word was busy, but it has gone out of reach
+	reattaching.Conn = app.ConnInfo{State: connReattaching, Attempt: 1}
 	for _, tc := range []struct {
 		s    app.State
 		want string
@@ -99,6 +103,7 @@ func TestDescribeMode(t *testing.T) {
 		{y, "Paused while game.exe uses the GPU — resumes by itself"},
 		{b, "Working on image · sdxl-turbo"},
 		{d, "Finishing job 7f3a9c21…, then pausing"},
+		{reattaching, "Waiting for the worker to answer — the dashboard shows what it last said"},
 	} {
 		got, tone := describeMode(tc.s)
 		if got != tc.want {

@@ -73,6 +73,9 @@ func trayStatus(s app.State) string {
 		}
 		return "Not set up — open Studio Worker to register"
 	}
+	if s.Conn.State == connReattaching {
+		return titleReattaching // before the mode, which is the worker's last word and may be stale
+	}
 	switch s.Mode {
 	case protocol.StateBusy:
 		if len(s.Running) > 0 {
@@ -120,6 +123,8 @@ func trayIconName(s app.State) string {
 	switch s.Conn.State {
 	case connAuthFailed, connSuperseded, connGaveUp:
 		return assets.IconError
+	case connReattaching:
+		return assets.IconOffline // not busy or paused: nothing is known until the worker answers
 	}
 	switch s.Mode {
 	case protocol.StateBusy, protocol.StateDraining:

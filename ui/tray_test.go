@@ -24,6 +24,8 @@ func TestTrayMenu(t *testing.T) {
 	offline := idleState()
 	offline.Conn = app.ConnInfo{State: connOffline, LastError: "no network"}
 	unregistered := app.State{Conn: app.ConnInfo{State: connUnregistered}, Mode: protocol.StateIdle}
+	reattaching := busyState() // what the worker last said, before it went out of reach
+	reattaching.Conn = app.ConnInfo{State: connReattaching, Attempt: 2, LastError: "no Studio Worker is running"}
 	noGPU := idleState()
 	noGPU.GPU = app.GPUState{Source: "none"}
 	noGPU.VRAM = app.VRAMReach{Basis: app.ReachNoGPU}
@@ -50,6 +52,7 @@ func TestTrayMenu(t *testing.T) {
 		{"yielding", yielding, want{"Yielding to game.exe", true, labelPause, TrayPause, true, assets.IconYielding}},
 		{"reconnecting", reconnecting, want{"Reconnecting (attempt 3)", true, labelPause, TrayPause, true, assets.IconOffline}},
 		{"offline", offline, want{"Offline: no network", true, labelPause, TrayPause, true, assets.IconOffline}},
+		{"the worker out of reach", reattaching, want{"Reconnecting to the worker…", false, labelPause, TrayPause, false, assets.IconOffline}},
 		{"credentials rejected", authFailedState(), want{"Sign-in needed — register again", true, labelResume, TrayResume, true, assets.IconError}},
 		{"not registered", unregistered, want{"Not set up — open Studio Worker to register", false, labelPause, TrayPause, true, assets.IconOffline}},
 	} {

@@ -21,6 +21,18 @@ const (
 	connStopped      = "stopped"
 	connOffline      = "offline"
 	connUnregistered = "unregistered"
+	// connReattaching: this window is attached to a worker that runs apart from it (a service,
+	// `studio-worker run`) and has lost it; app's Client is dialing it again, and the rest of the
+	// State is what that worker last said.
+	connReattaching = "reattaching"
+)
+
+// Words for a window whose worker is out of reach.
+const (
+	titleReattaching  = "Reconnecting to the worker…"
+	detailReattaching = "Studio Worker runs in the background here (a service or `studio-worker run`) and this window shows it. " +
+		"It stopped or is restarting; the window attaches again as soon as it answers."
+	modeReattaching = "Waiting for the worker to answer — the dashboard shows what it last said"
 )
 
 // tone is how a line is coloured: the connection dot, a status word.
@@ -66,6 +78,12 @@ func describeConn(s app.State, now time.Time) connView {
 			Detail: "Open Settings, enter the Studio's address and a pairing code, then Register."}
 	}
 	switch c.State {
+	case connReattaching:
+		detail := detailReattaching
+		if c.LastError != "" {
+			detail += " " + errWords(c.LastError)
+		}
+		return connView{Title: titleReattaching, Tone: toneWait, Detail: detail, Action: "reconnect"}
 	case connConnected:
 		return connView{Title: "Connected to " + host, Tone: toneGood}
 	case connConnecting:
@@ -118,6 +136,10 @@ func hostOf(raw string) string {
 
 // describeMode puts what the worker is doing into one line.
 func describeMode(s app.State) (string, tone) {
+	if s.Conn.State == connReattaching {
+		// The mode is the worker's last word, which may no longer hold: say what is known.
+		return modeReattaching, toneWait
+	}
 	switch s.Mode {
 	case protocol.StateBusy:
 		if len(s.Running) > 0 {
