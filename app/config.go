@@ -25,19 +25,21 @@ var ErrNoConfig = errors.New("no configuration yet")
 
 // Config is the worker's configuration file (JSON, snake_case keys, mode 0600).
 type Config struct {
-	ServerURL         string        `json:"server_url"`
-	WorkerID          string        `json:"worker_id"`
-	AuthToken         string        `json:"auth_token"`
-	Name              string        `json:"name"`
-	AutoAccept        bool          `json:"auto_accept"`
-	Paused            bool          `json:"paused"`
-	VRAMThresholdGB   float64       `json:"vram_threshold_gb"`   // the user's cap; 0 = no cap
-	MaxConcurrentJobs int           `json:"max_concurrent_jobs"` // 0 = one per GPU
-	ReconnectAttempts int           `json:"reconnect_attempts"`  // 0 = forever
-	AllowInsecure     bool          `json:"allow_insecure"`
-	SpoolDir          string        `json:"spool_dir"` // "" = "spool" beside the config file
-	Engines           engine.Config `json:"engines"`
-	GPU               GPUConfig     `json:"gpu"`
+	ServerURL         string  `json:"server_url"`
+	WorkerID          string  `json:"worker_id"`
+	AuthToken         string  `json:"auth_token"`
+	Name              string  `json:"name"`
+	AutoAccept        bool    `json:"auto_accept"`
+	Paused            bool    `json:"paused"`
+	VRAMThresholdGB   float64 `json:"vram_threshold_gb"`   // the user's cap; 0 = no cap
+	MaxConcurrentJobs int     `json:"max_concurrent_jobs"` // 0 = one per GPU
+	ReconnectAttempts int     `json:"reconnect_attempts"`  // 0 = forever
+	AllowInsecure     bool    `json:"allow_insecure"`
+	SpoolDir          string  `json:"spool_dir"` // "" = "spool" beside the config file
+	// InputLimitMB is the most a job's input file may be (spec §6); 0 = 2048 (2 GiB).
+	InputLimitMB int64         `json:"input_limit_mb,omitempty"`
+	Engines      engine.Config `json:"engines"`
+	GPU          GPUConfig     `json:"gpu"`
 	// RetiredAutoStart only lets files written before autostart.go load: what starts the worker
 	// with this computer is the OS's own record (the logon entry, the user unit), read each time,
 	// never a copy here that could disagree with it. ParseConfig drops it; it is never written.
@@ -238,6 +240,8 @@ func (c *Config) Validate() error {
 		return bad("max_concurrent_jobs", "must be between 0 (one per GPU) and 64")
 	case c.ReconnectAttempts < 0:
 		return bad("reconnect_attempts", "must be 0 (retry forever) or a positive number")
+	case c.InputLimitMB < 0:
+		return bad("input_limit_mb", "must be 0 (2048 MB) or a positive number of MB")
 	case c.GPU.SampleIntervalS != 0 && (c.GPU.SampleIntervalS < 0.1 || c.GPU.SampleIntervalS > 3600):
 		return bad("gpu.sample_interval_s", "must be between 0.1 and 3600 seconds")
 	case c.GPU.SafetyMarginMB < 0:

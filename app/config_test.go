@@ -19,6 +19,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"negative cap", `{"vram_threshold_gb": -1}`, "vram_threshold_gb", "positive"},
 		{"too many jobs", `{"max_concurrent_jobs": 1000}`, "max_concurrent_jobs", "between"},
 		{"negative attempts", `{"reconnect_attempts": -3}`, "reconnect_attempts", "retry forever"},
+		{"negative input limit", `{"input_limit_mb": -1}`, "input_limit_mb", "positive number of MB"},
 		{"negative unified reserve", `{"gpu": {"unified_memory_reserve_mb": -1}}`, "gpu.unified_memory_reserve_mb", "a quarter"},
 		{"insecure url", `{"server_url": "http://studio.example.com"}`, "server_url", "http://"},
 		{"bad scheme", `{"server_url": "ftp://studio.example.com"}`, "server_url", ""},

@@ -263,6 +263,7 @@ func (w *Worker) runSession(ctx context.Context, cfg Config) error {
 	scfg.SpoolDir = cfg.SpoolPath(w.opts.ConfigPath)
 	scfg.AgentVersion = w.opts.AgentVersion
 	scfg.ReconnectAttempts = cfg.ReconnectAttempts
+	scfg.MaxInputBytes = cfg.InputLimitMB << 20
 	scfg.Logger = w.log.With("source", "session")
 	if scfg.HTTPClient == nil {
 		scfg.HTTPClient = w.client

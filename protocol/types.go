@@ -285,13 +285,15 @@ type LogEntry struct {
 
 // Claim is the job carried by an offer.
 type Claim struct {
-	JobID          string    `json:"job_id"`
-	Kind           Kind      `json:"kind"`
-	Model          string    `json:"model"`
-	VRAMGBEstimate float64   `json:"vram_gb_estimate"`
-	Input          Object    `json:"input"`
-	InputURL       string    `json:"input_url,omitempty"`
-	ExpiresAt      time.Time `json:"expires_at"`
+	JobID          string  `json:"job_id"`
+	Kind           Kind    `json:"kind"`
+	Model          string  `json:"model"`
+	VRAMGBEstimate float64 `json:"vram_gb_estimate"`
+	Input          Object  `json:"input"`
+	InputURL       string  `json:"input_url,omitempty"`
+	// InputBytes is the input file's size when the hub knows it (spec §6); 0 = not said.
+	InputBytes int64     `json:"input_bytes,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at"`
 }
 
 // Frame is one protocol message. Every frame type of the contract implements it, plus Unknown.

@@ -35,6 +35,9 @@ type Config struct {
 	LogFlushInterval          time.Duration // default 1s
 	LogBufferSize             int           // default 10,000
 	ProgressInterval          time.Duration // default 250ms (max 4 progress frames/s per job)
+	// MaxInputBytes is the most a job's input download may write to disk, whatever the server
+	// says or sends (spec §6); past it the job fails, not retryable. 0 = DefaultMaxInputBytes.
+	MaxInputBytes int64
 }
 
 // Defaults of the contract.
@@ -44,6 +47,7 @@ const (
 	DefaultLogFlushInterval = time.Second
 	DefaultLogBufferSize    = 10_000
 	DefaultProgressInterval = 250 * time.Millisecond
+	DefaultMaxInputBytes    = 2 << 30 // 2 GiB
 )
 
 func (c Config) withDefaults() Config {
@@ -61,6 +65,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ProgressInterval <= 0 {
 		c.ProgressInterval = DefaultProgressInterval
+	}
+	if c.MaxInputBytes <= 0 {
+		c.MaxInputBytes = DefaultMaxInputBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -112,6 +112,7 @@ func New(cfg Config, h Handler) (*Session, error) {
 		jobsDir: jobsDir, reconnectCh: make(chan struct{}, 1), kickCh: make(chan struct{}), statusCh: make(chan struct{}, 1),
 		jobs: map[string]*job{}, offers: map[string]*offerD{},
 	}
+	s.client = s.withRedirectPolicy(cfg.HTTPClient)
 	if n := out.len(); n > 0 {
 		log.Info("outbox loaded", "entries", n)
 	}

@@ -30,6 +30,16 @@ type downloadError struct {
 	err       error
 }
 
+// errInputTooLarge marks an input past the worker's limit: not retryable, wherever it is tried.
+var errInputTooLarge = errors.New("the input is larger than this worker's input limit")
+
+// inputLimitError says how large and what the limit is, in the words a creator can act on.
+func inputLimitError(what string, limit int64) error {
+	return fmt.Errorf("%w: %s, the limit is %s (input_limit_mb in the worker's config)", errInputTooLarge, what, mib(limit))
+}
+
+func mib(n int64) string { return fmt.Sprintf("%d MiB", n>>20) }
+
 // notHeldRetries is how often a 403/409 ("this worker does not hold the job") is asked again, at
 // 20 ms × 2^n: the hub reads the accept frame on the WebSocket while the download comes on
 // another connection, so right after the accept it may not know yet that the job is ours.
@@ -53,7 +63,11 @@ func (s *Session) download(ctx context.Context, j *job) (string, error) {
 	if u.Scheme == "http" && !s.cfg.AllowInsecure && !isLoopback(u.Hostname()) {
 		return "", &downloadError{err: fmt.Errorf("%w (input_url host %s)", ErrInsecureURL, u.Hostname())}
 	}
-	sameOrigin := strings.EqualFold(u.Scheme, s.base.Scheme) && strings.EqualFold(u.Host, s.base.Host)
+	limit := s.cfg.MaxInputBytes
+	if n := j.claim.InputBytes; n > limit {
+		return "", &downloadError{err: inputLimitError(fmt.Sprintf("the Studio says it is %s", mib(n)), limit)}
+	}
+	sameOrigin := sameOrigin(u, s.base)
 	for try := 0; ; try++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 		if err != nil {
@@ -69,7 +83,10 @@ func (s *Session) download(ctx context.Context, j *job) (string, error) {
 		sc := resp.StatusCode
 		if sc == http.StatusOK {
 			defer resp.Body.Close()
-			return s.saveInput(j, resp)
+			if resp.ContentLength > limit {
+				return "", &downloadError{err: inputLimitError(fmt.Sprintf("the server sends %s", mib(resp.ContentLength)), limit)}
+			}
+			return s.saveInput(j, resp, limit)
 		}
 		detail := fmt.Errorf("%s%s", resp.Status, bodySnippet(resp.Body))
 		resp.Body.Close()
@@ -90,17 +107,24 @@ func (s *Session) download(ctx context.Context, j *job) (string, error) {
 	}
 }
 
-func (s *Session) saveInput(j *job, resp *http.Response) (string, error) {
+// saveInput streams the body to the job folder, never writing more than limit bytes: a server
+// that sends more (or says less than it sends) is cut off at the limit, and the partial file goes.
+func (s *Session) saveInput(j *job, resp *http.Response, limit int64) (string, error) {
 	path := filepath.Join(j.dir, "input"+inputExt(resp))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return "", &downloadError{retryable: true, err: err}
 	}
-	_, err = io.Copy(f, resp.Body)
+	n, err := io.Copy(f, io.LimitReader(resp.Body, limit+1))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && n > limit {
+		_ = os.Remove(path)
+		return "", &downloadError{err: inputLimitError("the server sent more", limit)}
+	}
 	if err != nil {
+		_ = os.Remove(path)
 		return "", &downloadError{retryable: true, err: err}
 	}
 	return path, nil
