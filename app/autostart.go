@@ -1,8 +1,7 @@
 // autostart.go: "Start with this computer" for the window and the tray, behind one interface that
-// each OS implements in its own file, and the `studio-worker autostart` command.
-package app
+// each OS implements in its own file. The `studio-worker autostart` command is cli_autostart.go's.
 
-import "fmt"
+package app
 
 // The window and the tray must come back in the user's own session after logon. A Windows service
 // cannot do that (it runs in session 0: no tray, no window), so on Windows the checkbox writes a
@@ -28,48 +27,4 @@ type autostarter interface {
 	Enable() (string, error)
 	Disable() (string, error)
 	Status() (AutoStart, error)
-}
-
-// cmdAutostart is `studio-worker autostart on|off|status`: what the Settings checkbox does, from
-// a terminal. It works on the OS directly, in the caller's own session, never through a running
-// worker: a worker that runs as a Windows service belongs to another account, whose logon entries
-// are not this user's.
-func (c *CLI) cmdAutostart(args []string) int {
-	if len(args) == 0 {
-		c.errorf("autostart needs an action: on, off or status")
-		return ExitUsage
-	}
-	action := args[0]
-	switch action {
-	case "on", "off", "status":
-	default:
-		c.errorf("unknown autostart action %q: use on, off or status", action)
-		return ExitUsage
-	}
-	path, ok := c.parse("autostart", args[1:], nil)
-	if !ok {
-		return ExitUsage
-	}
-	as := newAutostarter(ServiceOptions{ConfigPath: path})
-	var out string
-	var err error
-	switch action {
-	case "on":
-		out, err = as.Enable()
-	case "off":
-		out, err = as.Disable()
-	default:
-		var st AutoStart
-		st, err = as.Status()
-		out = st.Text
-		if st.Where != "" {
-			out += "\n" + st.Where
-		}
-	}
-	if err != nil {
-		c.errorf("autostart %s: %v", action, err)
-		return ExitError
-	}
-	fmt.Fprintln(c.Stdout, out)
-	return ExitOK
 }

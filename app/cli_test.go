@@ -22,6 +22,9 @@ func TestCLIUsageAndOfflineCommands(t *testing.T) {
 		stderr string
 	}{
 		{"unknown command", []string{"frob"}, ExitUsage, "", "unknown command"},
+		{"unknown command lists the commands", []string{"frob"}, ExitUsage, "", "studio-worker register --server URL"},
+		{"help", []string{"help"}, ExitOK, "studio-worker service install|uninstall", ""},
+		{"version", []string{"version"}, ExitOK, "studio-worker  (commit ), protocol v1", ""},
 		{"register without flags", []string{"register", "--config", cfgPath}, ExitUsage, "", "--server URL and --pairing-code"},
 		{"register insecure", []string{"register", "--config", cfgPath, "--server", "http://studio.example.com", "--pairing-code", "x"}, ExitUsage, "", "http://"},
 		{"bad flag", []string{"status", "--nope"}, ExitUsage, "", "flag provided but not defined"},

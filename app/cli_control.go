@@ -1,0 +1,95 @@
+// cli_control.go: the commands that talk to a running worker over its control socket — status,
+// pause, resume and drain — and, with none running, remember pause and resume in the config for
+// the next start. The socket itself is control_*.go's; the status in words is status_text.go's.
+
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+func (c *CLI) cmdStatus(args []string) int {
+	var asJSON *bool
+	path, ok := c.parse("status", args, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print the state as JSON")
+	})
+	if !ok {
+		return ExitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl, err := DialControl(ctx, path)
+	if err != nil {
+		c.errorf("%v", err)
+		if dir, derr := LogDir(); derr == nil {
+			fmt.Fprintf(c.Stderr, "The log file is %s\n", filepath.Join(dir, "worker.log"))
+		}
+		return ExitError
+	}
+	defer cl.Close()
+	st, err := cl.State(ctx)
+	if err != nil {
+		c.errorf("%v", err)
+		return ExitError
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return ExitOK
+	}
+	fmt.Fprint(c.Stdout, StatusText(st))
+	return ExitOK
+}
+
+func (c *CLI) cmdControl(action string, args []string) int {
+	path, ok := c.parse(action, args, nil)
+	if !ok {
+		return ExitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := DialControl(ctx, path)
+	if err != nil {
+		if action == "drain" {
+			c.errorf("%v", err)
+			return ExitError
+		}
+		// Nothing runs: remember the choice for the next start.
+		cfg, lerr := LoadConfig(path)
+		if lerr != nil {
+			c.errorf("%v", err)
+			return ExitError
+		}
+		cfg.Paused = action == "pause"
+		if err := SaveConfig(path, cfg); err != nil {
+			c.errorf("%v", err)
+			return ExitError
+		}
+		fmt.Fprintf(c.Stdout, "No worker is running; it will start %s.\n", map[bool]string{true: "paused", false: "taking jobs"}[cfg.Paused])
+		return ExitOK
+	}
+	defer cl.Close()
+	switch action {
+	case "pause":
+		err = cl.Pause(ctx)
+	case "resume":
+		err = cl.Resume(ctx)
+	case "drain":
+		err = cl.Drain(ctx)
+	}
+	if err != nil {
+		c.errorf("%s: %v", action, err)
+		return ExitError
+	}
+	st, err := cl.State(ctx)
+	if err == nil {
+		fmt.Fprintf(c.Stdout, "%s — %s\n", st.Mode, st.ModeReason)
+	}
+	return ExitOK
+}
