@@ -226,7 +226,8 @@ func (w *Worker) SaveSettings(ctx context.Context, s Settings) error {
 }
 
 // TestBackend asks a backend what it serves.
-func (w *Worker) TestBackend(ctx context.Context, kind protocol.Kind, b engine.BackendConfig) ([]string, error) {
+func (w *Worker) TestBackend(ctx context.Context, kind protocol.Kind, f BackendForm) ([]string, error) {
+	b := f.config()
 	if b.APIKey == "(set)" {
 		b.APIKey = w.Config().Engines[kind].APIKey
 	}

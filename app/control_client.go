@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"studioworker/engine"
 	"studioworker/protocol"
 )
 
@@ -191,7 +190,7 @@ func (c *Client) Settings(ctx context.Context) (Settings, error) {
 func (c *Client) SaveSettings(ctx context.Context, s Settings) error {
 	return c.do(ctx, "PUT", "/v1/settings", s, nil)
 }
-func (c *Client) TestBackend(ctx context.Context, kind protocol.Kind, b engine.BackendConfig) ([]string, error) {
+func (c *Client) TestBackend(ctx context.Context, kind protocol.Kind, b BackendForm) ([]string, error) {
 	var out struct {
 		Models []string `json:"models"`
 		Error  string   `json:"error"`

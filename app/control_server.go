@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"time"
 
-	"studioworker/engine"
 	"studioworker/protocol"
 )
 
@@ -209,8 +208,8 @@ func (cs *ControlServer) putSettings(w http.ResponseWriter, r *http.Request) {
 }
 
 type testBackendRequest struct {
-	Kind    protocol.Kind        `json:"kind"`
-	Backend engine.BackendConfig `json:"backend"`
+	Kind    protocol.Kind `json:"kind"`
+	Backend BackendForm   `json:"backend"`
 }
 
 func (cs *ControlServer) testBackend(w http.ResponseWriter, r *http.Request) {

@@ -34,7 +34,7 @@ type Controller interface {
 	// SaveSettings validates, persists and applies settings; a *ValidationError names each bad field.
 	SaveSettings(ctx context.Context, s Settings) error
 	// TestBackend asks a backend what it serves, for the settings page's Test button.
-	TestBackend(ctx context.Context, kind protocol.Kind, b engine.BackendConfig) ([]string, error)
+	TestBackend(ctx context.Context, kind protocol.Kind, b BackendForm) ([]string, error)
 	// SetService turns "start with this computer" on (true) or off (false) the way this OS does
 	// it for the window and the tray (autostart.go: a logon entry on Windows, a user unit or a
 	// LaunchAgent elsewhere) and says in words what it did; State.AutoStart then shows what the
@@ -63,18 +63,18 @@ type RegisterRequest struct {
 	// Engines, when set, become the engines config with the registration (the backends ticked
 	// on the first-run page); they are checked before anything is sent. A pointer keeps the
 	// request comparable; nil keeps the engines as they are.
-	Engines *engine.Config `json:"engines,omitempty"`
+	Engines *BackendForms `json:"engines,omitempty"`
 }
 
 // Settings is the part of the Config a person edits in the window.
 type Settings struct {
-	ServerURL         string        `json:"server_url"`
-	Name              string        `json:"name"`
-	VRAMThresholdGB   float64       `json:"vram_threshold_gb"`
-	MaxConcurrentJobs int           `json:"max_concurrent_jobs"`
-	AllowInsecure     bool          `json:"allow_insecure"`
-	Engines           engine.Config `json:"engines"`
-	Yield             YieldConfig   `json:"yield"`
+	ServerURL         string       `json:"server_url"`
+	Name              string       `json:"name"`
+	VRAMThresholdGB   float64      `json:"vram_threshold_gb"`
+	MaxConcurrentJobs int          `json:"max_concurrent_jobs"`
+	AllowInsecure     bool         `json:"allow_insecure"`
+	Engines           BackendForms `json:"engines"`
+	Yield             YieldConfig  `json:"yield"`
 	// Whether the worker starts with this computer is not a setting saved here: SetService
 	// changes it in the OS at once, and State.AutoStart reports what the OS holds.
 }
@@ -85,7 +85,7 @@ func SettingsOf(c Config) Settings {
 	return Settings{
 		ServerURL: r.ServerURL, Name: r.Name, VRAMThresholdGB: r.VRAMThresholdGB,
 		MaxConcurrentJobs: r.MaxConcurrentJobs, AllowInsecure: r.AllowInsecure,
-		Engines: r.Engines, Yield: r.GPU.Yield,
+		Engines: backendFormsOf(r.Engines), Yield: r.GPU.Yield,
 	}
 }
 
@@ -96,7 +96,8 @@ func (s Settings) apply(c Config) Config {
 	c.AllowInsecure = s.AllowInsecure
 	c.GPU.Yield = s.Yield
 	engines := make(engine.Config, len(s.Engines))
-	for k, b := range s.Engines {
+	for k, f := range s.Engines {
+		b := f.config()
 		if b.APIKey == "(set)" {
 			b.APIKey = c.Engines[k].APIKey
 		}

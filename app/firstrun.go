@@ -36,8 +36,8 @@ type Detected struct {
 	Where string `json:"where"`
 	// Models are the models it listed, when it lists any.
 	Models []string `json:"models,omitempty"`
-	// Backend is the suggested engine configuration for Kind.
-	Backend engine.BackendConfig `json:"backend"`
+	// Backend is the suggested backend for Kind.
+	Backend BackendForm `json:"backend"`
 	// Ready is false when the suggestion needs something the detector cannot guess (a model
 	// file); Note says what.
 	Ready bool   `json:"ready"`
@@ -236,7 +236,7 @@ func (d Detector) probeOllama(ctx context.Context, client *http.Client) []Detect
 	}
 	return []Detected{{
 		Name: "Ollama", Kind: protocol.KindLLM, Where: base, Models: models, Ready: true, Note: note,
-		Backend: engine.BackendConfig{Backend: engine.BackendOpenAI, URL: strings.TrimRight(base, "/") + "/v1"},
+		Backend: backendFormOf(engine.BackendConfig{Backend: engine.BackendOpenAI, URL: strings.TrimRight(base, "/") + "/v1"}),
 	}}
 }
 
@@ -257,7 +257,7 @@ func (d Detector) probePort8080(ctx context.Context, client *http.Client) []Dete
 		var props map[string]json.RawMessage
 		llama = getJSON(ctx, client, base, "/props", &props) == nil && props["default_generation_settings"] != nil
 	}
-	bc := engine.BackendConfig{Backend: engine.BackendOpenAI, URL: strings.TrimRight(base, "/") + "/v1"}
+	bc := backendFormOf(engine.BackendConfig{Backend: engine.BackendOpenAI, URL: strings.TrimRight(base, "/") + "/v1"})
 	if llama {
 		return []Detected{{Name: "llama.cpp server", Kind: protocol.KindLLM, Where: base, Models: models, Backend: bc, Ready: true}}
 	}
@@ -274,8 +274,8 @@ func (d Detector) probeComfyUI(ctx context.Context, client *http.Client) []Detec
 		return nil
 	}
 	det := Detected{Name: "ComfyUI", Kind: protocol.KindImage, Where: base,
-		Backend: engine.BackendConfig{Backend: engine.BackendComfyUI, URL: strings.TrimRight(base, "/"),
-			Mapping: comfyUIMapping, VRAMGB: 6, TimeoutS: 300},
+		Backend: backendFormOf(engine.BackendConfig{Backend: engine.BackendComfyUI, URL: strings.TrimRight(base, "/"),
+			Mapping: comfyUIMapping, VRAMGB: 6, TimeoutS: 300}),
 		Note: "Uses ComfyUI's default text-to-image workflow; the Studio sees your checkpoints as models.",
 	}
 	if d.WorkflowDir != "" {
@@ -296,7 +296,7 @@ func (d Detector) probePrograms() []Detected {
 	var out []Detected
 	if p, err := look("espeak-ng"); err == nil {
 		out = append(out, Detected{Name: "espeak-ng", Kind: protocol.KindTTS, Where: p, Ready: true,
-			Backend: engine.BackendConfig{Backend: engine.BackendExec, Command: []string{p, "-w", "{output}", "--", "{text}"}, VRAMGB: 0}})
+			Backend: backendFormOf(engine.BackendConfig{Backend: engine.BackendExec, Command: []string{p, "-w", "{output}", "--", "{text}"}, VRAMGB: 0})})
 	}
 	for _, name := range []string{"whisper-cli", "whisper.cpp", "whisper-cpp"} {
 		p, err := look(name)
@@ -307,11 +307,11 @@ func (d Detector) probePrograms() []Detected {
 		if model := d.findWhisperModel(p); model != "" {
 			base := strings.TrimSuffix(filepath.Base(model), ".bin")
 			det.Ready, det.Models = true, []string{base}
-			det.Backend = engine.BackendConfig{Backend: engine.BackendExec, Ext: "json", Models: []string{base},
-				Command: []string{p, "-m", model, "-f", "{input}", "-oj", "-of", "{output_base}"}}
+			det.Backend = backendFormOf(engine.BackendConfig{Backend: engine.BackendExec, Ext: "json", Models: []string{base},
+				Command: []string{p, "-m", model, "-f", "{input}", "-oj", "-of", "{output_base}"}})
 		} else {
-			det.Backend = engine.BackendConfig{Backend: engine.BackendExec, Ext: "json",
-				Command: []string{p, "-m", "MODEL.bin", "-f", "{input}", "-oj", "-of", "{output_base}"}}
+			det.Backend = backendFormOf(engine.BackendConfig{Backend: engine.BackendExec, Ext: "json",
+				Command: []string{p, "-m", "MODEL.bin", "-f", "{input}", "-oj", "-of", "{output_base}"}})
 			det.Note = "No ggml model file found next to it: set the model (-m) in Settings > Backends > stt."
 		}
 		out = append(out, det)

@@ -129,7 +129,7 @@ func TestDetectorFindsLocalBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range found {
-		if err := (engine.Config{f.Kind: f.Backend}).Validate(); err != nil {
+		if err := (engine.Config{f.Kind: f.Backend.config()}).Validate(); err != nil {
 			t.Errorf("%s's suggestion is not a valid config: %v", f.Name, err)
 		}
 	}
@@ -314,14 +314,14 @@ func TestRegisterWithTickedEngines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := engine.Config{protocol.KindTTS: {Backend: engine.BackendExec}}
+	bad := BackendForms{protocol.KindTTS: {Backend: BackendExec}}
 	err = e.client.Register(ctx, RegisterRequest{ServerURL: e.url, PairingCode: code, Name: "pc", Engines: &bad})
 	var ve *ValidationError
 	if !errors.As(err, &ve) || !strings.Contains(ve.Fields["engines"], "engines.tts.command") {
 		t.Fatalf("bad engines: %v", err)
 	}
 	// A wrong code is the pairing code's error.
-	err = e.client.Register(ctx, RegisterRequest{ServerURL: e.url, PairingCode: "WRONG-CODE1", Engines: &engine.Config{protocol.KindTTS: tts}})
+	err = e.client.Register(ctx, RegisterRequest{ServerURL: e.url, PairingCode: "WRONG-CODE1", Engines: &BackendForms{protocol.KindTTS: backendFormOf(tts)}})
 	if !errors.As(err, &ve) || ve.Fields["pairing_code"] == "" {
 		t.Fatalf("wrong code: %v", err)
 	}
@@ -331,7 +331,7 @@ func TestRegisterWithTickedEngines(t *testing.T) {
 
 	// The right code (still unused) with the ticked engines: registered, connected, and the
 	// engines are what the config file says.
-	if err := e.client.Register(ctx, RegisterRequest{ServerURL: e.url, PairingCode: code, Name: "pc", Engines: &engine.Config{protocol.KindTTS: tts}}); err != nil {
+	if err := e.client.Register(ctx, RegisterRequest{ServerURL: e.url, PairingCode: code, Name: "pc", Engines: &BackendForms{protocol.KindTTS: backendFormOf(tts)}}); err != nil {
 		t.Fatal(err)
 	}
 	e.waitState("connected", func(s State) bool { return s.Registered && s.Conn.State == "connected" })

@@ -209,11 +209,11 @@ func (w *Worker) withoutDemo(cfg Config) Config {
 // registerEngines checks the engines a Register brings (the backends ticked on the first-run
 // page), writing the example ComfyUI workflow a detected ComfyUI points at. nil means keep the
 // engines as they are.
-func (w *Worker) registerEngines(req *engine.Config) (engine.Config, error) {
+func (w *Worker) registerEngines(req *BackendForms) (engine.Config, error) {
 	if req == nil {
 		return nil, nil
 	}
-	engines := *req
+	engines := req.config()
 	if engines == nil {
 		engines = engine.Config{} // ticked nothing, explicitly: no kind is offered
 	}

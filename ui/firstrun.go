@@ -16,7 +16,6 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"studioworker/app"
-	"studioworker/engine"
 )
 
 // The first-run page: what Studio Worker does, in plain words; the Studio's address and pairing
@@ -247,8 +246,8 @@ func kindWords(kind string) string {
 }
 
 // engines are the ticked backends; nil when none is ticked (the engines stay as they are).
-func (p *firstRun) engines() *engine.Config {
-	c := engine.Config{}
+func (p *firstRun) engines() *app.BackendForms {
+	c := app.BackendForms{}
 	for _, r := range p.rows {
 		if r.check.Checked && r.det.Ready {
 			c[r.det.Kind] = r.det.Backend

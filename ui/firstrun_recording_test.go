@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"studioworker/app"
-	"studioworker/engine"
 	"studioworker/protocol"
 )
 
@@ -45,13 +44,13 @@ func (c *recordingController) StopDemo(ctx context.Context) error {
 func testDetected() []app.Detected {
 	return []app.Detected{
 		{Name: "Ollama", Kind: protocol.KindLLM, Where: "http://127.0.0.1:11434", Models: []string{"llama3.2:latest", "qwen2.5:7b"}, Ready: true,
-			Backend: engine.BackendConfig{Backend: engine.BackendOpenAI, URL: "http://127.0.0.1:11434/v1"}},
+			Backend: app.BackendForm{Backend: app.BackendOpenAI, URL: "http://127.0.0.1:11434/v1"}},
 		{Name: "llama.cpp server", Kind: protocol.KindLLM, Where: "http://127.0.0.1:8080", Models: []string{"qwen2.5-7b-instruct"}, Ready: true,
-			Backend: engine.BackendConfig{Backend: engine.BackendOpenAI, URL: "http://127.0.0.1:8080/v1"}},
+			Backend: app.BackendForm{Backend: app.BackendOpenAI, URL: "http://127.0.0.1:8080/v1"}},
 		{Name: "espeak-ng", Kind: protocol.KindTTS, Where: "/usr/bin/espeak-ng", Ready: true,
-			Backend: engine.BackendConfig{Backend: engine.BackendExec, Command: []string{"/usr/bin/espeak-ng", "-w", "{output}", "--", "{text}"}}},
+			Backend: app.BackendForm{Backend: app.BackendExec, Command: []string{"/usr/bin/espeak-ng", "-w", "{output}", "--", "{text}"}}},
 		{Name: "whisper.cpp", Kind: protocol.KindSTT, Where: "/usr/local/bin/whisper-cli",
 			Note:    "No ggml model file found next to it: set the model (-m) in Settings > Backends > stt.",
-			Backend: engine.BackendConfig{Backend: engine.BackendExec, Command: []string{"/usr/local/bin/whisper-cli", "-m", "MODEL.bin"}}},
+			Backend: app.BackendForm{Backend: app.BackendExec, Command: []string{"/usr/local/bin/whisper-cli", "-m", "MODEL.bin"}}},
 	}
 }

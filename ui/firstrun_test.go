@@ -15,7 +15,6 @@ import (
 	"fyne.io/fyne/v2/test"
 
 	"studioworker/app"
-	"studioworker/engine"
 	"studioworker/hub"
 	"studioworker/protocol"
 )
@@ -76,7 +75,7 @@ func TestFirstRunPageTicksRegisterAndDemo(t *testing.T) {
 	if req.ServerURL != "https://studio.example.com" || req.PairingCode != "ABCDE-FGHJK" || req.Engines == nil {
 		t.Fatalf("register request %+v", req)
 	}
-	want := engine.Config{protocol.KindLLM: testDetected()[1].Backend, protocol.KindTTS: testDetected()[2].Backend}
+	want := app.BackendForms{protocol.KindLLM: testDetected()[1].Backend, protocol.KindTTS: testDetected()[2].Backend}
 	if got := *req.Engines; len(got) != 2 || got[protocol.KindLLM].URL != want[protocol.KindLLM].URL ||
 		got[protocol.KindTTS].Command[0] != want[protocol.KindTTS].Command[0] {
 		t.Fatalf("ticked engines sent: %+v", got)

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,7 +17,6 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"studioworker/app"
-	"studioworker/engine"
 	"studioworker/protocol"
 )
 
@@ -35,7 +35,7 @@ type recordingController struct {
 	gate     map[string]chan int // method name -> closed (or sent to) before the call returns
 	settings app.Settings
 	saved    []app.Settings
-	tested   []engine.BackendConfig
+	tested   []app.BackendForm
 	models   []string
 	regs     []app.RegisterRequest
 	// autoStart is the test's stand-in for the OS's own record of "start with this computer".
@@ -198,7 +198,7 @@ func (c *recordingController) SaveSettings(ctx context.Context, s app.Settings) 
 	return nil
 }
 
-func (c *recordingController) TestBackend(ctx context.Context, kind protocol.Kind, b engine.BackendConfig) ([]string, error) {
+func (c *recordingController) TestBackend(ctx context.Context, kind protocol.Kind, b app.BackendForm) ([]string, error) {
 	if err := c.record("TestBackend", string(kind)); err != nil {
 		return nil, err
 	}
@@ -241,14 +241,18 @@ func logonEntryState(on bool) app.AutoStart {
 var _ app.Controller = (*recordingController)(nil)
 
 func testSettings() app.Settings {
-	return app.Settings{
+	s := app.Settings{
 		ServerURL: "https://studio.example.com", Name: "studio-pc", VRAMThresholdGB: 20, MaxConcurrentJobs: 1,
-		Engines: engine.Config{
-			protocol.KindLLM:   {Backend: engine.BackendOpenAI, URL: "http://127.0.0.1:8080/v1", APIKey: "(set)", TimeoutS: 120},
-			protocol.KindImage: {Backend: engine.BackendSynthetic, Models: []string{"sdxl-turbo"}},
-		},
 		Yield: app.YieldConfig{Enabled: true, ThresholdMB: 512, ResumeAfterS: 30},
 	}
+	// The engines as a worker sends them over the control channel; llm's timeout_s is a field
+	// the form does not show, and must come back from a save.
+	if err := json.Unmarshal([]byte(`{
+		"llm":   {"backend": "openai", "url": "http://127.0.0.1:8080/v1", "api_key": "(set)", "timeout_s": 120},
+		"image": {"backend": "synthetic", "models": ["sdxl-turbo"]}}`), &s.Engines); err != nil {
+		panic(err)
+	}
+	return s
 }
 
 // uiThread stands for the UI thread in tests. Fyne's test driver runs fyne.Do inline on the

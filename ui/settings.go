@@ -17,19 +17,18 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"studioworker/app"
-	"studioworker/engine"
 	"studioworker/protocol"
 )
 
-// Backend choices as the settings page shows them, and the engine names behind them.
+// Backend choices as the settings page shows them, and the backend names behind them.
 const backendOff = "Off (not offered)"
 
 var backendChoices = []struct{ label, name string }{
 	{backendOff, ""},
-	{"Synthetic (demo, no GPU work)", engine.BackendSynthetic},
-	{"OpenAI-compatible server", engine.BackendOpenAI},
-	{"ComfyUI", engine.BackendComfyUI},
-	{"Command line", engine.BackendExec},
+	{"Synthetic (demo, no GPU work)", app.BackendSynthetic},
+	{"OpenAI-compatible server", app.BackendOpenAI},
+	{"ComfyUI", app.BackendComfyUI},
+	{"Command line", app.BackendExec},
 }
 
 func backendLabels() []string {
@@ -270,10 +269,10 @@ func labelled(label string, obj fyne.CanvasObject) fyne.CanvasObject {
 // showRows shows the fields the chosen backend uses.
 func (f *backendForm) showRows() {
 	b := backendName(f.backend.Selected)
-	showIf(f.urlRow, b == engine.BackendOpenAI || b == engine.BackendComfyUI)
-	showIf(f.keyRow, b == engine.BackendOpenAI)
-	showIf(f.wfRow, b == engine.BackendComfyUI)
-	showIf(f.cmdRow, b == engine.BackendExec)
+	showIf(f.urlRow, b == app.BackendOpenAI || b == app.BackendComfyUI)
+	showIf(f.keyRow, b == app.BackendOpenAI)
+	showIf(f.wfRow, b == app.BackendComfyUI)
+	showIf(f.cmdRow, b == app.BackendExec)
 	if b == "" {
 		f.test.Disable()
 	} else {
@@ -285,12 +284,12 @@ func (f *backendForm) showRows() {
 	}
 }
 
-// config returns the kind's backend config from the form over the loaded one, so fields the form
-// does not show (mapping, limits, timeouts) are kept; ok is false when the kind is off.
-func (f *backendForm) config(loaded engine.BackendConfig) (engine.BackendConfig, bool, error) {
+// config returns the kind's backend settings from the form over the loaded ones, so fields the
+// form does not show (mapping, limits, timeouts) are kept; ok is false when the kind is off.
+func (f *backendForm) config(loaded app.BackendForm) (app.BackendForm, bool, error) {
 	name := backendName(f.backend.Selected)
 	if name == "" {
-		return engine.BackendConfig{}, false, nil
+		return app.BackendForm{}, false, nil
 	}
 	bc := loaded
 	bc.Backend = name
@@ -308,7 +307,7 @@ func (f *backendForm) config(loaded engine.BackendConfig) (engine.BackendConfig,
 	return bc, true, nil
 }
 
-func (f *backendForm) fill(bc engine.BackendConfig, on bool) {
+func (f *backendForm) fill(bc app.BackendForm, on bool) {
 	f.backend.SetSelected(backendOff)
 	if on {
 		label := backendLabel(bc.Backend)
@@ -446,7 +445,7 @@ func (v *settingsView) collect() (app.Settings, map[string]string) {
 		s.Yield.ResumeAfterS = f
 	}
 	s.Yield.Ignore = splitList(v.yieldIgn.Text)
-	engines := make(engine.Config, len(v.loaded.Engines))
+	engines := make(app.BackendForms, len(v.loaded.Engines))
 	for _, k := range protocol.Kinds() {
 		bc, on, err := v.kinds[k].config(v.loaded.Engines[k])
 		if err != nil {

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -9,7 +10,6 @@ import (
 	"fyne.io/fyne/v2/test"
 
 	"studioworker/app"
-	"studioworker/engine"
 	"studioworker/protocol"
 )
 
@@ -19,7 +19,7 @@ func (c *recordingController) Saved() []app.Settings {
 	return slices.Clone(c.saved)
 }
 
-func (c *recordingController) Tested() []engine.BackendConfig {
+func (c *recordingController) Tested() []app.BackendForm {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.tested)
@@ -81,7 +81,7 @@ func TestSettingsLoadEditSave(t *testing.T) {
 		t.Errorf("saved %+v", got)
 	}
 	tts := got.Engines[protocol.KindTTS]
-	if tts.Backend != engine.BackendExec || !slices.Equal(tts.Command, []string{"piper", "--model", "en US.onnx", "--output_file", "{output}"}) ||
+	if tts.Backend != app.BackendExec || !slices.Equal(tts.Command, []string{"piper", "--model", "en US.onnx", "--output_file", "{output}"}) ||
 		!slices.Equal(tts.Models, []string{"amy", "ryan"}) {
 		t.Errorf("tts saved as %+v", tts)
 	}
@@ -89,7 +89,7 @@ func TestSettingsLoadEditSave(t *testing.T) {
 		t.Error("image was turned off but saved")
 	}
 	llm := got.Engines[protocol.KindLLM]
-	if llm.APIKey != "(set)" || llm.TimeoutS != 120 {
+	if js, _ := json.Marshal(llm); llm.APIKey != "(set)" || !strings.Contains(string(js), `"timeout_s":120`) {
 		t.Errorf("fields the form does not show were lost: %+v", llm)
 	}
 	if !slices.Equal(got.Yield.Ignore, []string{"obs", "resolve"}) || !got.Yield.Enabled || got.Yield.ThresholdMB != 512 {
@@ -181,7 +181,7 @@ func TestBackendTestButton(t *testing.T) {
 	h.waitUI("the models found", func() bool {
 		return subtleText(v.kinds[protocol.KindLLM].result) == "It answered. Models: llama3.1:8b, qwen2.5:7b"
 	})
-	if got := h.ctl.Tested()[0]; got.URL != "http://127.0.0.1:11434/v1" || got.Backend != engine.BackendOpenAI {
+	if got := h.ctl.Tested()[0]; got.URL != "http://127.0.0.1:11434/v1" || got.Backend != app.BackendOpenAI {
 		t.Errorf("tested %+v", got)
 	}
 
