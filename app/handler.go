@@ -7,11 +7,15 @@ package app
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/user"
+	"reflect"
 	"slices"
+	"time"
 
+	"studioworker/engine"
 	"studioworker/gpu"
 	"studioworker/protocol"
 	"studioworker/session"
@@ -71,6 +75,7 @@ func (w *Worker) rebuildCaps() {
 	reach := vramReach(cfg.VRAMThresholdGB, snap)
 	c.VRAMTotalGB, c.VRAMThresholdGB = reach.TotalGB, reach.LimitGB
 	w.caps.mu.Lock()
+	changed := !reflect.DeepEqual(w.caps.caps, c)
 	w.caps.caps = c
 	w.caps.mu.Unlock()
 
@@ -83,9 +88,43 @@ func (w *Worker) rebuildCaps() {
 		down[string(k)] = v
 	}
 	// Through update: the idle mode's words follow the reach.
+	now := w.now()
+	var notices []Notice
 	w.update(func(s *State) {
+		s.EngineDownSince, notices = downSince(s.EngineDown, s.EngineDownSince, down, now)
 		s.Engine, s.Models, s.EngineDown, s.MaxJobs, s.VRAM = c.Engine, models, down, maxJobs, reach
 	})
+	for _, n := range notices {
+		w.log.Info(n.Text, "source", "engine")
+		w.obs.Notify(n)
+	}
+	if sess := w.session(); changed && sess != nil {
+		sess.StatusChanged() // a kind whose backend died leaves the capabilities in this heartbeat (spec §6)
+	}
+}
+
+// downSince carries each down kind's start time over and notices the kinds that went down or
+// came back; the first check after start is not news either way.
+func downSince(before map[string]string, since map[string]time.Time, after map[string]string, now time.Time) (map[string]time.Time, []Notice) {
+	next := map[string]time.Time{}
+	var notices []Notice
+	for _, k := range slices.Sorted(maps.Keys(after)) {
+		switch t, ok := since[k]; {
+		case ok:
+			next[k] = t
+		case after[k] != engine.NotCheckedYet:
+			next[k] = now
+			notices = append(notices, Notice{Kind: NoticeBackend, Time: now, Level: protocol.LevelWarn, Source: "engine",
+				Text: fmt.Sprintf("The %s backend stopped answering: %s", k, after[k])})
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(before)) {
+		if _, still := after[k]; !still && !since[k].IsZero() {
+			notices = append(notices, Notice{Kind: NoticeBackend, Time: now, Level: protocol.LevelInfo, Source: "engine",
+				Text: fmt.Sprintf("The %s backend answers again: %s jobs are taken again", k, k)})
+		}
+	}
+	return next, notices
 }
 
 func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }

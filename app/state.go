@@ -125,6 +125,9 @@ type State struct {
 	Engine     string               `json:"engine"`      // e.g. synthetic
 	Models     map[string][]string  `json:"models"`      // kind -> models served
 	EngineDown map[string]string    `json:"engine_down"` // kind -> why its backend is not answering
+	// EngineDownSince is when each kind in EngineDown stopped answering (absent before the first
+	// check, which is not a failure).
+	EngineDownSince map[string]time.Time `json:"engine_down_since,omitempty"`
 	MaxJobs    int                  `json:"max_jobs"`    // concurrent slots
 	GPU        GPUState             `json:"gpu"`         //
 	VRAM       VRAMReach            `json:"vram"`        // which jobs a hub can offer as far as VRAM goes (reach.go)
@@ -146,6 +149,7 @@ func (s State) Clone() State {
 		c.Models[k] = slices.Clone(v)
 	}
 	c.EngineDown = maps.Clone(s.EngineDown)
+	c.EngineDownSince = maps.Clone(s.EngineDownSince)
 	c.GPU.Cards = make([]GPUCard, len(s.GPU.Cards))
 	for i, card := range s.GPU.Cards {
 		card.History = slices.Clone(card.History)
@@ -199,6 +203,7 @@ const (
 	NoticeJobFinished   NoticeKind = "job_finished"   // done, failed or cancelled
 	NoticeAuthFailed    NoticeKind = "auth_failed"    // the credentials were rejected
 	NoticeYield         NoticeKind = "yield"          // started or stopped yielding
+	NoticeBackend       NoticeKind = "backend"        // a backend stopped answering, or answers again
 )
 
 // Notice is a one-off event for subscribers (the log view, notifications). Notices may be lost by

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -105,6 +106,8 @@ type Router struct {
 	onChange []func(Capabilities)
 	started  bool
 	done     chan struct{}
+	// wake tells the refresher that a job found a backend down, so probing starts now.
+	wake chan struct{}
 }
 
 // NewRouter builds the backends of cfg. A nil logger discards; a nil client is a plain one.
@@ -137,6 +140,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		probeTimeout: opts.ProbeTimeout,
 		known:        map[protocol.Kind][]string{},
 		done:         make(chan struct{}),
+		wake:         make(chan struct{}, 1),
 	}
 	var names []string
 	for _, k := range protocol.Kinds() {
@@ -172,7 +176,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 			r.caps.VRAMGB[k] = cfg[k].VRAMGB
 			r.known[k] = ms
 		default:
-			r.caps.Down[k] = "not checked yet"
+			r.caps.Down[k] = NotCheckedYet
 		}
 	}
 	return r, nil
@@ -224,17 +228,34 @@ func (r *Router) OnChange(fn func(Capabilities)) {
 
 // Refresh asks every backend now which models it serves and returns the new capabilities.
 // A backend that does not answer within the probe timeout drops its kind until it answers again.
-func (r *Router) Refresh(ctx context.Context) Capabilities {
+func (r *Router) Refresh(ctx context.Context) Capabilities { return r.refresh(ctx, false) }
+
+// refresh asks every backend, or with downOnly those whose kind is down (the rest keep what the
+// last refresh found), so that probing a dead backend every few seconds costs the live ones
+// nothing.
+func (r *Router) refresh(ctx context.Context, downOnly bool) Capabilities {
 	r.refreshMu.Lock()
 	defer r.refreshMu.Unlock()
+	probe := r.backends
+	base := Capabilities{Engine: r.engine, Models: map[protocol.Kind][]string{}, VRAMGB: map[protocol.Kind]float64{}, Down: map[protocol.Kind]string{}}
+	if downOnly {
+		base = r.Capabilities()
+		probe = map[protocol.Kind]backend{}
+		for k := range base.Down {
+			if b, ok := r.backends[k]; ok {
+				probe[k] = b
+				delete(base.Down, k)
+			}
+		}
+	}
 
 	type answer struct {
 		kind   protocol.Kind
 		models []string
 		err    error
 	}
-	answers := make(chan answer, len(r.backends))
-	for k, b := range r.backends {
+	answers := make(chan answer, len(probe))
+	for k, b := range probe {
 		go func() {
 			pctx, cancel := context.WithTimeout(ctx, r.probeTimeout)
 			defer cancel()
@@ -242,8 +263,8 @@ func (r *Router) Refresh(ctx context.Context) Capabilities {
 			answers <- answer{k, ms, err}
 		}()
 	}
-	next := Capabilities{Engine: r.engine, Models: map[protocol.Kind][]string{}, VRAMGB: map[protocol.Kind]float64{}, Down: map[protocol.Kind]string{}}
-	for range r.backends {
+	next := base
+	for range probe {
 		a := <-answers
 		if a.err != nil {
 			next.Down[a.kind] = a.err.Error()
@@ -259,6 +280,15 @@ func (r *Router) Refresh(ctx context.Context) Capabilities {
 
 	r.mu.Lock()
 	prev := r.caps
+	if downOnly {
+		// A job may have found another backend down while we probed: keep that.
+		for k, why := range prev.Down {
+			if _, probed := probe[k]; !probed {
+				delete(next.Models, k)
+				next.Down[k] = why
+			}
+		}
+	}
 	changed := !reflect.DeepEqual(prev, next)
 	r.caps = next
 	for k, ms := range next.Models {
@@ -291,7 +321,9 @@ func (r *Router) Refresh(ctx context.Context) Capabilities {
 }
 
 // Start refreshes the capabilities now and then every RefreshEvery, on a goroutine that ends with
-// ctx; it returns at once. Wait waits for that goroutine. Only the first call starts it.
+// ctx; it returns at once. While a kind is down its backend alone is probed again much sooner
+// (probeDelay), so that it is offered again within seconds of answering. Wait waits for that
+// goroutine. Only the first call starts it.
 func (r *Router) Start(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -302,17 +334,73 @@ func (r *Router) Start(ctx context.Context) {
 	go func() {
 		defer close(r.done)
 		r.Refresh(ctx)
-		t := time.NewTicker(r.refreshEvery)
+		lastFull := time.Now()
+		tries := 0 // probes of the down kinds since one went down
+		t := time.NewTimer(0)
 		defer t.Stop()
 		for {
+			wait := r.refreshEvery - time.Since(lastFull)
+			if len(r.Capabilities().Down) > 0 {
+				wait = min(wait, probeDelay(tries))
+			} else {
+				tries = 0
+			}
+			t.Reset(max(wait, 0))
 			select {
 			case <-ctx.Done():
 				return
+			case <-r.wake:
+				tries = 0 // Reset at the top of the loop drops the old deadline (Go 1.23 timers)
+				continue
 			case <-t.C:
+			}
+			if time.Since(lastFull) >= r.refreshEvery {
 				r.Refresh(ctx)
+				lastFull = time.Now()
+			} else {
+				r.refresh(ctx, true)
+				tries++
 			}
 		}
 	}()
+}
+
+// probeDelay is the wait before the n-th probe of a down backend: 250 ms, then doubling, at most
+// maxProbeDelay, so a backend that answers again is offered again within about 4 s plus one probe.
+func probeDelay(n int) time.Duration {
+	return min(250*time.Millisecond<<min(n, 8), maxProbeDelay)
+}
+
+const maxProbeDelay = 4 * time.Second
+
+// NotCheckedYet is the Down reason of a network backend before the first refresh: not a failure,
+// so nothing should announce it as one.
+const NotCheckedYet = "not checked yet"
+
+// reportDown takes a kind out of the capabilities at once because a job could not reach its
+// backend, instead of waiting for the next refresh to notice, and starts probing it.
+func (r *Router) reportDown(kind protocol.Kind, err error) {
+	r.mu.Lock()
+	if _, up := r.caps.Models[kind]; !up {
+		r.mu.Unlock()
+		return
+	}
+	next := r.caps.clone()
+	delete(next.Models, kind)
+	delete(next.VRAMGB, kind)
+	next.Down[kind] = err.Error()
+	r.caps = next
+	callbacks := slices.Clone(r.onChange)
+	r.mu.Unlock()
+	r.logger.Warn("engine: a job could not reach its backend; its kind is dropped from the capabilities until it answers again",
+		"kind", kind, "backend", r.backends[kind].name(), "err", err)
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	for _, fn := range callbacks {
+		fn(next.clone())
+	}
 }
 
 // Wait returns once the goroutine started by Start has stopped (at once if it never started).
@@ -356,6 +444,9 @@ func (r *Router) Run(ctx context.Context, job Job, progress Progress) (Result, e
 			removeQuietly(res.File)
 		}
 		log.Warn("engine: job failed", "err", err, "retryable", Retryable(err), "took", time.Since(start).Round(time.Millisecond))
+		if errors.Is(err, ErrBackendDown) && ctx.Err() == nil {
+			r.reportDown(job.Kind, err)
+		}
 		return Result{}, err
 	}
 	log.Debug("engine: job done", "took", time.Since(start).Round(time.Millisecond))

@@ -158,7 +158,7 @@ func (d *dashboard) updateWarnings(s app.State) {
 	}
 	sort.Strings(kinds)
 	for _, k := range kinds {
-		lines = append(lines, fmt.Sprintf("The %s backend is not answering: %s", k, s.EngineDown[k]))
+		lines = append(lines, backendDownLine(s, k))
 	}
 	objs := make([]fyne.CanvasObject, len(lines))
 	for i, l := range lines {

@@ -52,6 +52,12 @@ func (n *notifier) notificationFor(no app.Notice, now time.Time) *fyne.Notificat
 			return fyne.NewNotification("Studio Worker stepped aside", orDefault(no.Text, "Paused while your programs use the GPU — resumes by itself."))
 		}
 		return fyne.NewNotification("Studio Worker is back", orDefault(no.Text, "The GPU is free again: taking jobs."))
+	case app.NoticeBackend:
+		title := "A backend answers again"
+		if no.Level == protocol.LevelWarn {
+			title = "A backend stopped answering"
+		}
+		return fyne.NewNotification(title, no.Text)
 	case app.NoticeJobFinished:
 		if no.Job == nil || no.Job.Status != "failed" {
 			return nil

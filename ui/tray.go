@@ -104,6 +104,9 @@ func trayStatus(s app.State) string {
 	}
 	switch s.Conn.State {
 	case connConnected:
+		if k := firstDownKind(s); k != "" {
+			return fmt.Sprintf("Idle — the %s backend is down since %s", k, s.EngineDownSince[k].Local().Format("15:04"))
+		}
 		if s.VRAM.Basis == app.ReachNoGPU {
 			return "Idle — no GPU: only jobs that need no VRAM"
 		}

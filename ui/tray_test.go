@@ -2,6 +2,7 @@ package ui
 
 import (
 	"testing"
+	"time"
 
 	"studioworker/app"
 	"studioworker/assets"
@@ -29,6 +30,9 @@ func TestTrayMenu(t *testing.T) {
 	noGPU := idleState()
 	noGPU.GPU = app.GPUState{Source: "none"}
 	noGPU.VRAM = app.VRAMReach{Basis: app.ReachNoGPU}
+	backendDown := idleState()
+	backendDown.EngineDown = map[string]string{"llm": "backend not reachable: connection refused", "tts": "not checked yet"}
+	backendDown.EngineDownSince = map[string]time.Time{"llm": time.Date(2026, 12, 3, 16, 52, 0, 0, time.Local)}
 
 	type want struct {
 		status      string
@@ -45,6 +49,7 @@ func TestTrayMenu(t *testing.T) {
 	}{
 		{"idle", idleState(), want{"Idle — waiting for jobs", true, labelPause, TrayPause, true, assets.IconIdle}},
 		{"idle with no GPU", noGPU, want{"Idle — no GPU: only jobs that need no VRAM", true, labelPause, TrayPause, true, assets.IconIdle}},
+		{"idle with a backend down", backendDown, want{"Idle — the llm backend is down since 16:52", true, labelPause, TrayPause, true, assets.IconIdle}},
 		{"busy", busy, want{"Busy: image · sdxl-turbo · 60 %", true, labelPause, TrayPause, false, assets.IconBusy}},
 		{"busy with two jobs, auto-accept off", two, want{"Busy: image · sdxl-turbo · 60 % (+1)", false, labelPause, TrayPause, false, assets.IconBusy}},
 		{"draining", draining, want{"Finishing job 7f3a9c21…, then pausing", false, labelResume, TrayResume, true, assets.IconBusy}},

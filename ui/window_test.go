@@ -276,6 +276,8 @@ func TestNotificationsFromNotices(t *testing.T) {
 	h.obs.Notify(app.Notice{Kind: app.NoticeAuthFailed, Text: "This worker was removed from the Studio — register again"})
 	h.obs.Notify(app.Notice{Kind: app.NoticeYield, State: protocol.StateYielding, Text: "Paused while game.exe uses the GPU — resumes by itself"})
 	h.obs.Notify(app.Notice{Kind: app.NoticeYield, State: protocol.StateIdle, Text: "The GPU is free again: taking jobs"})
+	h.obs.Notify(app.Notice{Kind: app.NoticeBackend, Level: protocol.LevelWarn, Text: "The llm backend stopped answering: connection refused"})
+	h.obs.Notify(app.Notice{Kind: app.NoticeBackend, Level: protocol.LevelInfo, Text: "The llm backend answers again: llm jobs are taken again"})
 	h.obs.Notify(failed("a"))
 	h.obs.Notify(failed("b")) // within the minute: held back
 	h.obs.Notify(app.Notice{Kind: app.NoticeJobFinished, Job: &app.RecentJob{Status: "done"}})
@@ -292,6 +294,8 @@ func TestNotificationsFromNotices(t *testing.T) {
 		"Studio Worker: sign-in needed | This worker was removed from the Studio — register again",
 		"Studio Worker stepped aside | Paused while game.exe uses the GPU — resumes by itself",
 		"Studio Worker is back | The GPU is free again: taking jobs",
+		"A backend stopped answering | The llm backend stopped answering: connection refused",
+		"A backend answers again | The llm backend answers again: llm jobs are taken again",
 		"A job failed | image · sdxl: out of memory",
 		"A job failed | image · sdxl: out of memory (and 1 more failed since the last notice)",
 	}

@@ -341,3 +341,24 @@ func recentStatus(r app.RecentJob) string {
 	}
 	return r.Status
 }
+
+// backendDownLine says which backend is down, since when, and why: "The llm backend is not
+// answering since 16:52: …". Before the first check there is no "since": it is not a failure.
+func backendDownLine(s app.State, kind string) string {
+	if t, ok := s.EngineDownSince[kind]; ok {
+		return fmt.Sprintf("The %s backend is not answering since %s: %s", kind, t.Local().Format("15:04"), s.EngineDown[kind])
+	}
+	return fmt.Sprintf("The %s backend is not answering: %s", kind, s.EngineDown[kind])
+}
+
+// firstDownKind is the down backend to name in a one-line status, the one down longest; "" when
+// none has failed (a backend not checked yet has not).
+func firstDownKind(s app.State) string {
+	kind, since := "", time.Time{}
+	for k, t := range s.EngineDownSince {
+		if kind == "" || t.Before(since) || (t.Equal(since) && k < kind) {
+			kind, since = k, t
+		}
+	}
+	return kind
+}
