@@ -1,3 +1,5 @@
+// comfyui.go: the comfyui backend, which runs image and video jobs on ComfyUI's HTTP API: its
+// models, a job from the filled workflow to the output file, and the interrupt of a prompt.
 package engine
 
 import (
@@ -12,7 +14,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -20,94 +21,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"studioworker/protocol"
 )
-
-// maxWorkflowBytes caps a workflow file; real ones are tens of kilobytes.
-const maxWorkflowBytes = 16 << 20
-
-// comfyWorkflow is a ComfyUI API-format workflow: node id -> {class_type, inputs, ...}.
-type comfyWorkflow struct {
-	raw   []byte
-	nodes map[string]struct {
-		ClassType string                     `json:"class_type"`
-		Inputs    map[string]json.RawMessage `json:"inputs"`
-	}
-}
-
-func loadWorkflow(path string) (*comfyWorkflow, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxWorkflowBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if len(raw) > maxWorkflowBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxWorkflowBytes)
-	}
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &probe); err != nil {
-		return nil, fmt.Errorf("%s is not a JSON object: %w", path, err)
-	}
-	if _, ok := probe["nodes"]; ok {
-		if _, ok := probe["links"]; ok {
-			return nil, fmt.Errorf("%s is in ComfyUI's UI format; export it with \"Save (API)\" instead", path)
-		}
-	}
-	wf := &comfyWorkflow{raw: raw}
-	if err := json.Unmarshal(raw, &wf.nodes); err != nil {
-		return nil, fmt.Errorf("%s is not an API-format workflow (node id -> {class_type, inputs}): %w", path, err)
-	}
-	if len(wf.nodes) == 0 {
-		return nil, fmt.Errorf("%s has no nodes", path)
-	}
-	for _, id := range sortedKeys(wf.nodes) {
-		if wf.nodes[id].ClassType == "" || wf.nodes[id].Inputs == nil {
-			return nil, fmt.Errorf("%s: node %q has no class_type or inputs; is this an API-format workflow?", path, id)
-		}
-	}
-	return wf, nil
-}
-
-// check reports whether a mapping target exists in the workflow.
-func (wf *comfyWorkflow) check(field string, ni NodeInput) error {
-	n, ok := wf.nodes[ni.Node]
-	if !ok {
-		return fmt.Errorf("node %q is not in the workflow", ni.Node)
-	}
-	if _, ok := n.Inputs[ni.Input]; !ok {
-		return fmt.Errorf("node %q (%s) has no input %q (it has: %s)", ni.Node, n.ClassType, ni.Input, strings.Join(sortedKeys(n.Inputs), ", "))
-	}
-	return nil
-}
-
-// fill returns the workflow with the mapped inputs set to values, as a fresh tree per job.
-func (wf *comfyWorkflow) fill(mapping map[string]NodeInput, values map[string]any) (map[string]any, error) {
-	var tree map[string]any
-	dec := json.NewDecoder(bytes.NewReader(wf.raw))
-	dec.UseNumber() // keep the workflow's numbers exactly as written
-	if err := dec.Decode(&tree); err != nil {
-		return nil, err
-	}
-	for field, v := range values {
-		ni, ok := mapping[field]
-		if !ok {
-			continue
-		}
-		node, _ := tree[ni.Node].(map[string]any)
-		inputs, _ := node["inputs"].(map[string]any)
-		if inputs == nil {
-			return nil, fmt.Errorf("workflow node %q has no inputs", ni.Node)
-		}
-		inputs[ni.Input] = v
-	}
-	return tree, nil
-}
 
 // comfyUI runs image and video jobs on ComfyUI's HTTP API.
 type comfyUI struct {
@@ -219,20 +134,6 @@ func comboOptions(spec json.RawMessage) []string {
 	return nil
 }
 
-// comfyEvent is one /ws message about a prompt.
-type comfyEvent struct {
-	Type string `json:"type"`
-	Data struct {
-		PromptID  string  `json:"prompt_id"`
-		Node      *string `json:"node"`
-		Value     float64 `json:"value"`
-		Max       float64 `json:"max"`
-		NodeID    string  `json:"node_id"`
-		NodeType  string  `json:"node_type"`
-		Exception string  `json:"exception_message"`
-	} `json:"data"`
-}
-
 func (c *comfyUI) Run(parent context.Context, job Job, progress Progress) (Result, error) {
 	progress = monotonic(progress)
 	values := map[string]any{}
@@ -305,62 +206,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// listen opens ComfyUI's /ws for clientID and forwards its text messages as events until ctx
-// ends or stop is called; stop waits for the reader. Without a socket it returns a nil channel
-// and the wait falls back to polling /history.
-func (c *comfyUI) listen(ctx context.Context, clientID string) (<-chan comfyEvent, func()) {
-	wsURL := c.url("/ws", url.Values{"clientId": {clientID}})
-	wsURL = "ws" + strings.TrimPrefix(wsURL, "http")
-	ctx, stop := context.WithCancel(ctx)
-	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.client})
-	if err != nil {
-		stop()
-		c.logger.Debug("comfyui /ws not available; polling /history", "err", err)
-		return nil, func() {}
-	}
-	// Previews arrive as binary frames of any size: no frame limit, and text is capped below.
-	conn.SetReadLimit(-1)
-	events := make(chan comfyEvent, 32)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(events)
-		for {
-			typ, r, err := conn.Reader(ctx)
-			if err != nil {
-				return
-			}
-			if typ != websocket.MessageText {
-				if _, err := io.Copy(io.Discard, r); err != nil {
-					return
-				}
-				continue
-			}
-			data, err := io.ReadAll(io.LimitReader(r, 1<<20))
-			if err != nil {
-				return
-			}
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				return
-			}
-			var ev comfyEvent
-			if json.Unmarshal(data, &ev) != nil {
-				continue
-			}
-			select {
-			case events <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return events, func() {
-		stop() // releases a reader blocked handing over an event nobody reads any more
-		conn.CloseNow()
-		<-done
-	}
 }
 
 // queue posts the workflow and returns its prompt id. A refusal that names a node input the job
@@ -441,107 +286,6 @@ func (c *comfyUI) queue(parent, ctx context.Context, tree map[string]any, client
 		return "", &Error{Field: field, Err: fmt.Errorf("%w: input.%s: comfyui refused it: %s", ErrInvalidInput, field, msg)}
 	}
 	return "", backendFailed(true, "comfyui refused the workflow: %s", msg)
-}
-
-// wait follows the prompt through /ws messages until it has run, polling /history as well, since
-// a socket can miss messages or drop.
-func (c *comfyUI) wait(parent, ctx context.Context, promptID string, events <-chan comfyEvent, progress Progress) error {
-	poll := time.NewTicker(comfyPollEvery(events))
-	defer poll.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctxError(parent, ctx, "comfyui")
-		case ev, ok := <-events:
-			if !ok {
-				events = nil // the socket went away: rely on polling
-				poll.Reset(comfyPollEvery(nil))
-				continue
-			}
-			if ev.Data.PromptID != promptID {
-				continue
-			}
-			switch ev.Type {
-			case "progress":
-				if ev.Data.Max > 0 {
-					progress(0.05+0.9*ev.Data.Value/ev.Data.Max, fmt.Sprintf("step %d/%d", int(ev.Data.Value), int(ev.Data.Max)))
-				}
-			case "executing":
-				if ev.Data.Node == nil {
-					return nil
-				}
-				class := c.wf.nodes[*ev.Data.Node].ClassType
-				progress(0, fmt.Sprintf("running node %s (%s)", *ev.Data.Node, class))
-			case "execution_success":
-				return nil
-			case "execution_error":
-				return backendFailed(true, "comfyui node %s (%s) failed: %s", ev.Data.NodeID, ev.Data.NodeType, ev.Data.Exception)
-			case "execution_interrupted":
-				return backendFailed(true, "comfyui interrupted the prompt")
-			}
-		case <-poll.C:
-			done, err := c.historyDone(parent, ctx, promptID)
-			if err != nil || done {
-				return err
-			}
-		}
-	}
-}
-
-func comfyPollEvery(events <-chan comfyEvent) time.Duration {
-	if events == nil {
-		return time.Second
-	}
-	return 5 * time.Second
-}
-
-// comfyHistory is one prompt's entry of /history/{prompt_id}.
-type comfyHistory struct {
-	Outputs map[string]map[string]json.RawMessage `json:"outputs"`
-	Status  struct {
-		StatusStr string            `json:"status_str"`
-		Completed bool              `json:"completed"`
-		Messages  []json.RawMessage `json:"messages"`
-	} `json:"status"`
-}
-
-func (c *comfyUI) history(parent, ctx context.Context, promptID string) (*comfyHistory, error) {
-	var h map[string]comfyHistory
-	if err := c.getJSON(parent, ctx, "/history/"+url.PathEscape(promptID), &h); err != nil {
-		return nil, err
-	}
-	e, ok := h[promptID]
-	if !ok {
-		return nil, nil
-	}
-	return &e, nil
-}
-
-// historyDone reports whether the prompt has finished, or the error it ended with.
-func (c *comfyUI) historyDone(parent, ctx context.Context, promptID string) (bool, error) {
-	h, err := c.history(parent, ctx, promptID)
-	if err != nil || h == nil {
-		return false, err
-	}
-	if h.Status.StatusStr == "error" {
-		return false, backendFailed(true, "comfyui could not run the prompt: %s", lastMessage(h.Status.Messages))
-	}
-	return h.Status.Completed || h.Status.StatusStr == "success", nil
-}
-
-func lastMessage(msgs []json.RawMessage) string {
-	for i := len(msgs) - 1; i >= 0; i-- {
-		var m []json.RawMessage
-		if json.Unmarshal(msgs[i], &m) == nil && len(m) == 2 {
-			var d struct {
-				Exception string `json:"exception_message"`
-			}
-			if json.Unmarshal(m[1], &d) == nil && d.Exception != "" {
-				return d.Exception
-			}
-		}
-	}
-	return "no details"
 }
 
 // comfyFile is one output file as ComfyUI lists it.

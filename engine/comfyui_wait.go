@@ -1,0 +1,186 @@
+// comfyui_wait.go: following a queued ComfyUI prompt until it has run: its /ws messages, with
+// /history polled beside them and alone when the socket is gone.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// comfyEvent is one /ws message about a prompt.
+type comfyEvent struct {
+	Type string `json:"type"`
+	Data struct {
+		PromptID  string  `json:"prompt_id"`
+		Node      *string `json:"node"`
+		Value     float64 `json:"value"`
+		Max       float64 `json:"max"`
+		NodeID    string  `json:"node_id"`
+		NodeType  string  `json:"node_type"`
+		Exception string  `json:"exception_message"`
+	} `json:"data"`
+}
+
+// listen opens ComfyUI's /ws for clientID and forwards its text messages as events until ctx
+// ends or stop is called; stop waits for the reader. Without a socket it returns a nil channel
+// and the wait falls back to polling /history.
+func (c *comfyUI) listen(ctx context.Context, clientID string) (<-chan comfyEvent, func()) {
+	wsURL := c.url("/ws", url.Values{"clientId": {clientID}})
+	wsURL = "ws" + strings.TrimPrefix(wsURL, "http")
+	ctx, stop := context.WithCancel(ctx)
+	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.client})
+	if err != nil {
+		stop()
+		c.logger.Debug("comfyui /ws not available; polling /history", "err", err)
+		return nil, func() {}
+	}
+	// Previews arrive as binary frames of any size: no frame limit, and text is capped below.
+	conn.SetReadLimit(-1)
+	events := make(chan comfyEvent, 32)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(events)
+		for {
+			typ, r, err := conn.Reader(ctx)
+			if err != nil {
+				return
+			}
+			if typ != websocket.MessageText {
+				if _, err := io.Copy(io.Discard, r); err != nil {
+					return
+				}
+				continue
+			}
+			data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return
+			}
+			var ev comfyEvent
+			if json.Unmarshal(data, &ev) != nil {
+				continue
+			}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return events, func() {
+		stop() // releases a reader blocked handing over an event nobody reads any more
+		conn.CloseNow()
+		<-done
+	}
+}
+
+// wait follows the prompt through /ws messages until it has run, polling /history as well, since
+// a socket can miss messages or drop.
+func (c *comfyUI) wait(parent, ctx context.Context, promptID string, events <-chan comfyEvent, progress Progress) error {
+	poll := time.NewTicker(comfyPollEvery(events))
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctxError(parent, ctx, "comfyui")
+		case ev, ok := <-events:
+			if !ok {
+				events = nil // the socket went away: rely on polling
+				poll.Reset(comfyPollEvery(nil))
+				continue
+			}
+			if ev.Data.PromptID != promptID {
+				continue
+			}
+			switch ev.Type {
+			case "progress":
+				if ev.Data.Max > 0 {
+					progress(0.05+0.9*ev.Data.Value/ev.Data.Max, fmt.Sprintf("step %d/%d", int(ev.Data.Value), int(ev.Data.Max)))
+				}
+			case "executing":
+				if ev.Data.Node == nil {
+					return nil
+				}
+				class := c.wf.nodes[*ev.Data.Node].ClassType
+				progress(0, fmt.Sprintf("running node %s (%s)", *ev.Data.Node, class))
+			case "execution_success":
+				return nil
+			case "execution_error":
+				return backendFailed(true, "comfyui node %s (%s) failed: %s", ev.Data.NodeID, ev.Data.NodeType, ev.Data.Exception)
+			case "execution_interrupted":
+				return backendFailed(true, "comfyui interrupted the prompt")
+			}
+		case <-poll.C:
+			done, err := c.historyDone(parent, ctx, promptID)
+			if err != nil || done {
+				return err
+			}
+		}
+	}
+}
+
+func comfyPollEvery(events <-chan comfyEvent) time.Duration {
+	if events == nil {
+		return time.Second
+	}
+	return 5 * time.Second
+}
+
+// comfyHistory is one prompt's entry of /history/{prompt_id}.
+type comfyHistory struct {
+	Outputs map[string]map[string]json.RawMessage `json:"outputs"`
+	Status  struct {
+		StatusStr string            `json:"status_str"`
+		Completed bool              `json:"completed"`
+		Messages  []json.RawMessage `json:"messages"`
+	} `json:"status"`
+}
+
+func (c *comfyUI) history(parent, ctx context.Context, promptID string) (*comfyHistory, error) {
+	var h map[string]comfyHistory
+	if err := c.getJSON(parent, ctx, "/history/"+url.PathEscape(promptID), &h); err != nil {
+		return nil, err
+	}
+	e, ok := h[promptID]
+	if !ok {
+		return nil, nil
+	}
+	return &e, nil
+}
+
+// historyDone reports whether the prompt has finished, or the error it ended with.
+func (c *comfyUI) historyDone(parent, ctx context.Context, promptID string) (bool, error) {
+	h, err := c.history(parent, ctx, promptID)
+	if err != nil || h == nil {
+		return false, err
+	}
+	if h.Status.StatusStr == "error" {
+		return false, backendFailed(true, "comfyui could not run the prompt: %s", lastMessage(h.Status.Messages))
+	}
+	return h.Status.Completed || h.Status.StatusStr == "success", nil
+}
+
+func lastMessage(msgs []json.RawMessage) string {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		var m []json.RawMessage
+		if json.Unmarshal(msgs[i], &m) == nil && len(m) == 2 {
+			var d struct {
+				Exception string `json:"exception_message"`
+			}
+			if json.Unmarshal(m[1], &d) == nil && d.Exception != "" {
+				return d.Exception
+			}
+		}
+	}
+	return "no details"
+}

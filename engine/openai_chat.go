@@ -1,0 +1,192 @@
+// openai_chat.go: the openai backend's llm jobs: the streamed chat completion and how its
+// server-sent events are read.
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"studioworker/protocol"
+)
+
+// progressTokens is the token count progress is measured against when the job sets no max_tokens.
+const progressTokens = 512
+
+func (o *openAI) chat(parent, ctx context.Context, job Job, progress Progress) (Result, error) {
+	in, err := parseLLM(job.Input, o.cfg.limits())
+	if err != nil {
+		return Result{}, err
+	}
+	body := map[string]any{
+		"model":          job.Model,
+		"messages":       in.messages,
+		"stream":         true,
+		"stream_options": map[string]any{"include_usage": true},
+	}
+	budget := progressTokens
+	if in.MaxTokens != nil {
+		body["max_tokens"] = *in.MaxTokens
+		budget = *in.MaxTokens
+	}
+	if in.Temperature != nil {
+		body["temperature"] = *in.Temperature
+	}
+	if in.Seed != nil {
+		body["seed"] = *in.Seed
+	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return Result{}, fmt.Errorf("engine: encoding the chat request: %w", err)
+	}
+	req, err := o.newRequest(ctx, http.MethodPost, "/chat/completions", bytes.NewReader(raw), "application/json")
+	if err != nil {
+		return Result{}, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := send(parent, ctx, o.client, req, "openai")
+	if err != nil {
+		return Result{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Result{}, statusError(resp, "openai /chat/completions")
+	}
+	var res protocol.LLMResult
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		// A server that does not stream answers one completion object.
+		res, err = readCompletion(resp.Body)
+	} else {
+		res, err = readChatStream(resp.Body, func(tokens int) {
+			progress(0.95*float64(tokens)/float64(budget), fmt.Sprintf("%d tokens", tokens))
+		})
+	}
+	if err != nil {
+		if cerr := ctxError(parent, ctx, "openai"); cerr != nil {
+			return Result{}, cerr
+		}
+		return Result{}, err
+	}
+	if res.Usage.PromptTokens == 0 {
+		for _, m := range in.messages {
+			res.Usage.PromptTokens += len(strings.Fields(m.Content))
+		}
+	}
+	out, err := json.Marshal(res)
+	if err != nil {
+		return Result{}, fmt.Errorf("engine: encoding the llm result: %w", err)
+	}
+	progress(1, "done")
+	return Result{JSON: out, Prompt: in.prompt()}, nil
+}
+
+type chatChunk struct {
+	Choices []struct {
+		Delta struct {
+			Content *string `json:"content"`
+		} `json:"delta"`
+		Message struct {
+			Content *string `json:"content"`
+		} `json:"message"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *protocol.Usage `json:"usage"`
+	Error json.RawMessage `json:"error"`
+}
+
+// readChatStream reads a streamed chat completion (server-sent events, "data: {json}" lines
+// ending with "data: [DONE]"). Usage comes in a last chunk when the server honours
+// stream_options; without it, completion tokens are the content chunks counted.
+func readChatStream(body io.Reader, onToken func(int)) (protocol.LLMResult, error) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var (
+		text   strings.Builder
+		res    protocol.LLMResult
+		chunks int
+		usage  *protocol.Usage
+		done   bool
+	)
+	for sc.Scan() {
+		line := sc.Bytes()
+		data, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			continue // comments, event names, blank separators
+		}
+		data = bytes.TrimSpace(data)
+		if string(data) == "[DONE]" {
+			done = true
+			break
+		}
+		var ch chatChunk
+		if err := json.Unmarshal(data, &ch); err != nil {
+			return res, backendFailed(true, "openai stream: unreadable chunk: %v", err)
+		}
+		if len(ch.Error) > 0 && string(ch.Error) != "null" {
+			return res, backendFailed(true, "openai stream: %s", errorMessage(ch.Error))
+		}
+		if ch.Usage != nil {
+			usage = ch.Usage
+		}
+		for _, c := range ch.Choices {
+			if c.Delta.Content != nil && *c.Delta.Content != "" {
+				text.WriteString(*c.Delta.Content)
+				chunks++
+				onToken(chunks)
+			}
+			if c.FinishReason != nil && *c.FinishReason != "" {
+				res.FinishReason = *c.FinishReason
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return res, backendDown("openai stream", err)
+	}
+	if !done {
+		return res, backendDown("openai stream", io.ErrUnexpectedEOF)
+	}
+	res.Text = text.String()
+	if res.FinishReason == "" {
+		res.FinishReason = "stop"
+	}
+	res.Usage.CompletionTokens = chunks
+	if usage != nil {
+		res.Usage = *usage
+	}
+	return res, nil
+}
+
+func readCompletion(body io.Reader) (protocol.LLMResult, error) {
+	var ch chatChunk
+	if err := json.NewDecoder(io.LimitReader(body, 64<<20)).Decode(&ch); err != nil {
+		return protocol.LLMResult{}, backendFailed(true, "openai: unreadable completion: %v", err)
+	}
+	if len(ch.Choices) == 0 || ch.Choices[0].Message.Content == nil {
+		return protocol.LLMResult{}, backendFailed(true, "openai: completion without a message")
+	}
+	res := protocol.LLMResult{Text: *ch.Choices[0].Message.Content, FinishReason: "stop"}
+	if f := ch.Choices[0].FinishReason; f != nil && *f != "" {
+		res.FinishReason = *f
+	}
+	if ch.Usage != nil {
+		res.Usage = *ch.Usage
+	} else {
+		res.Usage.CompletionTokens = len(strings.Fields(res.Text))
+	}
+	return res, nil
+}
+
+func errorMessage(raw json.RawMessage) string {
+	var e struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(raw, &e) == nil && e.Message != "" {
+		return e.Message
+	}
+	return string(raw)
+}
