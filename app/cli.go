@@ -39,6 +39,9 @@ type CLI struct {
 	Stdout, Stderr io.Writer
 	Build          BuildInfo
 	GUI            GUIFunc
+	// DemoHub starts the hub of `studio-worker demo` and of the window's demo; main passes
+	// demo.Start, and nil leaves this build without a demo.
+	DemoHub DemoHubStarter
 	// Session tunes the worker's session (tests shorten timers).
 	Session session.Config
 	// Signals delivers shutdown requests; nil = SIGINT and SIGTERM.

@@ -65,7 +65,7 @@ func (c *CLI) serveWorker(path string, cfg Config, logger *slog.Logger, sink *lo
 	}
 	w, err := NewWorker(Options{
 		ConfigPath: path, Config: cfg, AgentVersion: c.Build.Version, Logger: logger,
-		KeepRunning: gui != nil, Session: c.Session, LogFile: sink.path,
+		KeepRunning: gui != nil, Session: c.Session, LogFile: sink.path, DemoHub: c.DemoHub,
 	})
 	if err != nil {
 		ln.Close()

@@ -358,48 +358,6 @@ func TestDetectThroughControlSocket(t *testing.T) {
 	}
 }
 
-func TestDemoFromTheWindow(t *testing.T) {
-	e := newFirstRunEnv(t)
-	ctx := context.Background()
-	if err := e.client.StopDemo(ctx); err == nil || !strings.Contains(err.Error(), ErrNoDemo.Error()) {
-		t.Fatalf("StopDemo with none running: %v", err)
-	}
-	if err := e.client.StartDemo(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.client.StartDemo(ctx); err == nil || !strings.Contains(err.Error(), ErrDemoRunning.Error()) {
-		t.Fatalf("a second StartDemo: %v", err)
-	}
-	st := e.waitState("demo jobs done", func(s State) bool { return s.Demo && s.Registered && s.Counters.Done >= 2 })
-	if st.Conn.State != "connected" || !strings.HasPrefix(st.ServerURL, "http://127.0.0.1:") {
-		t.Fatalf("during the demo: conn %+v server %q", st.Conn, st.ServerURL)
-	}
-	// A setting changed during the demo is saved, without the demo's hub or credentials.
-	if err := e.client.SetAutoAccept(ctx, true); err != nil {
-		t.Fatal(err)
-	}
-	saved, err := LoadConfig(e.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if saved.Registered() || saved.ServerURL != "" || !reflect.DeepEqual(saved.Engines, engine.DefaultConfig()) {
-		t.Fatalf("the demo leaked into the config file: %+v", saved)
-	}
-
-	if err := e.client.StopDemo(ctx); err != nil {
-		t.Fatal(err)
-	}
-	st = e.waitState("back to first run", func(s State) bool { return !s.Demo && !s.Registered && s.Conn.State == "unregistered" })
-	if cfg := e.worker.Config(); cfg.Registered() {
-		t.Fatal("the worker kept the demo's credentials")
-	}
-	// And a demo can run again.
-	if err := e.client.StartDemo(ctx); err != nil {
-		t.Fatal(err)
-	}
-	e.waitState("connected again", func(s State) bool { return s.Demo && s.Conn.State == "connected" })
-}
-
 func TestLogLines(t *testing.T) {
 	var mu sync.Mutex
 	var got []string

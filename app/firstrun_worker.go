@@ -27,7 +27,7 @@ var (
 // hub in this process that submits the demo jobs.
 type demoRun struct {
 	prev   Config // the config before the demo: what the file keeps meanwhile, and what comes back after
-	hub    *demoHub
+	hub    DemoHub
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the job loop has ended
 	ending bool          // endDemo is under way; w.mu
@@ -50,6 +50,9 @@ func (w *Worker) StartDemo(ctx context.Context) error {
 	d := &demoRun{done: make(chan struct{})}
 	w.mu.Lock()
 	switch {
+	case w.opts.DemoHub == nil:
+		w.mu.Unlock()
+		return ErrNoDemoHub
 	case w.demo != nil:
 		w.mu.Unlock()
 		return ErrDemoRunning
@@ -74,13 +77,13 @@ func (w *Worker) StartDemo(ctx context.Context) error {
 		}
 		return fmt.Errorf("start the demo: %w", err)
 	}
-	dh, err := startDemoHub(serveCtx, w.log.With("source", "demo hub"))
+	dh, err := w.opts.DemoHub(serveCtx, w.log.With("source", "demo hub"))
 	if err != nil {
 		return fail(err)
 	}
 	d.hub = dh
 	name := demoName()
-	reg, err := dh.Client.Register(ctx, name, "demo")
+	workerID, authToken, err := dh.Register(ctx, name)
 	if err != nil {
 		return fail(err)
 	}
@@ -91,13 +94,13 @@ func (w *Worker) StartDemo(ctx context.Context) error {
 	dctx, cancel := context.WithCancel(serveCtx)
 	d.cancel = cancel
 	w.mu.Lock()
-	w.cfg.ServerURL, w.cfg.WorkerID, w.cfg.AuthToken, w.cfg.Name = dh.URL, reg.WorkerID, reg.AuthToken, name
+	w.cfg.ServerURL, w.cfg.WorkerID, w.cfg.AuthToken, w.cfg.Name = dh.URL(), workerID, authToken, name
 	w.cfg.Engines = engines
-	w.cfg.SpoolDir = filepath.Join(dh.dir, "spool") // demo results never wait in the real outbox
+	w.cfg.SpoolDir = filepath.Join(dh.Dir(), "spool") // demo results never wait in the real outbox
 	w.mu.Unlock()
 	w.rebuildCaps()
 	w.update(func(s *State) { s.Demo = true })
-	w.log.Info("demo: a local Studio hub in this app sends test jobs to this worker", "source", "demo", "hub", dh.URL)
+	w.log.Info("demo: a local Studio hub in this app sends test jobs to this worker", "source", "demo", "hub", dh.URL())
 	w.setConn(ConnInfo{State: string(session.ConnConnecting)})
 	w.requestRestart()
 
@@ -105,13 +108,9 @@ func (w *Worker) StartDemo(ctx context.Context) error {
 		defer close(d.done)
 		out := &logLines{log: w.log, level: slog.LevelInfo}
 		errOut := &logLines{log: w.log, level: slog.LevelWarn}
-		plan := make([]demoJob, 0, 12)
-		for _, j := range demoPlan(12) {
-			if !j.declined { // that one needs the demo's simulated GPU with another program on it
-				plan = append(plan, j)
-			}
-		}
-		runDemoJobs(dctx, out, errOut, dh.Client, w, plan)
+		// Not the job to be declined for VRAM: it needs the demo command's simulated GPU with
+		// another program on it.
+		dh.RunJobs(dctx, w, DemoPlan{Jobs: 12, NoVRAMDecline: true}, out, errOut)
 		out.flush()
 		errOut.flush()
 	}()
@@ -172,13 +171,7 @@ func (w *Worker) endDemo() bool {
 func (w *Worker) drainDemo(d *demoRun) {
 	ctx, cancel := context.WithTimeout(context.Background(), demoDrainWait)
 	defer cancel()
-	if jobs, err := d.hub.Client.Jobs(ctx); err == nil {
-		for _, j := range jobs {
-			if !j.Status.Done() {
-				_ = d.hub.Client.Cancel(ctx, j.JobID)
-			}
-		}
-	}
+	d.hub.CancelJobs(ctx)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {

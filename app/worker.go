@@ -42,6 +42,8 @@ type Options struct {
 	LogFile string
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
+	// DemoHub starts the hub the window's demo runs against (StartDemo); nil = no demo.
+	DemoHub DemoHubStarter
 	// autostart is "start with this computer"; nil = this OS's own (newAutostarter) for
 	// ConfigPath. Tests give theirs.
 	autostart autostarter

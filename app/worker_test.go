@@ -467,25 +467,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestDemoHeadless(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the demo runs 12 jobs end to end (about 15 s); skipped with -short")
-	}
-	t.Setenv("XDG_CACHE_HOME", t.TempDir())
-	var out, errb syncBuffer
-	cli := &CLI{Stdout: &out, Stderr: &errb}
-	code := cli.Run([]string{"demo", "--headless", "--jobs", "12"})
-	if code != 0 {
-		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
-	}
-	s := out.String()
-	for _, want := range []string{"All 12 jobs ended as expected", "Summary", "failed", "cancelled", "image/png"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, s)
-		}
-	}
-}
-
 func TestYieldToAGraphicsProgramAndComeBack(t *testing.T) {
 	env := newTestEnv(t, func(c *Config) { c.GPU.Yield.ResumeAfterS = 0.3 })
 	sim := env.worker.sim
