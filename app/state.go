@@ -128,17 +128,17 @@ type State struct {
 	// EngineDownSince is when each kind in EngineDown stopped answering (absent before the first
 	// check, which is not a failure).
 	EngineDownSince map[string]time.Time `json:"engine_down_since,omitempty"`
-	MaxJobs    int                  `json:"max_jobs"`    // concurrent slots
-	GPU        GPUState             `json:"gpu"`         //
-	VRAM       VRAMReach            `json:"vram"`        // which jobs a hub can offer as far as VRAM goes (reach.go)
-	Running    []RunningJob         `json:"running"`     //
-	Offers     []PendingOffer       `json:"offers"`      //
-	Recent     []RecentJob          `json:"recent"`      // newest first, at most 100
-	Counters   Counters             `json:"counters"`    //
-	LogFile    string               `json:"log_file"`    // where the log file is
-	ConfigPath string               `json:"config_path"` //
-	AutoStart  AutoStart            `json:"auto_start"`  // what starts the worker with this computer, read from the OS
-	Started    time.Time            `json:"started"`     //
+	MaxJobs         int                  `json:"max_jobs"`    // concurrent slots
+	GPU             GPUState             `json:"gpu"`         //
+	VRAM            VRAMReach            `json:"vram"`        // which jobs a hub can offer as far as VRAM goes (reach.go)
+	Running         []RunningJob         `json:"running"`     //
+	Offers          []PendingOffer       `json:"offers"`      //
+	Recent          []RecentJob          `json:"recent"`      // newest first, at most 100
+	Counters        Counters             `json:"counters"`    //
+	LogFile         string               `json:"log_file"`    // where the log file is
+	ConfigPath      string               `json:"config_path"` //
+	AutoStart       AutoStart            `json:"auto_start"`  // what starts the worker with this computer, read from the OS
+	Started         time.Time            `json:"started"`     //
 }
 
 // Clone returns a deep copy, so a subscriber can keep it while the worker goes on.
