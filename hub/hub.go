@@ -33,6 +33,7 @@ type Config struct {
 	AdminToken        string        // "" = create one on first start, readable via Hub.AdminToken()
 	OfferTTL          time.Duration // default 10s
 	LeaseGrace        time.Duration // default 60s
+	RetryCoolOff      time.Duration // a run that ended without a result keeps the job from its worker this long; default 30s
 	MaxAttempts       int           // default 3
 	MaxUpload         int64         // default 2 GiB
 	HeartbeatInterval time.Duration // announced in welcome; default 5s
@@ -42,13 +43,15 @@ type Config struct {
 	Now               func() time.Time // optional clock for tests; default time.Now
 }
 
-// Defaults of Config.
+// Defaults of Config. RetryCoolOff has no "off" (0 takes the default): without a cool-off a dead
+// backend uses up a job's attempts in milliseconds (contract §6).
 const (
-	DefaultOfferTTL    = 10 * time.Second
-	DefaultLeaseGrace  = 60 * time.Second
-	DefaultMaxAttempts = 3
-	DefaultMaxUpload   = int64(2) << 30
-	DefaultHeartbeat   = 5 * time.Second
+	DefaultOfferTTL     = 10 * time.Second
+	DefaultLeaseGrace   = 60 * time.Second
+	DefaultRetryCoolOff = 30 * time.Second
+	DefaultMaxAttempts  = 3
+	DefaultMaxUpload    = int64(2) << 30
+	DefaultHeartbeat    = 5 * time.Second
 )
 
 // sendQueue bounds the frames waiting for one worker's writer; a worker that lets it fill up is
@@ -101,6 +104,9 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	if cfg.LeaseGrace <= 0 {
 		cfg.LeaseGrace = DefaultLeaseGrace
+	}
+	if cfg.RetryCoolOff <= 0 {
+		cfg.RetryCoolOff = DefaultRetryCoolOff
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,9 +58,19 @@ func (h *Hub) lease(j *job, w *worker) {
 	h.persistJob(j, nil)
 }
 
+// runEnd says how a leased run ended without a result; both start the retry cool-off, and only
+// the waiting sentence tells them apart.
+type runEnd int
+
+const (
+	runFailed runEnd = iota // a retryable fail (a user's cancel too), or a result the hub refused
+	leaseLost               // the grace ran out, or the worker no longer has the job
+)
+
 // requeue ends a leased run without a result: attempts+1, then the queue or, at max_attempts,
-// failure.
-func (h *Hub) requeue(j *job, why string, after func(error)) {
+// failure. The holder whose run it was is kept from the job for RetryCoolOff (contract §6), so
+// a dead backend cannot use up the attempts in milliseconds.
+func (h *Hub) requeue(j *job, how runEnd, why string, after func(error)) {
 	j.attempts++
 	j.declined = nil
 	j.graceUntil = time.Time{}
@@ -70,8 +81,22 @@ func (h *Hub) requeue(j *job, why string, after func(error)) {
 	}
 	h.met.requeues.Add(1)
 	j.errText = why
+	h.startCoolOff(j, retryMark{worker: j.holder, until: h.now().Add(h.cfg.RetryCoolOff), lost: how == leaseLost})
 	h.enqueueJob(j)
 	h.persistJob(j, after)
+}
+
+// startCoolOff records m on j, replacing an earlier mark of the same worker and dropping those
+// that have passed (which keeps the list bounded), and arms a timer for its end: the job is
+// offered again the moment the cool-off passes, not at some later heartbeat. The marks live in
+// memory only; a restart forgets them, and at worst a worker is offered its job again early.
+func (h *Hub) startCoolOff(j *job, m retryMark) {
+	now := h.now()
+	j.coolOffs = slices.DeleteFunc(j.coolOffs, func(o retryMark) bool {
+		return o.worker == m.worker || !now.Before(o.until)
+	})
+	j.coolOffs = append(j.coolOffs, m)
+	h.timeCoolOff(j, m.until)
 }
 
 // finish makes a job final (failed or cancelled; completions go through complete), persists it,
@@ -93,6 +118,7 @@ func (h *Hub) finish(j *job, s protocol.JobStatus, errText string, after func(er
 	}
 	h.setStatus(j, s)
 	j.errText = errText
+	j.coolOffs = nil // a finished job is offered to nobody
 	j.graceUntil = time.Time{}
 	j.leaseGen++
 	h.persistJob(j, func(err error) {
@@ -166,6 +192,7 @@ func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum
 	delete(w.held, j.id)
 	h.setStatus(j, protocol.JobCompleted)
 	j.errText = ""
+	j.coolOffs = nil
 	j.graceUntil = time.Time{}
 	j.leaseGen++
 	j.result, j.resultFile, j.resultExt = result, file, ext

@@ -45,14 +45,15 @@ func TestLeaseKeptAcrossReconnect(t *testing.T) {
 }
 
 func TestReconnectWithoutTheJobRequeuesIt(t *testing.T) {
-	e := startHub(t, nil)
+	// A short retry cool-off: a2 is offered the job again once it has passed (cooloff_test.go).
+	e := startHub(t, func(c *Config) { c.RetryCoolOff = 50 * time.Millisecond })
 	creds := e.register("a")
 	a := e.connect(creds, hello(llmCaps, nil, nil))
 	id := e.submit(llmJob("m1"))
 	e.lease(a, id)
 	a.drop()
 	a2 := e.connect(creds, hello(llmCaps, nil, nil))
-	// Lost with attempts+1, and offered again (to a2, the only worker).
+	// Lost with attempts+1, and offered again (to a2, the only worker, after its cool-off).
 	a2.offerFor(id)
 	if info := e.waitJob(id, "offered", statusIs(protocol.JobOffered)); info.Attempts != 1 {
 		t.Fatalf("attempts %d, want 1", info.Attempts)
@@ -91,6 +92,8 @@ func TestInFlightTakesBackAQueuedJob(t *testing.T) {
 	e.lease(a, id)
 	a.drop()
 	e.waitJob(id, "queued after the grace", func(i protocol.JobInfo) bool { return i.Status == protocol.JobQueued && i.Attempts == 1 })
+	// The lost lease started a's retry cool-off (30 s by default); taking a lease back is not an
+	// offer, so the cool-off does not stand in its way.
 	a2 := e.connect(creds, hello(llmCaps, []string{id}, nil))
 	if info := e.waitJob(id, "running", statusIs(protocol.JobRunning)); info.WorkerID != creds.WorkerID {
 		t.Fatalf("info %+v", info)
@@ -200,7 +203,8 @@ func TestCancelThroughTheAPIReachesTheWorker(t *testing.T) {
 }
 
 func TestAttemptsGrowUntilMaxAttempts(t *testing.T) {
-	e := startHub(t, func(c *Config) { c.MaxAttempts = 2 })
+	// Each attempt's fail cools a off for a moment; the attempts count as without it.
+	e := startHub(t, func(c *Config) { c.MaxAttempts, c.RetryCoolOff = 2, 50*time.Millisecond })
 	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
 	id := e.submit(llmJob("m1"))
 	for attempt := 1; attempt <= 2; attempt++ {

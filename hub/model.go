@@ -1,6 +1,7 @@
 // model.go: the hub's in-memory picture of jobs and workers, and the small rules read straight off
-// it (has a worker room, does it take this VRAM, does a decline still hold). They live beside the
-// fields they read so that the scheduler and waiting.go, which both ask them, cannot drift apart.
+// it (has a worker room, does it take this VRAM, does a decline or a retry cool-off still hold).
+// They live beside the fields they read so that the scheduler and waiting.go, which both ask
+// them, cannot drift apart.
 // Nothing here changes state or takes a lock: it must not know about the database, the queues or
 // the scheduler loop, and every field is touched under Hub.mu by the files that own the change.
 
@@ -39,6 +40,12 @@ type job struct {
 	// after a cool-off for a reason that passes (busy, paused, vram, expired) — otherwise a job
 	// that the only suitable worker turned down while it was briefly busy would wait forever.
 	declined map[string]declineMark
+	// coolOffs keeps the job from the workers whose run of it ended without a result (a
+	// retryable fail, a lost lease) for RetryCoolOff, across attempts: the retry cool-off of the
+	// contract's §6, a separate rule from declined. At most one mark per worker, and expired
+	// ones go whenever one is added, so it is never longer than the attempts (< MaxAttempts);
+	// it is dropped when the job ends.
+	coolOffs []retryMark
 	inQueue  bool // an entry for it is in its queue (possibly stale while offered)
 
 	offerSeq   uint64 // identifies the open offer, so a stale timer does nothing
@@ -131,6 +138,26 @@ func (d declineMark) holds(w *worker, now time.Time) bool {
 		return !w.acceptingSince.After(d.at)
 	}
 	return true
+}
+
+// retryMark is one worker's retry cool-off on a job: its run ended without a result, so it is not
+// offered the job again before until, whoever else can or cannot take it. (The contract's "while
+// another connected worker can take it" needs no test of its own: with another one, that one is
+// offered the job; with none, the job waits for until either way.)
+type retryMark struct {
+	worker string
+	until  time.Time
+	lost   bool // the lease was lost rather than the run failed: only the waiting sentence differs
+}
+
+// coolingOff returns the retry cool-off that keeps j from w at now, if one does.
+func (j *job) coolingOff(workerID string, now time.Time) (retryMark, bool) {
+	for _, m := range j.coolOffs {
+		if m.worker == workerID && now.Before(m.until) {
+			return m, true
+		}
+	}
+	return retryMark{}, false
 }
 
 // farFuture excludes a worker from a job for the rest of the attempt.

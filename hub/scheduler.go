@@ -106,13 +106,20 @@ func (h *Hub) schedule(now time.Time) {
 	}
 }
 
-// pickFor takes, across w's queues, the oldest job w's VRAM limit covers and no decline of w's
-// still holds; age decides across models, so a busy model cannot starve an older job of another.
+// pickFor takes, across w's queues, the oldest job w's VRAM limit covers, no decline of w's still
+// holds and no retry cool-off keeps from w; age decides across models, so a busy model cannot
+// starve an older job of another.
 func (h *Hub) pickFor(w *worker) *job {
 	now := h.now()
 	ok := func(j *job) bool {
-		mark, declined := j.declined[w.id]
-		return w.takesVRAM(j.vram) && (!declined || !mark.holds(w, now))
+		if !w.takesVRAM(j.vram) {
+			return false
+		}
+		if mark, declined := j.declined[w.id]; declined && mark.holds(w, now) {
+			return false
+		}
+		_, cooling := j.coolingOff(w.id, now)
+		return !cooling
 	}
 	var bestQ *queue
 	best := -1

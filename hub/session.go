@@ -76,7 +76,7 @@ func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.He
 	}
 	for _, j := range lost {
 		c.log.Info("lease lost: the worker came back without the job", "job_id", j.id)
-		h.requeue(j, "lease lost: worker "+w.id+" came back without it", nil)
+		h.requeue(j, leaseLost, "lease lost: worker "+w.id+" came back without it", nil)
 	}
 	for _, id := range hello.InFlight {
 		w.active++ // it runs on the worker until it says ready_for_more
@@ -146,7 +146,7 @@ func (h *Hub) checkListed(w *worker, running []string) {
 	}
 	for _, j := range gone {
 		w.conn.log.Info("lease ended: the worker no longer lists the job", "job_id", j.id)
-		h.requeue(j, "worker "+w.id+" no longer runs it", nil)
+		h.requeue(j, leaseLost, "worker "+w.id+" no longer runs it", nil)
 	}
 }
 
@@ -344,7 +344,7 @@ func (h *Hub) onCompleteJSON(ctx context.Context, c *conn, w *worker, f protocol
 		c.log.Warn("complete_json for a job whose result is a file: rejected", "job_id", j.id, "kind", j.kind)
 		v = protocol.AckRejected
 		if j.status == protocol.JobRunning && j.holder == w.id {
-			h.requeue(j, "the worker sent a JSON result for a "+string(j.kind)+" job", nil)
+			h.requeue(j, runFailed, "the worker sent a JSON result for a "+string(j.kind)+" job", nil)
 		}
 	}
 	if v != protocol.AckStored {
@@ -383,7 +383,7 @@ func (h *Hub) onFail(c *conn, w *worker, f protocol.Fail) {
 	}
 	c.log.Info("job failed on the worker", "job_id", j.id, "retryable", f.Retryable, "error", f.Error)
 	if f.Retryable {
-		h.requeue(j, "worker "+w.id+": "+f.Error, ack)
+		h.requeue(j, runFailed, "worker "+w.id+": "+f.Error, ack)
 		return
 	}
 	h.finish(j, protocol.JobFailed, f.Error, ack)

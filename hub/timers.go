@@ -1,7 +1,9 @@
-// timers.go: the deadlines that end an open offer (OfferTTL) or a disconnected holder's lease
-// (LeaseGrace), in one heap the scheduler loop sleeps on. A timer is never cancelled: it carries
-// the offer's or the lease's token, so one that outlived its offer or lease does nothing. It must
-// not know what an expiry leads to beyond handing the job to withdrawOffer or requeue.
+// timers.go: the deadlines that end an open offer (OfferTTL), a disconnected holder's lease
+// (LeaseGrace) or a retry cool-off (RetryCoolOff), in one heap the scheduler loop sleeps on. A
+// timer is never cancelled: it carries the offer's or the lease's token, so one that outlived its
+// offer or lease does nothing, and the end of a cool-off only wakes the loop, whose scheduling
+// pass then offers the job. It must not know what an expiry leads to beyond handing the job to
+// withdrawOffer or requeue.
 
 package hub
 
@@ -18,6 +20,7 @@ type timerKind int
 const (
 	timerOffer timerKind = iota
 	timerLease
+	timerCoolOff // carries no token: waking the loop once too often costs one scheduling pass
 )
 
 type timerItem struct {
@@ -41,7 +44,8 @@ func (t *timerHeap) Pop() any {
 	return it
 }
 
-// fireTimers handles offer expiries and lease grace ends that are due.
+// fireTimers handles offer expiries and lease grace ends that are due. A cool-off's end needs
+// nothing here: the scheduling pass that follows every firing offers the job.
 func (h *Hub) fireTimers(now time.Time) {
 	for len(h.timers) > 0 && !h.timers[0].at.After(now) {
 		it := heap.Pop(&h.timers).(timerItem)
@@ -59,7 +63,7 @@ func (h *Hub) fireTimers(now time.Time) {
 		case timerLease:
 			if j.status == protocol.JobRunning && j.leaseGen == it.token && !j.graceUntil.IsZero() {
 				h.log.Info("lease lost: the worker did not come back in time", "job_id", j.id, "worker_id", j.holder)
-				h.requeue(j, "lease lost: worker "+j.holder+" did not come back", nil)
+				h.requeue(j, leaseLost, "lease lost: worker "+j.holder+" did not come back", nil)
 			}
 		}
 	}
@@ -83,4 +87,9 @@ func (h *Hub) startGrace(j *job, now time.Time) {
 	j.leaseGen++
 	j.graceUntil = now.Add(h.cfg.LeaseGrace)
 	heap.Push(&h.timers, timerItem{at: j.graceUntil, kind: timerLease, jobID: j.id, token: j.leaseGen})
+}
+
+// timeCoolOff wakes the scheduler loop when a retry cool-off on j ends.
+func (h *Hub) timeCoolOff(j *job, at time.Time) {
+	heap.Push(&h.timers, timerItem{at: at, kind: timerCoolOff, jobID: j.id})
 }

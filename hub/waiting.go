@@ -2,7 +2,7 @@
 // waits"): it reads the connected workers' capabilities and heartbeat state against the job and
 // names the first rule that holds it back. It runs on a GET, so it changes nothing it reads and
 // costs one pass over the workers; it must not know how the scheduler orders jobs, only the rules
-// it shares with it (hasRoom, takesVRAM, declineMark.holds).
+// it shares with it (hasRoom, takesVRAM, declineMark.holds, job.coolingOff).
 
 package hub
 
@@ -39,6 +39,7 @@ const (
 	holdYielding
 	holdCooling  // it declined this attempt for a reason that passes; offered again after a cool-off
 	holdDeclined // it declined this attempt for good (unsupported, user)
+	holdRetry    // its run of the job ended without a result; offered again after the retry cool-off
 	holdKinds    // the number of kinds above
 )
 
@@ -51,8 +52,27 @@ type waitTally struct {
 	anyGPU      bool    // one of those lists a GPU
 	capable     int     // run the model and take the VRAM
 	held        [holdKinds]int
-	only        declineMark // the decline of the only capable worker, when that is what holds it
-	soonest     time.Time   // the earliest end of a cool-off among the capable workers
+	only        hold      // what holds the only capable worker, when it is a decline or a cool-off
+	soonest     time.Time // the earliest end of a cool-off (after a decline or a run) among the capable workers
+}
+
+// hold is what keeps one capable worker from a job, with the decline or the retry cool-off behind
+// it when there is one.
+type hold struct {
+	why     holdBack
+	decline declineMark
+	retry   retryMark
+}
+
+// until is when the hold ends, zero when nothing but the worker itself can end it.
+func (d hold) until() time.Time {
+	switch d.why {
+	case holdCooling:
+		return d.decline.until
+	case holdRetry:
+		return d.retry.until
+	}
+	return time.Time{}
 }
 
 // waiting explains why j (queued) waits; h.mu is held.
@@ -88,39 +108,41 @@ func (h *Hub) waiting(j *job, now time.Time) string {
 			continue
 		}
 		t.capable++
-		why, mark := holdOf(j, w, now)
-		t.held[why]++
-		if why == holdCooling && (t.soonest.IsZero() || mark.until.Before(t.soonest)) {
-			t.soonest = mark.until
+		d := holdOf(j, w, now)
+		t.held[d.why]++
+		if u := d.until(); !u.IsZero() && (t.soonest.IsZero() || u.Before(t.soonest)) {
+			t.soonest = u
 		}
-		if why == holdCooling || why == holdDeclined {
-			t.only = mark
-		}
+		t.only = d
 	}
 	return t.sentence(j, now)
 }
 
 // holdOf is what keeps a worker that runs j's model and takes its VRAM from being offered it:
-// its state first (the reason it is not accepting), then a full slot, then its own decline.
-func holdOf(j *job, w *worker, now time.Time) (holdBack, declineMark) {
+// its state first (the reason it is not accepting), then a full slot, then its own decline of
+// this attempt, then the retry cool-off after its run of an earlier one.
+func holdOf(j *job, w *worker, now time.Time) hold {
 	switch w.state {
 	case protocol.StatePaused:
-		return holdPaused, declineMark{}
+		return hold{why: holdPaused}
 	case protocol.StateDraining:
-		return holdDraining, declineMark{}
+		return hold{why: holdDraining}
 	case protocol.StateYielding:
-		return holdYielding, declineMark{}
+		return hold{why: holdYielding}
 	}
 	if !w.hasRoom() {
-		return holdBusy, declineMark{}
+		return hold{why: holdBusy}
 	}
 	if mark, ok := j.declined[w.id]; ok && mark.holds(w, now) {
 		if mark.until.Equal(farFuture) {
-			return holdDeclined, mark
+			return hold{why: holdDeclined, decline: mark}
 		}
-		return holdCooling, mark
+		return hold{why: holdCooling, decline: mark}
 	}
-	return holdNone, declineMark{}
+	if m, ok := j.coolingOff(w.id, now); ok {
+		return hold{why: holdRetry, retry: m}
+	}
+	return hold{why: holdNone}
 }
 
 func (t *waitTally) sentence(j *job, now time.Time) string {
@@ -155,6 +177,7 @@ func (t *waitTally) sentence(j *job, now time.Time) string {
 		{holdYielding, "yielding the GPU to their users"},
 		{holdCooling, "declined it for now"},
 		{holdDeclined, "declined it for this attempt"},
+		{holdRetry, "cooling off after a failed run"},
 	} {
 		if n := t.held[p.why]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, p.words))
@@ -178,15 +201,21 @@ func (t *waitTally) onlyHold(now time.Time) string {
 		return "is finishing its jobs, then pausing"
 	case t.held[holdYielding] > 0:
 		return "is yielding the GPU to its user"
+	case t.held[holdRetry] > 0:
+		did := "failed it (retryable)"
+		if t.only.retry.lost {
+			did = "lost its lease on it"
+		}
+		return did + fmt.Sprintf("; it is offered to it again after a cool-off, in %s", secondsLeft(t.only.until().Sub(now)))
 	}
-	did := fmt.Sprintf("declined it (%s)", t.only.reason)
-	if t.only.reason == protocol.DeclineExpired {
+	did := fmt.Sprintf("declined it (%s)", t.only.decline.reason)
+	if t.only.decline.reason == protocol.DeclineExpired {
 		did = "let the offer expire"
 	}
 	if t.held[holdDeclined] > 0 {
 		return did + " and is not offered it again in this attempt"
 	}
-	return did + fmt.Sprintf("; it is offered again after a cool-off, in %s", secondsLeft(t.only.until.Sub(now)))
+	return did + fmt.Sprintf("; it is offered again after a cool-off, in %s", secondsLeft(t.only.until().Sub(now)))
 }
 
 // gbUp and gbDown write GB with at most one decimal, rounding a need up and a limit down, so that

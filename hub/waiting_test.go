@@ -92,6 +92,31 @@ func TestWaitingSaysWhyAJobWaits(t *testing.T) {
 			w.send(protocol.Decline{JobID: id, Reason: protocol.DeclineUser})
 			return id
 		}, "the only connected worker that can take it declined it (user) and is not offered it again in this attempt"},
+		{"the only capable worker failed it: retry cool-off", func(e *env) string {
+			w := e.connect(e.register("a"), hello(llmCaps, nil, nil))
+			id := e.submit(llmJob("m1"))
+			e.lease(w, id)
+			failWith("cancelled by the user")(e, w, id)
+			return id
+		}, "the only connected worker that can take it failed it (retryable); it is offered to it again after a cool-off, in 30 s"},
+		{"the only capable worker lost its lease: retry cool-off", func(e *env) string {
+			creds := e.register("a")
+			w := e.connect(creds, hello(llmCaps, nil, nil))
+			id := e.submit(llmJob("m1"))
+			e.lease(w, id)
+			w.drop()
+			e.connect(creds, hello(llmCaps, nil, nil)) // without the job: its lease is lost
+			return id
+		}, "the only connected worker that can take it lost its lease on it; it is offered to it again after a cool-off, in 30 s"},
+		{"several capable workers, one cooling off after a failed run", func(e *env) string {
+			a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
+			id := e.submit(llmJob("m1"))
+			e.lease(a, id)
+			b := e.connect(e.register("b"), hello(llmCaps, nil, nil))
+			e.lease(b, e.submit(llmJob("m1")))
+			failWith("backend down")(e, a, id)
+			return id
+		}, "none of the 2 connected workers that can take it has room: 1 busy, 1 cooling off after a failed run; it is offered again after a cool-off, in 30 s"},
 		{"several capable workers, none with room", func(e *env) string {
 			a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
 			a.heartbeat(paused)
