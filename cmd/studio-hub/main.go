@@ -30,8 +30,8 @@ var version = "dev"
 const usage = `studio-hub: the reference Studio hub
 
   studio-hub serve  --addr 127.0.0.1:7860 --db PATH [--data DIR] [--open-registration]
-                    [--admin-token TOKEN] [--offer-ttl 10s] [--lease-grace 60s] [--max-attempts 3]
-                    [--max-upload 2GiB] [--public-url URL] [--log-format text|json]
+                    [--admin-token TOKEN] [--offer-ttl 10s] [--lease-grace 60s] [--retry-cooloff 30s]
+                    [--max-attempts 3] [--max-upload 2GiB] [--public-url URL] [--log-format text|json]
   studio-hub pair   [--hub URL] [--admin-token TOKEN | --admin-token-file FILE | --db PATH]
   studio-hub submit --kind K --model M --input JSON [--file PATH] [--vram GB] [--wait] [hub flags]
   studio-hub jobs   [--json] [hub flags]
@@ -144,6 +144,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin token of the job API (default: created on first start)")
 	fs.DurationVar(&cfg.OfferTTL, "offer-ttl", hub.DefaultOfferTTL, "time a worker has to answer an offer")
 	fs.DurationVar(&cfg.LeaseGrace, "lease-grace", hub.DefaultLeaseGrace, "time a disconnected worker keeps its jobs")
+	fs.DurationVar(&cfg.RetryCoolOff, "retry-cooloff", hub.DefaultRetryCoolOff, "time a worker whose run of a job failed (retryable) or lost its lease is not offered that job again")
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", hub.DefaultMaxAttempts, "runs of a job before it fails")
 	fs.Var(sizeFlag{&cfg.MaxUpload}, "max-upload", "largest result or input file (e.g. 2GiB)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL workers reach the hub at, for input_url (default: from each request)")
@@ -153,6 +154,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.DBPath == "" {
 		return usageError{errors.New("--db is required")}
+	}
+	// No "off": a hub without a cool-off lets a dead backend use up a job's attempts in
+	// milliseconds (contract §6). A short one (1s) retries soon enough on a single worker.
+	if cfg.RetryCoolOff <= 0 {
+		return usageError{fmt.Errorf("--retry-cooloff must be positive (e.g. 1s for a quick retry), not %s", cfg.RetryCoolOff)}
 	}
 	if cfg.AdminToken == "" {
 		cfg.AdminToken = os.Getenv("STUDIO_HUB_ADMIN_TOKEN")

@@ -375,6 +375,28 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+// A hub without a retry cool-off would let a dead backend use up a job's attempts in
+// milliseconds, so --retry-cooloff has no "off": 0 and below are usage errors.
+func TestServeRefusesNoRetryCoolOff(t *testing.T) {
+	// A cancelled context: were the flag taken, serve would stop at once instead of serving.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, v := range []string{"0", "-1s"} {
+		var stderr bytes.Buffer
+		db := filepath.Join(t.TempDir(), "hub.db")
+		args := []string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--retry-cooloff", v}
+		if rc := run(ctx, args, io.Discard, &stderr); rc != 2 {
+			t.Errorf("--retry-cooloff %s: exit %d, want 2 (%s)", v, rc, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "--retry-cooloff must be positive") {
+			t.Errorf("--retry-cooloff %s: stderr %q", v, stderr.String())
+		}
+		if _, err := os.Stat(db); err == nil {
+			t.Errorf("--retry-cooloff %s: a database was created", v)
+		}
+	}
+}
+
 func TestCommandsTalkToARunningHub(t *testing.T) {
 	dir := t.TempDir()
 	p := startHubProcess(t, "--db", filepath.Join(dir, "hub.db"))
