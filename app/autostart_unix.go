@@ -1,7 +1,9 @@
 //go:build !windows
 
 // autostart_unix.go: "Start with this computer" on Linux and macOS is the user service of
-// service.go (a systemd user unit, a LaunchAgent), which already runs in the user's session at login.
+// app/service (a systemd user unit, a LaunchAgent), which already runs in the user's session at
+// login.
+
 package app
 
 import (
@@ -10,21 +12,25 @@ import (
 	"os"
 	"runtime"
 	"strings"
+
+	"studioworker/app/service"
 )
 
-// userService is the autostarter of Linux and macOS: ServiceControl's install and uninstall,
+// userService is the autostarter of Linux and macOS: service.Control's install and uninstall,
 // with the unit file on disk as the record of whether it is set up.
-type userService struct{ opts ServiceOptions }
+type userService struct{ opts service.Options }
 
-func newAutostarter(opts ServiceOptions) autostarter { return userService{opts: opts} }
+func newAutostarter(configPath string) autostarter {
+	return userService{opts: service.Options{ConfigPath: configPath}}
+}
 
-func (u userService) Enable() (string, error)  { return ServiceControl(u.opts, "install") }
-func (u userService) Disable() (string, error) { return ServiceControl(u.opts, "uninstall") }
+func (u userService) Enable() (string, error)  { return service.Control(u.opts, "install") }
+func (u userService) Disable() (string, error) { return service.Control(u.opts, "uninstall") }
 
 // Status looks for the unit file first, so that a machine without it says "off" without asking
 // systemd (which may not be reachable, in a container or over ssh).
 func (u userService) Status() (AutoStart, error) {
-	file, what, err := svcUnitFile(runtime.GOOS)
+	file, what, err := service.UnitFile(runtime.GOOS)
 	if err != nil {
 		return AutoStart{}, err
 	}
@@ -33,8 +39,8 @@ func (u userService) Status() (AutoStart, error) {
 	} else if err != nil {
 		return AutoStart{}, fmt.Errorf("autostart: look for the %s: %w", what, err)
 	}
-	st := AutoStart{On: true, Text: "Starts when you log in (" + what + ")", Where: what + " " + svcTilde(file)}
-	words, err := ServiceControl(u.opts, "status")
+	st := AutoStart{On: true, Text: "Starts when you log in (" + what + ")", Where: what + " " + service.Tilde(file)}
+	words, err := service.Control(u.opts, "status")
 	switch {
 	case err != nil:
 		// The file says it is set up; say so, and why its state is unknown.

@@ -1,22 +1,24 @@
 //go:build !windows
 
 // autostart_unix_test.go: on Linux the checkbox and `studio-worker autostart` install the systemd
-// user unit of service.go, run here against the fake systemctl of service_test.go.
+// user unit of app/service, run here against the fake systemctl of app/service/servicetest.
+
 package app
 
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"studioworker/app/service"
+	"studioworker/app/service/servicetest"
 )
 
 func TestAutostartUserUnit(t *testing.T) {
-	f := svcUseFakeSystemctl(t)
-	opts := svcTestOptions(t)
-	as := newAutostarter(opts)
-	unit := "systemd user unit ~/.config/systemd/user/" + svcName + ".service"
+	f := servicetest.UseFakeSystemctl(t)
+	as := userService{opts: service.Options{ConfigPath: servicetest.ConfigFile(t), Executable: servicetest.Executable}}
+	unit := "systemd user unit ~/.config/systemd/user/" + service.Name + ".service"
 
 	st, err := as.Status()
 	if err != nil || st.On || st.Service || st.Text != "Off: the worker starts only when you open it" {
@@ -28,7 +30,7 @@ func TestAutostartUserUnit(t *testing.T) {
 	if got, err := as.Enable(); err != nil || got != "Installed: starts when you log in ("+unit+")" {
 		t.Fatalf("on = %q, %v", got, err)
 	}
-	if _, err := os.Stat(f.unitFile()); err != nil {
+	if _, err := os.Stat(f.UnitFile(service.Name)); err != nil {
 		t.Fatalf("no unit file after on: %v", err)
 	}
 	st, err = as.Status()
@@ -38,16 +40,14 @@ func TestAutostartUserUnit(t *testing.T) {
 	}
 
 	// systemd unreachable: the unit file still says it is set up, and the words say the rest.
-	f.set(t, "nobus")
+	f.Set(t, "nobus")
 	st, err = as.Status()
 	if err != nil || !st.On || !strings.Contains(st.Text, "its state is unknown") || !strings.Contains(st.Text, "No medium found") {
 		t.Fatalf("status without a user bus = %+v, %v", st, err)
 	}
-	if err := os.Remove(filepath.Join(f.dir, "nobus")); err != nil {
-		t.Fatal(err)
-	}
+	f.Clear(t, "nobus")
 
-	if got, err := as.Disable(); err != nil || got != "Uninstalled: removed ~/.config/systemd/user/"+svcName+".service" {
+	if got, err := as.Disable(); err != nil || got != "Uninstalled: removed ~/.config/systemd/user/"+service.Name+".service" {
 		t.Fatalf("off = %q, %v", got, err)
 	}
 	if st, err := as.Status(); err != nil || st.On {
@@ -57,8 +57,8 @@ func TestAutostartUserUnit(t *testing.T) {
 
 // TestAutostartCLIUserUnit: `studio-worker autostart` prints which mechanism it uses.
 func TestAutostartCLIUserUnit(t *testing.T) {
-	svcUseFakeSystemctl(t)
-	cfg := svcTestOptions(t).ConfigPath
+	servicetest.UseFakeSystemctl(t)
+	cfg := servicetest.ConfigFile(t)
 	run := func(action string) string {
 		t.Helper()
 		var out, errb strings.Builder
@@ -68,7 +68,7 @@ func TestAutostartCLIUserUnit(t *testing.T) {
 		}
 		return out.String()
 	}
-	unit := "systemd user unit ~/.config/systemd/user/" + svcName + ".service"
+	unit := "systemd user unit ~/.config/systemd/user/" + service.Name + ".service"
 	if got := run("on"); !strings.Contains(got, unit) {
 		t.Errorf("on printed %q, want the unit named", got)
 	}
@@ -86,8 +86,8 @@ func TestAutostartCLIUserUnit(t *testing.T) {
 // TestAutostartWorkerCheckboxInstallsUserUnit: the checkbox's call, through the real worker and the
 // real autostarter, ends with the unit installed and the State saying so.
 func TestAutostartWorkerCheckboxInstallsUserUnit(t *testing.T) {
-	f := svcUseFakeSystemctl(t)
-	cfgPath := svcTestOptions(t).ConfigPath
+	f := servicetest.UseFakeSystemctl(t)
+	cfgPath := servicetest.ConfigFile(t)
 	w, err := NewWorker(Options{ConfigPath: cfgPath, Config: DefaultConfig()})
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func TestAutostartWorkerCheckboxInstallsUserUnit(t *testing.T) {
 	if _, err := w.SetService(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(f.unitFile()); err != nil {
+	if _, err := os.Stat(f.UnitFile(service.Name)); err != nil {
 		t.Fatalf("no unit file: %v", err)
 	}
 	if st := w.Observers().Snapshot().AutoStart; !st.On || !strings.HasPrefix(st.Text, "Starts when you log in (systemd user unit)") {

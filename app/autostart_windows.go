@@ -11,9 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/kardianos/service"
-	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/registry"
+
+	"studioworker/app/service"
 )
 
 const (
@@ -27,12 +27,12 @@ const (
 // logonEntry is the Windows autostarter: the value autostartValue under HKCU's Run key holding
 // the quoted path of this program, and --config when the config file is not the default one.
 type logonEntry struct {
-	opts  ServiceOptions
+	opts  service.Options
 	value string // the value's name; tests use their own, to leave a real entry alone
 }
 
-func newAutostarter(opts ServiceOptions) autostarter {
-	return logonEntry{opts: opts, value: autostartValue}
+func newAutostarter(configPath string) autostarter {
+	return logonEntry{opts: service.Options{ConfigPath: configPath}, value: autostartValue}
 }
 
 func (e logonEntry) where(command string) string {
@@ -84,7 +84,7 @@ func quoteWindowsPath(p string) (string, error) {
 
 // Enable writes the entry (over an older one of ours, e.g. from before the program moved).
 func (e logonEntry) Enable() (string, error) {
-	if underServiceManager() {
+	if service.UnderManager() {
 		return "", errors.New("autostart: this worker runs as a Windows service, under another account than yours, so a logon entry written here would not be yours: " +
 			`run "studio-worker autostart on" in your own session, or remove the service with "studio-worker service uninstall" and open the window yourself`)
 	}
@@ -101,7 +101,7 @@ func (e logonEntry) Enable() (string, error) {
 		return "", fmt.Errorf("autostart: write the %s: %w", e.where(cmd), err)
 	}
 	out := "Starts at logon: " + e.where(cmd)
-	if installed, _, err := windowsServiceState(e.opts); err == nil && installed {
+	if installed, _, err := service.WindowsState(e.opts); err == nil && installed {
 		out += "\nA Windows service is installed too: it runs the worker without the tray or the window. " +
 			`Remove it with "studio-worker service uninstall" (as administrator) if starting at logon is enough.`
 	}
@@ -110,7 +110,7 @@ func (e logonEntry) Enable() (string, error) {
 
 // Disable removes the entry; one that is not there is not an error.
 func (e logonEntry) Disable() (string, error) {
-	if underServiceManager() {
+	if service.UnderManager() {
 		return "", errors.New(`autostart: this worker runs as a Windows service, under another account than yours: run "studio-worker autostart off" in your own session`)
 	}
 	k, err := registry.OpenKey(registry.CURRENT_USER, autostartRunKey, registry.SET_VALUE)
@@ -132,7 +132,7 @@ func (e logonEntry) Disable() (string, error) {
 
 // Status reads the entry and asks for a Windows service, so the window says which one is in use.
 func (e logonEntry) Status() (AutoStart, error) {
-	if underServiceManager() {
+	if service.UnderManager() {
 		// A window attached to this worker asks it, but the HKCU here is the service account's,
 		// not the user's: say so rather than show the user's entry as missing.
 		return AutoStart{Service: true, Text: "Installed as a Windows service: runs without the tray or this window (running now)\n" +
@@ -152,7 +152,7 @@ func (e logonEntry) Status() (AutoStart, error) {
 		}
 		lines = append(lines, line)
 	}
-	installed, running, err := windowsServiceState(e.opts)
+	installed, running, err := service.WindowsState(e.opts)
 	switch {
 	case err != nil:
 		lines = append(lines, "Could not ask the service manager whether a Windows service is installed: "+err.Error())
@@ -189,51 +189,4 @@ func (e logonEntry) read() (string, error) {
 		return "", fmt.Errorf("autostart: read the logon entry HKCU\\%s\\%s: %w", autostartRunKey, e.value, err)
 	}
 	return v, nil
-}
-
-// windowsServiceState asks kardianos whether the Windows service of `studio-worker service` is
-// installed and running. kardianos opens the service with start and stop rights, which a user
-// without administrator rights (or a UAC-filtered administrator) lacks once it exists, so that
-// refusal is asked again with query rights only, which every signed-in user has.
-func windowsServiceState(opts ServiceOptions) (installed, running bool, err error) {
-	s, err := NewService(opts)
-	if err != nil {
-		return false, false, err
-	}
-	st, err := s.Status()
-	switch {
-	case errors.Is(err, service.ErrNotInstalled):
-		return false, false, nil
-	case errors.Is(err, windows.ERROR_ACCESS_DENIED):
-		return queryServiceState(svcName)
-	case err != nil:
-		return false, false, err
-	}
-	return true, st == service.StatusRunning, nil
-}
-
-// queryServiceState opens a service with SERVICE_QUERY_STATUS only.
-func queryServiceState(name string) (installed, running bool, err error) {
-	m, err := windows.OpenSCManager(nil, nil, windows.SC_MANAGER_CONNECT)
-	if err != nil {
-		return false, false, fmt.Errorf("open the service manager: %w", err)
-	}
-	defer windows.CloseServiceHandle(m)
-	n, err := windows.UTF16PtrFromString(name)
-	if err != nil {
-		return false, false, err
-	}
-	h, err := windows.OpenService(m, n, windows.SERVICE_QUERY_STATUS)
-	if errors.Is(err, windows.ERROR_SERVICE_DOES_NOT_EXIST) {
-		return false, false, nil
-	}
-	if err != nil {
-		return false, false, fmt.Errorf("open the service %s: %w", name, err)
-	}
-	defer windows.CloseServiceHandle(h)
-	var ss windows.SERVICE_STATUS
-	if err := windows.QueryServiceStatus(h, &ss); err != nil {
-		return false, false, fmt.Errorf("query the service %s: %w", name, err)
-	}
-	return true, ss.CurrentState == windows.SERVICE_RUNNING, nil
 }

@@ -13,14 +13,15 @@ import (
 
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/registry"
-	"golang.org/x/sys/windows/svc/mgr"
 
+	"studioworker/app/service"
+	"studioworker/app/service/servicetest"
 	"studioworker/internal/wintest"
 )
 
 // testLogonEntry is an autostarter on the real Run key under a value of its own, so that a test
 // on a Windows machine leaves that user's own "Studio Worker" entry alone; it is removed after.
-func testLogonEntry(t *testing.T, opts ServiceOptions) logonEntry {
+func testLogonEntry(t *testing.T, opts service.Options) logonEntry {
 	t.Helper()
 	e := logonEntry{opts: opts, value: "Studio Worker (test)"}
 	removeTestValue(t, e.value)
@@ -70,7 +71,7 @@ func testProgramAndConfig(t *testing.T) (exe, cfg string) {
 
 func TestAutostartLogonEntry(t *testing.T) {
 	exe, cfg := testProgramAndConfig(t)
-	e := testLogonEntry(t, ServiceOptions{ConfigPath: cfg, Executable: exe})
+	e := testLogonEntry(t, service.Options{ConfigPath: cfg, Executable: exe})
 	where := `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker (test), which runs `
 	wantCmd := `"` + exe + `" --config "` + cfg + `"`
 
@@ -149,7 +150,7 @@ func TestAutostartDefaultConfigHasNoArguments(t *testing.T) {
 	t.Setenv("APPDATA", appData) // os.UserConfigDir on Windows
 	exe, _ := testProgramAndConfig(t)
 	cfg := strings.ToUpper(filepath.Join(appData, "studio-worker", "config.json"))
-	e := testLogonEntry(t, ServiceOptions{ConfigPath: cfg, Executable: exe})
+	e := testLogonEntry(t, service.Options{ConfigPath: cfg, Executable: exe})
 	if _, err := e.Enable(); err != nil {
 		t.Fatal(err)
 	}
@@ -169,56 +170,21 @@ func TestAutostartRefusesPathsAnEntryCannotCarry(t *testing.T) {
 	}
 }
 
-// TestAutostartServiceQueryOnly: the query-only fallback of windowsServiceState finds a service
-// every Windows (and Wine) has, and none for a name nobody installs.
-func TestAutostartServiceQueryOnly(t *testing.T) {
-	if installed, _, err := queryServiceState("RpcSs"); err != nil || !installed {
-		t.Errorf("RpcSs: installed=%v, %v", installed, err)
-	}
-	if installed, _, err := queryServiceState("studio-worker-no-such-service"); err != nil || installed {
-		t.Errorf("a missing service: installed=%v, %v", installed, err)
-	}
-}
-
 // TestAutostartNamesAWindowsService puts a Windows service named like `studio-worker service`'s
 // into the service manager and expects the status to name it. It needs administrator rights and
-// changes the machine, so it runs only when asked (the Wine lane asks). The service is created
-// here rather than by ServiceControl: Wine 8 refuses the delayed automatic start kardianos asks
-// for ("Invalid level"), and what is tested is the reading.
+// changes the machine, so it runs only when asked. How the service's state is read is app/service's
+// (and tested there); what is tested here is that the logon entry's status and its "on" name it.
 func TestAutostartNamesAWindowsService(t *testing.T) {
 	if os.Getenv("STUDIO_WORKER_TEST_SERVICE") != "1" {
 		t.Skip("set STUDIO_WORKER_TEST_SERVICE=1 to install a real Windows service on this machine")
 	}
 	exe, cfg := testProgramAndConfig(t)
-	opts := ServiceOptions{ConfigPath: cfg, Executable: exe}
-	if got, err := ServiceControl(opts, "status"); err != nil || got != "Not installed" {
+	opts := service.Options{ConfigPath: cfg, Executable: exe}
+	if got, err := service.Control(opts, "status"); err != nil || got != "Not installed" {
 		t.Skipf("a studio-worker service is already here (%q, %v): not touching it", got, err)
 	}
-	m, err := mgr.Connect()
-	if errors.Is(err, windows.ERROR_ACCESS_DENIED) {
-		t.Skip("creating a service needs administrator rights")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Disconnect()
-	s, err := m.CreateService(svcName, exe, mgr.Config{DisplayName: svcDisplayName, StartType: mgr.StartManual}, "run", "--config", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Delete(); err != nil {
-			t.Errorf("remove the test service: %v", err)
-		}
-		s.Close()
-	})
+	servicetest.CreateWindowsService(t, service.Name, service.DisplayName, exe, cfg)
 
-	if installed, running, err := windowsServiceState(opts); err != nil || !installed || running {
-		t.Errorf("through kardianos: installed=%v running=%v, %v; want installed, stopped", installed, running, err)
-	}
-	if installed, running, err := queryServiceState(svcName); err != nil || !installed || running {
-		t.Errorf("query-only: installed=%v running=%v, %v; want installed, stopped", installed, running, err)
-	}
 	e := testLogonEntry(t, opts)
 	st, err := e.Status()
 	if err != nil {

@@ -26,7 +26,7 @@ func (c *CLI) cmdAutostart(args []string) int {
 	if !ok {
 		return ExitUsage
 	}
-	as := newAutostarter(ServiceOptions{ConfigPath: path})
+	as := newAutostarter(path)
 	var out string
 	var err error
 	switch action {

@@ -10,8 +10,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"studioworker/session"
 	"time"
+
+	"studioworker/session"
 )
 
 func (c *CLI) cmdRegister(args []string) int {

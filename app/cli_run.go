@@ -12,10 +12,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"studioworker/session"
 	"sync"
 	"syscall"
 	"time"
+
+	"studioworker/app/service"
+	"studioworker/session"
 )
 
 // drainOutboxWait bounds how long a drain waits, once the jobs have finished, for their results
@@ -26,7 +28,7 @@ func (c *CLI) cmdRun(args []string) int {
 	var verbose, asService *bool
 	path, ok := c.parse("run", args, func(fs *flag.FlagSet) {
 		verbose = fs.Bool("verbose", false, "log debug messages to stderr")
-		asService = fs.Bool(svcWindowsFlag, false, "started by the Windows service manager (the service we install passes it)")
+		asService = fs.Bool(service.WindowsFlag, false, "started by the Windows service manager (the service we install passes it)")
 	})
 	if !ok {
 		return ExitUsage
@@ -45,7 +47,7 @@ func (c *CLI) cmdRun(args []string) int {
 	}
 	logger, sink, closeLog := c.setupLogging(level)
 	defer closeLog()
-	if runsAsService(*asService) {
+	if service.RunsAsBody(*asService) {
 		return c.runAsWindowsService(path, cfg, logger, sink)
 	}
 	return c.serveWorker(path, cfg, logger, sink, nil)

@@ -10,8 +10,9 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"studioworker/protocol"
 	"sync"
+
+	"studioworker/protocol"
 )
 
 // setupLogging logs to stderr and to the rotating log file; the returned sink, once set, also

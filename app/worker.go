@@ -129,7 +129,7 @@ func NewWorker(opts Options) (*Worker, error) {
 		own:     gpu.OwnPIDs(uint32(os.Getpid())),
 	}
 	if w.opts.autostart == nil && opts.ConfigPath != "" {
-		w.opts.autostart = newAutostarter(ServiceOptions{ConfigPath: opts.ConfigPath})
+		w.opts.autostart = newAutostarter(opts.ConfigPath)
 	}
 	w.yielder = gpu.NewYielder(yieldPolicy(cfg.GPU.Yield))
 	sampler := opts.Sampler

@@ -1,4 +1,7 @@
-package app
+// template.go: kardianos/service v1.3.0's template engine, rewritten (see below). It must not know
+// what the templates say or where their data comes from.
+
+package service
 
 import (
 	"fmt"
@@ -6,46 +9,46 @@ import (
 )
 
 // kardianos/service v1.3.0 renders unit files with a small engine of its own, which it does not
-// export. RenderServiceUnit and RenderLaunchAgent must show the exact text that Install writes, so
+// export. renderUnit and renderLaunchAgent must show the exact text that Install writes, so
 // this is the same engine, rewritten: {{Key}}, {{Key | fn | fn}}, {{.}} inside a range,
 // {{if Key}}…{{else}}…{{end}}, {{range Key}}…{{end}}, and {{- / -}} whitespace trimming. A value
 // is a string or a []string; there is no field access, no comparison and no text/template syntax.
 // TestServiceInstallWritesRenderedUnit compares the two on Linux.
 
-type svcTmplKind uint8
+type tmplKind uint8
 
 const (
-	svcTmplText svcTmplKind = iota
-	svcTmplValue
-	svcTmplIf
-	svcTmplRange
+	tmplText tmplKind = iota
+	tmplValue
+	tmplIf
+	tmplRange
 )
 
-type svcTmplNode struct {
-	kind  svcTmplKind
+type tmplNode struct {
+	kind  tmplKind
 	text  string   // literal text, or the key looked up
 	funcs []string // pipeline (values only)
-	body  []svcTmplNode
-	alt   []svcTmplNode // else branch of an if
+	body  []tmplNode
+	alt   []tmplNode // else branch of an if
 }
 
-// svcRenderTemplate parses src and renders it with data; funcs are the pipeline functions.
-func svcRenderTemplate(src string, data map[string]any, funcs map[string]func(string) string) (string, error) {
-	nodes, _, _, _, err := svcParseNodes(src, false)
+// renderTemplate parses src and renders it with data; funcs are the pipeline functions.
+func renderTemplate(src string, data map[string]any, funcs map[string]func(string) string) (string, error) {
+	nodes, _, _, _, err := parseNodes(src, false)
 	if err != nil {
 		return "", err
 	}
 	var b strings.Builder
-	if err := svcExecNodes(&b, nodes, data, nil, funcs); err != nil {
+	if err := execNodes(&b, nodes, data, nil, funcs); err != nil {
 		return "", err
 	}
 	return b.String(), nil
 }
 
-// svcParseNodes parses src up to the end or one of terminators ("else", "end"). trimLeading trims
+// parseNodes parses src up to the end or one of terminators ("else", "end"). trimLeading trims
 // the leading whitespace of the first literal (a "-}}" just before it). It returns the terminator
 // met, the rest of src after it, and whether that terminator ended with "-}}".
-func svcParseNodes(src string, trimLeading bool, terminators ...string) (nodes []svcTmplNode, term, rest string, trimNext bool, err error) {
+func parseNodes(src string, trimLeading bool, terminators ...string) (nodes []tmplNode, term, rest string, trimNext bool, err error) {
 	for {
 		lit, action, found := src, "", false
 		var trimBefore, trimAfter bool
@@ -72,7 +75,7 @@ func svcParseNodes(src string, trimLeading bool, terminators ...string) (nodes [
 			lit = strings.TrimRight(lit, " \t\r\n")
 		}
 		if lit != "" {
-			nodes = append(nodes, svcTmplNode{kind: svcTmplText, text: lit})
+			nodes = append(nodes, tmplNode{kind: tmplText, text: lit})
 		}
 		trimLeading = trimAfter
 		if !found {
@@ -92,17 +95,17 @@ func svcParseNodes(src string, trimLeading bool, terminators ...string) (nodes [
 			}
 			return nil, "", "", false, fmt.Errorf("template: unexpected %q", word)
 		case "if", "range":
-			n := svcTmplNode{kind: svcTmplIf, text: strings.TrimSpace(action[len(word):])}
+			n := tmplNode{kind: tmplIf, text: strings.TrimSpace(action[len(word):])}
 			if n.text == "" {
 				return nil, "", "", false, fmt.Errorf("template: %q needs a key", word)
 			}
 			var stop string
 			var tn bool
 			if word == "range" {
-				n.kind = svcTmplRange
-				n.body, stop, src, tn, err = svcParseNodes(src, trimAfter, "end")
+				n.kind = tmplRange
+				n.body, stop, src, tn, err = parseNodes(src, trimAfter, "end")
 			} else {
-				n.body, stop, src, tn, err = svcParseNodes(src, trimAfter, "else", "end")
+				n.body, stop, src, tn, err = parseNodes(src, trimAfter, "else", "end")
 			}
 			if err != nil {
 				return nil, "", "", false, err
@@ -111,7 +114,7 @@ func svcParseNodes(src string, trimLeading bool, terminators ...string) (nodes [
 				return nil, "", "", false, fmt.Errorf("template: %q %s has no {{end}}", word, n.text)
 			}
 			if stop == "else" {
-				if n.alt, stop, src, tn, err = svcParseNodes(src, tn, "end"); err != nil {
+				if n.alt, stop, src, tn, err = parseNodes(src, tn, "end"); err != nil {
 					return nil, "", "", false, err
 				}
 				if stop == "" {
@@ -122,7 +125,7 @@ func svcParseNodes(src string, trimLeading bool, terminators ...string) (nodes [
 			nodes = append(nodes, n)
 		default:
 			parts := strings.Split(action, "|")
-			n := svcTmplNode{kind: svcTmplValue, text: strings.TrimSpace(parts[0])}
+			n := tmplNode{kind: tmplValue, text: strings.TrimSpace(parts[0])}
 			for _, p := range parts[1:] {
 				n.funcs = append(n.funcs, strings.TrimSpace(p))
 			}
@@ -131,10 +134,10 @@ func svcParseNodes(src string, trimLeading bool, terminators ...string) (nodes [
 	}
 }
 
-func svcExecNodes(b *strings.Builder, nodes []svcTmplNode, data map[string]any, dot any, funcs map[string]func(string) string) error {
+func execNodes(b *strings.Builder, nodes []tmplNode, data map[string]any, dot any, funcs map[string]func(string) string) error {
 	for i := range nodes {
 		n := &nodes[i]
-		if n.kind == svcTmplText {
+		if n.kind == tmplText {
 			b.WriteString(n.text)
 			continue
 		}
@@ -146,7 +149,7 @@ func svcExecNodes(b *strings.Builder, nodes []svcTmplNode, data map[string]any, 
 			}
 		}
 		switch n.kind {
-		case svcTmplValue:
+		case tmplValue:
 			s, ok := v.(string)
 			if !ok {
 				return fmt.Errorf("template: key %q is not a string", n.text)
@@ -159,7 +162,7 @@ func svcExecNodes(b *strings.Builder, nodes []svcTmplNode, data map[string]any, 
 				s = fn(s)
 			}
 			b.WriteString(s)
-		case svcTmplIf:
+		case tmplIf:
 			body := n.alt
 			switch t := v.(type) {
 			case string:
@@ -171,16 +174,16 @@ func svcExecNodes(b *strings.Builder, nodes []svcTmplNode, data map[string]any, 
 					body = n.body
 				}
 			}
-			if err := svcExecNodes(b, body, data, dot, funcs); err != nil {
+			if err := execNodes(b, body, data, dot, funcs); err != nil {
 				return err
 			}
-		case svcTmplRange:
+		case tmplRange:
 			items, ok := v.([]string)
 			if !ok {
 				return fmt.Errorf("template: key %q is not a list", n.text)
 			}
 			for _, item := range items {
-				if err := svcExecNodes(b, n.body, data, item, funcs); err != nil {
+				if err := execNodes(b, n.body, data, item, funcs); err != nil {
 					return err
 				}
 			}
