@@ -1,3 +1,5 @@
+// main_test.go: main's wiring — its arguments reach app's command table with this build's version.
+
 package main
 
 import (

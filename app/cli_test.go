@@ -1,3 +1,6 @@
+// cli_test.go: the command table's dispatch (help, version, an unknown name), the commands that
+// need no running worker, and the usage errors every command answers with exit code 2.
+
 package app
 
 import (
