@@ -49,6 +49,9 @@ func TestWindowsUnitTests(t *testing.T) {
 				args = append(args, "-test.run", run)
 			}
 			cmd := w.command(ctx, "wine", args...)
+			// The prefix is the test's own and thrown away: the tests that install a real
+			// Windows service may do so here.
+			cmd.Env = append(cmd.Env, "STUDIO_WORKER_TEST_SERVICE=1")
 			out := w.outputFile(cmd)
 			start := time.Now()
 			err := cmd.Run()
