@@ -188,7 +188,7 @@ func (c *comfyUI) Run(parent context.Context, job Job, progress Progress) (Resul
 	progress(0.02, "queued in ComfyUI")
 
 	if err := c.wait(parent, ctx, promptID, events, progress); err != nil {
-		if errors.Is(err, ErrCancelled) || errors.Is(err, ErrTimeout) {
+		if errors.Is(err, ErrCancelled) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrStalled) {
 			c.interrupt(ctx, promptID, log)
 		}
 		return Result{}, err
@@ -279,6 +279,7 @@ func (c *comfyUI) queue(parent, ctx context.Context, tree map[string]any, client
 	if msg == "" {
 		msg = resp.Status
 	}
+	msg = clipText(msg)
 	if field == "model" {
 		return "", unsupported("model", "comfyui refused the model: %s", msg)
 	}

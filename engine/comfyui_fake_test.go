@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,12 +21,15 @@ import (
 // validation errors), /ws messages (status, execution_start, executing, progress, executed,
 // execution_success, execution_error, execution_interrupted, binary previews), /history/{id},
 // /view, /object_info, /system_stats, /interrupt and /queue. The positive prompt (node 6's text)
-// chooses a behaviour: "fail-node", "slow" (runs until interrupted), "drop-ws" (closes the socket
-// mid-run); anything else renders a PNG of the latent's size.
+// chooses a behaviour: "fail-node", "fail-huge" (an exception of 10 KiB), "slow" (runs until
+// interrupted), "stall" (one sampler step and its preview, then silence on the open socket until
+// interrupted), "drop-ws" (closes the socket mid-run); anything else renders a PNG of the
+// latent's size. queued holds every prompt in the queue that long before it runs.
 type fakeComfyUI struct {
 	*httptest.Server
 	t           *testing.T
 	refuseWS    bool
+	queued      atomic.Int64 // a time.Duration
 	interrupted chan string
 	stop        chan struct{}
 	wg          sync.WaitGroup
@@ -233,6 +238,13 @@ func (f *fakeComfyUI) prompt(w http.ResponseWriter, r *http.Request) {
 func (f *fakeComfyUI) execute(id, client string, graph map[string]any, width, height int) {
 	defer f.wg.Done()
 	f.awaitClient(client)
+	if d := time.Duration(f.queued.Load()); d > 0 {
+		select { // behind other prompts: ComfyUI sends this client nothing meanwhile
+		case <-time.After(d):
+		case <-f.stop:
+			return
+		}
+	}
 	text, _ := input(graph, "6", "text").(string)
 	steps := 4
 	if s, ok := input(graph, "3", "steps").(float64); ok {
@@ -256,7 +268,11 @@ func (f *fakeComfyUI) execute(id, client string, graph map[string]any, width, he
 		if conn != nil {
 			conn.Close(websocket.StatusGoingAway, "server restarting")
 		}
-	case "slow":
+	case "slow", "stall":
+		if text == "stall" {
+			ev("progress", map[string]any{"value": 1, "max": steps, "node": "3"})
+			f.send(client, append([]byte{0, 0, 0, 1, 0, 0, 0, 2}, testPNG(8, 8)...))
+		}
 		select {
 		case <-f.stop:
 		case <-time.After(time.Minute):
@@ -265,9 +281,13 @@ func (f *fakeComfyUI) execute(id, client string, graph map[string]any, width, he
 		}
 		ev("execution_interrupted", map[string]any{"node_id": "3", "node_type": "KSampler", "executed": []string{}})
 		return
-	case "fail-node":
-		ev("execution_error", map[string]any{"node_id": "3", "node_type": "KSampler", "exception_message": "CUDA out of memory", "exception_type": "torch.OutOfMemoryError"})
-		status = map[string]any{"status_str": "error", "completed": false, "messages": []any{[]any{"execution_error", map[string]any{"exception_message": "CUDA out of memory"}}}}
+	case "fail-node", "fail-huge":
+		exc := "CUDA out of memory"
+		if text == "fail-huge" {
+			exc += ". Tried to allocate " + strings.Repeat("Speicher größer ", 570)
+		}
+		ev("execution_error", map[string]any{"node_id": "3", "node_type": "KSampler", "exception_message": exc, "exception_type": "torch.OutOfMemoryError"})
+		status = map[string]any{"status_str": "error", "completed": false, "messages": []any{[]any{"execution_error", map[string]any{"node_id": "3", "node_type": "KSampler", "exception_message": exc, "exception_type": "torch.OutOfMemoryError"}}}}
 		f.mu.Lock()
 		f.history[id] = map[string]any{"prompt": []any{}, "outputs": map[string]any{}, "status": status}
 		f.mu.Unlock()

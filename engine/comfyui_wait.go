@@ -14,6 +14,10 @@ import (
 	"github.com/coder/websocket"
 )
 
+// comfyBinary is the type of the event listen makes of a binary frame (a preview image), which
+// ComfyUI sends only to the client whose prompt runs.
+const comfyBinary = "studio:binary"
+
 // comfyEvent is one /ws message about a prompt.
 type comfyEvent struct {
 	Type string `json:"type"`
@@ -25,11 +29,12 @@ type comfyEvent struct {
 		NodeID    string  `json:"node_id"`
 		NodeType  string  `json:"node_type"`
 		Exception string  `json:"exception_message"`
+		ExcType   string  `json:"exception_type"`
 	} `json:"data"`
 }
 
-// listen opens ComfyUI's /ws for clientID and forwards its text messages as events until ctx
-// ends or stop is called; stop waits for the reader. Without a socket it returns a nil channel
+// listen opens ComfyUI's /ws for clientID and forwards its text messages as events, and each
+// binary frame as a comfyBinary event, until ctx ends or stop is called; stop waits for the reader. Without a socket it returns a nil channel
 // and the wait falls back to polling /history.
 func (c *comfyUI) listen(ctx context.Context, clientID string) (<-chan comfyEvent, func()) {
 	wsURL := c.url("/ws", url.Values{"clientId": {clientID}})
@@ -53,22 +58,23 @@ func (c *comfyUI) listen(ctx context.Context, clientID string) (<-chan comfyEven
 			if err != nil {
 				return
 			}
+			var ev comfyEvent
 			if typ != websocket.MessageText {
 				if _, err := io.Copy(io.Discard, r); err != nil {
 					return
 				}
-				continue
-			}
-			data, err := io.ReadAll(io.LimitReader(r, 1<<20))
-			if err != nil {
-				return
-			}
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				return
-			}
-			var ev comfyEvent
-			if json.Unmarshal(data, &ev) != nil {
-				continue
+				ev.Type = comfyBinary
+			} else {
+				data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+				if err != nil {
+					return
+				}
+				if _, err := io.Copy(io.Discard, r); err != nil {
+					return
+				}
+				if json.Unmarshal(data, &ev) != nil {
+					continue
+				}
 			}
 			select {
 			case events <- ev:
@@ -86,22 +92,36 @@ func (c *comfyUI) listen(ctx context.Context, clientID string) (<-chan comfyEven
 
 // wait follows the prompt through /ws messages until it has run, polling /history as well, since
 // a socket can miss messages or drop.
+//
+// Once the prompt runs (its first message: execution_start, executing, progress, or a preview),
+// a wait of stall_timeout_s for the next one ends it with ErrStalled. A prompt still queued
+// behind others (ComfyUI sends it nothing) is not stalled, nor is one followed by polling alone
+// once the socket is gone: timeout_s bounds both.
 func (c *comfyUI) wait(parent, ctx context.Context, promptID string, events <-chan comfyEvent, progress Progress) error {
 	poll := time.NewTicker(comfyPollEvery(events))
 	defer poll.Stop()
+	stallAfter := c.cfg.stallTimeout()
+	stall := time.NewTimer(stallAfter)
+	stall.Stop() // started by the prompt's first message
+	defer stall.Stop()
+	node := "" // the node running, for the stall's error
 	for {
 		select {
 		case <-ctx.Done():
 			return ctxError(parent, ctx, "comfyui")
+		case <-stall.C:
+			return stalledError("comfyui reported no progress"+node, stallAfter)
 		case ev, ok := <-events:
 			if !ok {
 				events = nil // the socket went away: rely on polling
 				poll.Reset(comfyPollEvery(nil))
+				stall.Stop()
 				continue
 			}
-			if ev.Data.PromptID != promptID {
+			if ev.Type != comfyBinary && ev.Data.PromptID != promptID {
 				continue
 			}
+			stall.Reset(stallAfter)
 			switch ev.Type {
 			case "progress":
 				if ev.Data.Max > 0 {
@@ -112,11 +132,12 @@ func (c *comfyUI) wait(parent, ctx context.Context, promptID string, events <-ch
 					return nil
 				}
 				class := c.wf.nodes[*ev.Data.Node].ClassType
+				node = fmt.Sprintf(" at node %s (%s)", *ev.Data.Node, class)
 				progress(0, fmt.Sprintf("running node %s (%s)", *ev.Data.Node, class))
 			case "execution_success":
 				return nil
 			case "execution_error":
-				return backendFailed(true, "comfyui node %s (%s) failed: %s", ev.Data.NodeID, ev.Data.NodeType, ev.Data.Exception)
+				return backendFailed(true, "comfyui node %s (%s) failed%s: %s", ev.Data.NodeID, ev.Data.NodeType, typeLabel(ev.Data.ExcType), clipText(ev.Data.Exception))
 			case "execution_interrupted":
 				return backendFailed(true, "comfyui interrupted the prompt")
 			}
@@ -175,12 +196,27 @@ func lastMessage(msgs []json.RawMessage) string {
 		var m []json.RawMessage
 		if json.Unmarshal(msgs[i], &m) == nil && len(m) == 2 {
 			var d struct {
+				NodeID    string `json:"node_id"`
+				NodeType  string `json:"node_type"`
 				Exception string `json:"exception_message"`
+				ExcType   string `json:"exception_type"`
 			}
 			if json.Unmarshal(m[1], &d) == nil && d.Exception != "" {
-				return d.Exception
+				at := ""
+				if d.NodeID != "" {
+					at = fmt.Sprintf("node %s (%s) failed%s: ", d.NodeID, d.NodeType, typeLabel(d.ExcType))
+				}
+				return at + clipText(d.Exception)
 			}
 		}
 	}
 	return "no details"
+}
+
+// typeLabel puts an exception's type in parentheses, " (torch.OutOfMemoryError)", "" when none.
+func typeLabel(t string) string {
+	if t == "" {
+		return ""
+	}
+	return " (" + t + ")"
 }

@@ -57,6 +57,11 @@ type BackendConfig struct {
 	APIKey string `json:"api_key,omitempty"`
 	// TimeoutS bounds one job on the backend, in seconds (default 600).
 	TimeoutS float64 `json:"timeout_s,omitempty"`
+	// StallTimeoutS ends a job whose backend goes silent for this long, in seconds (default 60;
+	// openai and comfyui): an OpenAI-compatible server that sends nothing more once its answer
+	// has begun, a ComfyUI prompt that reports no progress once it runs. timeout_s stays the
+	// ceiling.
+	StallTimeoutS float64 `json:"stall_timeout_s,omitempty"`
 	// TranscriptionPath replaces /audio/transcriptions (relative to URL) for stt, for servers
 	// that serve another path (whisper.cpp's whisper-server: /inference with URL at its root).
 	TranscriptionPath string `json:"transcription_path,omitempty"`
@@ -211,6 +216,9 @@ func (bc BackendConfig) validate(kind protocol.Kind) []error {
 	if bc.KillGraceS < 0 {
 		bad("kill_grace_s", "must not be negative")
 	}
+	if bc.StallTimeoutS < 0 {
+		bad("stall_timeout_s", "must not be negative")
+	}
 	for key, v := range map[string]int{"max_prompt_chars": bc.MaxPromptChars, "max_width": bc.MaxWidth, "max_height": bc.MaxHeight, "max_frames": bc.MaxFrames} {
 		if v < 0 {
 			bad(key, "must not be negative")
@@ -233,6 +241,7 @@ func (bc BackendConfig) validate(kind protocol.Kind) []error {
 	only("ext", bc.Ext != "", BackendExec)
 	only("nonzero_exit_retryable", bc.NonZeroExitRetryable != nil, BackendExec)
 	only("kill_grace_s", bc.KillGraceS != 0, BackendExec)
+	only("stall_timeout_s", bc.StallTimeoutS != 0, BackendOpenAI, BackendComfyUI)
 
 	switch bc.Backend {
 	case BackendSynthetic:

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"studioworker/protocol"
 )
@@ -32,7 +33,7 @@ func TestDefaultConfigIsAllSyntheticAndValid(t *testing.T) {
 func TestConfigDecodesStrictlyFromSnakeCaseJSON(t *testing.T) {
 	raw := `{"tts":{"backend":"exec","command":["espeak-ng","-w","{output}","{text}"],"ext":"wav","timeout_s":30,
 		"nonzero_exit_retryable":false,"kill_grace_s":1,"max_prompt_chars":500,"models":["espeak"],"vram_gb":0.5},
-		"llm":{"backend":"openai","url":"http://127.0.0.1:11434/v1","api_key":"k","max_width":1,"max_height":1,"max_frames":1},
+		"llm":{"backend":"openai","url":"http://127.0.0.1:11434/v1","api_key":"k","stall_timeout_s":90,"max_width":1,"max_height":1,"max_frames":1},
 		"stt":{"backend":"openai","url":"http://127.0.0.1:8080","transcription_path":"/inference","models":["base.en"]}}`
 	dec := json.NewDecoder(strings.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -45,6 +46,9 @@ func TestConfigDecodesStrictlyFromSnakeCaseJSON(t *testing.T) {
 	}
 	if bc := cfg[protocol.KindTTS]; bc.NonZeroExitRetryable == nil || *bc.NonZeroExitRetryable || bc.KillGraceS != 1 {
 		t.Errorf("decoded %+v", bc)
+	}
+	if bc := cfg[protocol.KindLLM]; bc.stallTimeout() != 90*time.Second || cfg[protocol.KindSTT].stallTimeout() != DefaultStallTimeout {
+		t.Errorf("stall timeouts %v and %v, want 90 s and the default", bc.stallTimeout(), cfg[protocol.KindSTT].stallTimeout())
 	}
 	dec = json.NewDecoder(strings.NewReader(`{"tts":{"backend":"exec","comand":["x"]}}`))
 	dec.DisallowUnknownFields()
@@ -73,6 +77,8 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		{"exec bad ext", Config{"image": {Backend: "exec", Command: []string{"x"}, Ext: "wav"}}, `engines.image.ext: "wav" is not a image result type`},
 		{"key of another backend", Config{"tts": {Backend: "synthetic", Command: []string{"x"}}}, "engines.tts.command: is only used by backend exec"},
 		{"negative limit", Config{"image": {Backend: "synthetic", MaxWidth: -1}}, "engines.image.max_width: must not be negative"},
+		{"negative stall timeout", Config{"llm": {Backend: "openai", URL: "http://x/v1", StallTimeoutS: -1}}, "engines.llm.stall_timeout_s: must not be negative"},
+		{"stall timeout on exec", Config{"tts": {Backend: "exec", Command: []string{"x"}, StallTimeoutS: 30}}, "engines.tts.stall_timeout_s: is only used by backend openai or comfyui"},
 		{"duplicate model", Config{"llm": {Backend: "synthetic", Models: []string{"a", "a"}}}, `engines.llm.models[1]: "a" is listed twice`},
 		{"comfyui llm", Config{"llm": {Backend: "comfyui", URL: "http://x", Workflow: exampleWorkflow, Mapping: map[string]NodeInput{"prompt": {"6", "text"}}}}, "engines.llm.backend: comfyui runs image and video jobs only"},
 		{"comfyui missing workflow file", Config{"image": {Backend: "comfyui", URL: "http://x", Workflow: filepath.Join(dir, "nope.json"), Mapping: map[string]NodeInput{"prompt": {"6", "text"}}}}, "engines.image.workflow:"},

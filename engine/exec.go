@@ -23,9 +23,9 @@ import (
 
 // Bounds on what a command may make this process hold or log.
 const (
-	maxStderrLines   = 1000    // lines logged per job; the rest are counted
-	maxLineBytes     = 4 << 10 // a longer line is cut
-	keptStderrLines  = 8       // last lines quoted in a failure
+	maxStderrLines   = 1000           // lines logged per job; the rest are counted
+	maxLineBytes     = maxBackendText // a longer line is cut, saying how much
+	keptStderrLines  = 8              // last lines quoted in a failure
 	maxJSONOutput    = 16 << 20
 	execPipeDrainFor = 2 * time.Second // after the child exits, how long to wait for its pipes
 )
@@ -353,6 +353,7 @@ type lineLog struct {
 	stream  string
 	mu      sync.Mutex
 	partial []byte
+	over    int // bytes of the current line past maxLineBytes
 	logged  int
 	dropped int
 	last    []string
@@ -365,25 +366,26 @@ func (l *lineLog) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			room := maxLineBytes - len(l.partial)
-			if room > 0 {
-				l.partial = append(l.partial, p[:min(room, len(p))]...)
-			}
+			l.keep(p)
 			break
 		}
-		room := maxLineBytes - len(l.partial)
-		if room > 0 {
-			l.partial = append(l.partial, p[:min(room, i)]...)
-		}
+		l.keep(p[:i])
 		l.emit()
 		p = p[i+1:]
 	}
 	return n, nil
 }
 
+// keep adds p to the current line, up to maxLineBytes, counting the rest.
+func (l *lineLog) keep(p []byte) {
+	room := max(0, maxLineBytes-len(l.partial))
+	l.partial = append(l.partial, p[:min(room, len(p))]...)
+	l.over += len(p) - min(room, len(p))
+}
+
 func (l *lineLog) emit() {
-	line := strings.TrimRight(string(bytes.ToValidUTF8(l.partial, []byte("?"))), "\r")
-	l.partial = l.partial[:0]
+	line := strings.TrimRight(clip(string(l.partial), len(l.partial)+l.over, false), "\r")
+	l.partial, l.over = l.partial[:0], 0
 	if strings.TrimSpace(line) == "" {
 		return
 	}
@@ -412,12 +414,13 @@ func (l *lineLog) flush() {
 	}
 }
 
-// lastLines quotes the last stderr lines for an error message.
+// lastLines quotes the last stderr lines for an error message, their last maxBackendText bytes.
 func (l *lineLog) lastLines() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.last) == 0 {
 		return ""
 	}
-	return ": " + strings.Join(l.last, " | ")
+	joined := strings.Join(l.last, " | ")
+	return ": " + clip(joined, len(joined), true)
 }

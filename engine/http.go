@@ -2,16 +2,16 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 )
 
-// maxErrorBody caps how much of an error answer is read and quoted.
-const maxErrorBody = 4 << 10
+// maxErrorBody caps how much of an error answer is read: enough to parse a JSON error whose
+// message is long (llama-server quotes the whole generated text), of which maxBackendText is
+// quoted.
+const maxErrorBody = 64 << 10
 
 // send does req with client and classifies a transport failure: cancelled or timed out (from the
 // contexts), otherwise the backend is down.
@@ -26,43 +26,27 @@ func send(parent, ctx context.Context, client *http.Client, req *http.Request, n
 	return resp, nil
 }
 
-// errorText reads a failed answer's body and returns its message: the "error.message" or
-// "error" of a JSON body (OpenAI, llama.cpp, Ollama, ComfyUI), or the text itself (whisper.cpp
-// answers plain text).
+// errorText reads a failed answer's body and returns it as a person reads it: the HTTP status,
+// the backend's error type and code, and its message cut to maxBackendText bytes. It reads the
+// JSON errors of OpenAI, llama.cpp, vLLM, Ollama and FastAPI servers, and plain text
+// (whisper.cpp answers "Invalid request").
 func errorText(resp *http.Response) string {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	var j struct {
-		Error   json.RawMessage `json:"error"`
-		Message string          `json:"message"`
-		Detail  json.RawMessage `json:"detail"`
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody+1))
+	total := len(body)
+	if total > maxErrorBody {
+		body, total = body[:maxErrorBody], -1 // how much more is not known
 	}
-	msg := ""
-	if json.Unmarshal(body, &j) == nil {
-		var e struct {
-			Message string `json:"message"`
-		}
-		var s string
-		switch {
-		case json.Unmarshal(j.Error, &e) == nil && e.Message != "":
-			msg = e.Message
-		case json.Unmarshal(j.Error, &s) == nil && s != "":
-			msg = s
-		case j.Message != "":
-			msg = j.Message
-		case json.Unmarshal(j.Detail, &s) == nil && s != "":
-			msg = s
-		}
+	if e, ok := parseBackendError(body); ok {
+		return e.describe(resp.Status)
 	}
-	if msg == "" {
-		msg = strings.TrimSpace(string(body))
-	}
-	if !utf8.ValidString(msg) {
-		msg = strings.ToValidUTF8(msg, "?")
-	}
-	if msg == "" {
+	text := strings.TrimSpace(string(body))
+	if text == "" {
 		return resp.Status
 	}
-	return fmt.Sprintf("%s: %s", resp.Status, msg)
+	if total >= 0 {
+		total = len(text)
+	}
+	return resp.Status + ": " + clip(text, total, false)
 }
 
 // statusError classifies a failed HTTP answer from a backend. 404 means the model or endpoint is

@@ -99,20 +99,33 @@ func (o *openAI) Run(parent context.Context, job Job, progress Progress) (Result
 	progress = monotonic(progress)
 	ctx, cancel := context.WithTimeout(parent, o.cfg.timeout())
 	defer cancel()
+	ctx, st := withStall(ctx, o.cfg.stallTimeout())
+	defer st.stop()
 	switch o.kind {
 	case protocol.KindLLM:
-		return o.chat(parent, ctx, job, progress)
+		return o.chat(parent, ctx, st, job, progress)
 	case protocol.KindImage:
-		return o.image(parent, ctx, job, progress)
+		return o.image(parent, ctx, st, job, progress)
 	case protocol.KindTTS:
-		return o.speech(parent, ctx, job, progress)
+		return o.speech(parent, ctx, st, job, progress)
 	case protocol.KindSTT:
-		return o.transcribe(parent, ctx, job, progress)
+		return o.transcribe(parent, ctx, st, job, progress)
 	}
 	return Result{}, unsupported("kind", "openai does not run %s jobs", o.kind)
 }
 
-func (o *openAI) image(parent, ctx context.Context, job Job, progress Progress) (Result, error) {
+// do sends a job's request and puts the answer's body under the stall watchdog; ctx is the
+// request's context, from withStall.
+func (o *openAI) do(parent, ctx context.Context, st *stall, req *http.Request, name string) (*http.Response, error) {
+	resp, err := send(parent, ctx, o.client, req, "openai")
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = st.watch(resp.Body, name)
+	return resp, nil
+}
+
+func (o *openAI) image(parent, ctx context.Context, st *stall, job Job, progress Progress) (Result, error) {
 	in, err := parseImage(job.Input, o.cfg.limits())
 	if err != nil {
 		return Result{}, err
@@ -144,7 +157,7 @@ func (o *openAI) image(parent, ctx context.Context, job Job, progress Progress) 
 		return Result{}, err
 	}
 	progress(0.05, "generating")
-	resp, err := send(parent, ctx, o.client, req, "openai")
+	resp, err := o.do(parent, ctx, st, req, "openai /images/generations")
 	if err != nil {
 		return Result{}, err
 	}
@@ -168,7 +181,7 @@ func (o *openAI) saveDetected(parent, ctx context.Context, job Job, r io.Reader)
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.Peek(12)
 	if err != nil && len(head) == 0 {
-		if cerr := ctxError(parent, ctx, "openai"); cerr != nil {
+		if cerr := endOf(parent, ctx, "openai"); cerr != nil {
 			return "", "", cerr
 		}
 		if errors.Is(err, errNoField) {
@@ -186,7 +199,7 @@ func (o *openAI) saveDetected(parent, ctx context.Context, job Job, r io.Reader)
 	}
 	defer f.abort()
 	if _, err := io.Copy(f, br); err != nil {
-		if cerr := ctxError(parent, ctx, "openai"); cerr != nil {
+		if cerr := endOf(parent, ctx, "openai"); cerr != nil {
 			return "", "", cerr
 		}
 		if errors.Is(err, errNoField) || errors.As(err, new(base64.CorruptInputError)) {
@@ -205,7 +218,7 @@ func orUnknown(s string) string {
 	return s
 }
 
-func (o *openAI) speech(parent, ctx context.Context, job Job, progress Progress) (Result, error) {
+func (o *openAI) speech(parent, ctx context.Context, st *stall, job Job, progress Progress) (Result, error) {
 	in, err := parseTTS(job.Input, o.cfg.limits())
 	if err != nil {
 		return Result{}, err
@@ -230,7 +243,7 @@ func (o *openAI) speech(parent, ctx context.Context, job Job, progress Progress)
 		return Result{}, err
 	}
 	progress(0.05, "speaking")
-	resp, err := send(parent, ctx, o.client, req, "openai")
+	resp, err := o.do(parent, ctx, st, req, "openai /audio/speech")
 	if err != nil {
 		return Result{}, err
 	}
@@ -246,7 +259,7 @@ func (o *openAI) speech(parent, ctx context.Context, job Job, progress Progress)
 	return Result{File: path, Ext: ext, Prompt: in.Text}, nil
 }
 
-func (o *openAI) transcribe(parent, ctx context.Context, job Job, progress Progress) (Result, error) {
+func (o *openAI) transcribe(parent, ctx context.Context, st *stall, job Job, progress Progress) (Result, error) {
 	in, err := parseSTT(job.Input, job.InputFile)
 	if err != nil {
 		return Result{}, err
@@ -297,7 +310,7 @@ func (o *openAI) transcribe(parent, ctx context.Context, job Job, progress Progr
 		return Result{}, err
 	}
 	progress(0.05, "transcribing")
-	resp, err := send(parent, ctx, o.client, req, "openai")
+	resp, err := o.do(parent, ctx, st, req, "openai "+path)
 	if err != nil {
 		return Result{}, err
 	}
@@ -307,7 +320,7 @@ func (o *openAI) transcribe(parent, ctx context.Context, job Job, progress Progr
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		if cerr := ctxError(parent, ctx, "openai"); cerr != nil {
+		if cerr := endOf(parent, ctx, "openai"); cerr != nil {
 			return Result{}, cerr
 		}
 		return Result{}, backendDown("openai "+path, err)

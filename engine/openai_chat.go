@@ -18,7 +18,7 @@ import (
 // progressTokens is the token count progress is measured against when the job sets no max_tokens.
 const progressTokens = 512
 
-func (o *openAI) chat(parent, ctx context.Context, job Job, progress Progress) (Result, error) {
+func (o *openAI) chat(parent, ctx context.Context, st *stall, job Job, progress Progress) (Result, error) {
 	in, err := parseLLM(job.Input, o.cfg.limits())
 	if err != nil {
 		return Result{}, err
@@ -49,7 +49,7 @@ func (o *openAI) chat(parent, ctx context.Context, job Job, progress Progress) (
 		return Result{}, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := send(parent, ctx, o.client, req, "openai")
+	resp, err := o.do(parent, ctx, st, req, "openai /chat/completions")
 	if err != nil {
 		return Result{}, err
 	}
@@ -67,7 +67,7 @@ func (o *openAI) chat(parent, ctx context.Context, job Job, progress Progress) (
 		})
 	}
 	if err != nil {
-		if cerr := ctxError(parent, ctx, "openai"); cerr != nil {
+		if cerr := endOf(parent, ctx, "openai"); cerr != nil {
 			return Result{}, cerr
 		}
 		return Result{}, err
@@ -114,6 +114,9 @@ func readChatStream(body io.Reader, onToken func(int)) (protocol.LLMResult, erro
 	)
 	for sc.Scan() {
 		line := sc.Bytes()
+		if data, ok := bytes.CutPrefix(line, []byte("error:")); ok {
+			return res, streamError(data) // older llama-server: an "error:" line instead of a chunk
+		}
 		data, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
 			continue // comments, event names, blank separators
@@ -128,7 +131,7 @@ func readChatStream(body io.Reader, onToken func(int)) (protocol.LLMResult, erro
 			return res, backendFailed(true, "openai stream: unreadable chunk: %v", err)
 		}
 		if len(ch.Error) > 0 && string(ch.Error) != "null" {
-			return res, backendFailed(true, "openai stream: %s", errorMessage(ch.Error))
+			return res, streamError(ch.Error)
 		}
 		if ch.Usage != nil {
 			usage = ch.Usage
@@ -166,6 +169,9 @@ func readCompletion(body io.Reader) (protocol.LLMResult, error) {
 	if err := json.NewDecoder(io.LimitReader(body, 64<<20)).Decode(&ch); err != nil {
 		return protocol.LLMResult{}, backendFailed(true, "openai: unreadable completion: %v", err)
 	}
+	if len(ch.Error) > 0 && string(ch.Error) != "null" {
+		return protocol.LLMResult{}, streamError(ch.Error)
+	}
 	if len(ch.Choices) == 0 || ch.Choices[0].Message.Content == nil {
 		return protocol.LLMResult{}, backendFailed(true, "openai: completion without a message")
 	}
@@ -181,12 +187,26 @@ func readCompletion(body io.Reader) (protocol.LLMResult, error) {
 	return res, nil
 }
 
-func errorMessage(raw json.RawMessage) string {
-	var e struct {
-		Message string `json:"message"`
+// streamError classifies an error a server sends inside its answer, after its 200: llama-server's
+// {"code":500,"message":"Failed to parse input at pos …","type":"server_error"} (with no
+// [DONE]), vLLM's {…,"code":400} (then [DONE]). It is the backend's failure, retryable, unless
+// its code is a 4xx that says the request itself is wrong. A failure that repeats (llama-server's
+// parse error with a fixed seed) is kept off this worker by the hub's cool-off, not here.
+func streamError(raw []byte) *Error {
+	e, ok := parseBackendError(raw)
+	if !ok {
+		e = backendError{Message: strings.TrimSpace(string(raw))}
 	}
-	if json.Unmarshal(raw, &e) == nil && e.Message != "" {
-		return e.Message
+	text := "openai stream error"
+	if head := e.head(""); head != "" {
+		text += " " + head
 	}
-	return string(raw)
+	if e.Message != "" {
+		text += ": " + clipText(e.Message)
+	}
+	if c := e.Status; c >= 400 && c < 500 && c != http.StatusUnauthorized && c != http.StatusForbidden &&
+		c != http.StatusRequestTimeout && c != http.StatusTooManyRequests {
+		return &Error{Err: fmt.Errorf("%w: %s", ErrInvalidInput, text)}
+	}
+	return backendFailed(true, "%s", text)
 }

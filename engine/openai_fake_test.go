@@ -15,17 +15,27 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // fakeOpenAI is an in-test HTTP server that answers like an OpenAI-compatible server (llama.cpp's
 // llama-server, Ollama, whisper-server) as documented in shared/FIELD-NOTES.md. The llm prompt
 // chooses its behaviour: "bad-request", "server-error", "unknown-model", "slow", "vanish",
-// "no-usage", "not-streaming"; anything else streams a normal answer.
+// "no-usage", "not-streaming", "huge-error" (a 500 whose message is 10 KiB), "stall" (two
+// tokens, then silence on the open connection), "sigterm" (as llama-server stopped with SIGTERM:
+// two tokens, then it closes its listener and stays silent on the open connection),
+// "stream-error" (llama-server's parse error chunk quoting 10 KiB of output, no [DONE]),
+// "stream-error-line" (an older llama-server's "error:" line), "stream-400" (vLLM's error chunk
+// with code 400, then [DONE]); anything else streams a normal answer. An stt job whose language
+// is "huge" gets whisper-server's plain-text 400 with 10 KiB of text.
 type fakeOpenAI struct {
 	*httptest.Server
-	apiKey    string
-	noModels  atomic.Bool // /models answers 404 (whisper-server)
-	hang      atomic.Bool // /models does not answer until the client gives up
+	apiKey   string
+	noModels atomic.Bool // /models answers 404 (whisper-server)
+	hang     atomic.Bool // /models does not answer until the client gives up
+	// think delays the first chunk of a chat stream, after its headers (processing the prompt),
+	// and a transcription's whole answer (whisper-server transcribes the whole file first).
+	think     atomic.Int64
 	cancelled chan struct{}
 	mu        sync.Mutex
 	requests  []map[string]any
@@ -131,6 +141,11 @@ func (f *fakeOpenAI) chat(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
 		io.WriteString(w, `{"error":{"message":"model \"nope\" not found, try pulling it first","type":"api_error"}}`)
 		return
+	case "huge-error":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprintf(w, `{"error":{"code":500,"message":%q,"type":"server_error"}}`, parseFailure())
+		return
 	case "not-streaming":
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"choices":[{"index":0,"message":{"role":"assistant","content":"Plain answer."},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}`)
@@ -138,6 +153,14 @@ func (f *fakeOpenAI) chat(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	fl := w.(http.Flusher)
+	if f.think.Load() > 0 {
+		// vLLM's headers go out at once; its first chunk comes after the prompt is processed.
+		w.WriteHeader(http.StatusOK)
+		fl.Flush()
+		if !f.thinkFirst(r) {
+			return
+		}
+	}
 	event := func(s string) {
 		fmt.Fprintf(w, "data: %s\n\n", s)
 		fl.Flush()
@@ -151,6 +174,27 @@ func (f *fakeOpenAI) chat(w http.ResponseWriter, r *http.Request) {
 	words := []string{"Hello", " there", ",", " friend", "!"}
 	for i := 0; i < maxTokens; i++ {
 		event(fmt.Sprintf(`{"choices":[{"finish_reason":null,"index":0,"delta":{"content":%q}}],"object":"chat.completion.chunk"}`, words[i]))
+		if i == 1 {
+			switch prompt {
+			case "sigterm":
+				f.Listener.Close() // no new connections; this one stays open
+				fallthrough
+			case "stall":
+				<-r.Context().Done() // silent until the client gives up
+				f.cancelled <- struct{}{}
+				return
+			case "stream-error":
+				event(fmt.Sprintf(`{"error":{"code":500,"message":%q,"type":"server_error"}}`, parseFailure()))
+				return
+			case "stream-error-line":
+				fmt.Fprintf(w, "error: %s\n\n", `{"code":503,"message":"Loading model","type":"unavailable_error"}`)
+				return
+			case "stream-400":
+				event(`{"error":{"object":"error","message":"This model's maximum context length is 4096 tokens.","type":"BadRequestError","param":null,"code":400}}`)
+				event("[DONE]")
+				return
+			}
+		}
 		if prompt == "vanish" && i == 1 {
 			// The server goes away mid-stream: the connection drops without [DONE].
 			conn, _, err := http.NewResponseController(w).Hijack()
@@ -169,6 +213,24 @@ func (f *fakeOpenAI) chat(w http.ResponseWriter, r *http.Request) {
 		event(fmt.Sprintf(`{"choices":[],"usage":{"completion_tokens":%d,"prompt_tokens":11,"total_tokens":%d},"object":"chat.completion.chunk"}`, maxTokens, maxTokens+11))
 	}
 	event("[DONE]")
+}
+
+// thinkFirst waits f.think before the answer's first byte; false when the client gave up.
+func (f *fakeOpenAI) thinkFirst(r *http.Request) bool {
+	if d := time.Duration(f.think.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	return true
+}
+
+// parseFailure is llama-server's chat parser failing on odd output: it quotes the whole generated
+// text, here 10 KiB of it with two-byte runes, so that a cut can land inside one.
+func parseFailure() string {
+	return "Failed to parse input at pos 22: " + strings.Repeat("Grüße, ", 1134)
 }
 
 // testPNG encodes a small real PNG.
@@ -246,6 +308,14 @@ func (f *fakeOpenAI) transcribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer file.Close()
+	if r.FormValue("language") == "huge" {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, "Invalid request: "+strings.Repeat("language not supported; ", 426))
+		return
+	}
+	if !f.thinkFirst(r) {
+		return
+	}
 	data, _ := io.ReadAll(file)
 	form := map[string]string{"size": fmt.Sprint(len(data))}
 	for k, v := range r.MultipartForm.Value {
