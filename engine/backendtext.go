@@ -16,8 +16,8 @@ import (
 // command's stderr, a node's exception) that goes into a job's error or one log line.
 const maxBackendText = 1 << 10
 
-// clipNoteRoom is what a clipped text keeps free for its note; the longest note,
-// "…(more than 1023.9 MiB cut)", is 28 bytes.
+// clipNoteRoom is what a clipped text keeps free for its note, which is shorter:
+// "…(more than 63.0 KiB cut)" (a read limit) is 27 bytes, "…(99999.9 MiB cut)" 20.
 const clipNoteRoom = 32
 
 // clip cuts s to at most maxBackendText bytes, on a UTF-8 boundary, and says how much it cut: it
