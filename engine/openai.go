@@ -46,8 +46,10 @@ func (o *openAI) newRequest(ctx context.Context, method, path string, body io.Re
 	return req, nil
 }
 
-// models lists the configured models, or else the server's /models. A server that answers
-// /models with an error but is configured with models is up: whisper-server has no /models.
+// models lists what the server serves, from its /models: all of it when no models are
+// configured, else the configured ones it has (matchModels). A server whose /models cannot be
+// read but which is configured with models is up with those: whisper-server has no /models, and
+// then nothing can check them.
 func (o *openAI) models(ctx context.Context) ([]string, error) {
 	req, err := o.newRequest(ctx, http.MethodGet, "/models", nil, "")
 	if err != nil {
@@ -58,13 +60,27 @@ func (o *openAI) models(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if len(o.cfg.Models) > 0 {
+	served, listErr := readModelList(resp)
+	if len(o.cfg.Models) == 0 {
+		return served, listErr
+	}
+	if listErr != nil {
 		return o.cfg.Models, nil
 	}
+	have, _ := matchModels(o.cfg.Models, served)
+	if len(have) == 0 {
+		return nil, fmt.Errorf("the server has none of the configured models (%s); it serves %s: load one, or change models in the config",
+			strings.Join(o.cfg.Models, ", "), strings.Join(served, ", "))
+	}
+	return have, nil
+}
+
+// readModelList reads a /models answer: an OpenAI "data" list, or the Ollama-style "models" list
+// llama-server also sends.
+func readModelList(resp *http.Response) ([]string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /models: %s; list the models in the config", errorText(resp))
 	}
-	// llama-server answers both an OpenAI "data" list and an Ollama-style "models" list.
 	var ans struct {
 		Data []struct {
 			ID string `json:"id"`

@@ -33,6 +33,7 @@ type fakeOpenAI struct {
 	apiKey   string
 	noModels atomic.Bool // /models answers 404 (whisper-server)
 	hang     atomic.Bool // /models does not answer until the client gives up
+	stopped  atomic.Bool // "sigterm" happened: no request is served any more
 	// think delays the first chunk of a chat stream, after its headers (processing the prompt),
 	// and a transcription's whole answer (whisper-server transcribes the whole file first).
 	think     atomic.Int64
@@ -51,7 +52,17 @@ func newFakeOpenAI(t *testing.T, apiKey string) *fakeOpenAI {
 	mux.HandleFunc("POST /v1/audio/speech", f.speech)
 	mux.HandleFunc("POST /v1/audio/transcriptions", f.transcribe)
 	mux.HandleFunc("POST /inference", f.transcribe) // whisper-server's one path
-	f.Server = httptest.NewServer(mux)
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.stopped.Load() {
+			// Stopped: a request on a kept-alive connection finds it closed, as it would on a
+			// real server that has shut its listener (whatever idle connection the pool holds).
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(f.Close)
 	return f
 }
@@ -177,6 +188,7 @@ func (f *fakeOpenAI) chat(w http.ResponseWriter, r *http.Request) {
 		if i == 1 {
 			switch prompt {
 			case "sigterm":
+				f.stopped.Store(true)
 				f.Listener.Close() // no new connections; this one stays open
 				fallthrough
 			case "stall":

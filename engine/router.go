@@ -108,6 +108,9 @@ type Router struct {
 	done     chan struct{}
 	// wake tells the refresher that a job found a backend down, so probing starts now.
 	wake chan struct{}
+	// missing is the configured models each kind's backend lacked at the last refresh, as
+	// logged; refreshes take turns (refreshMu), so it needs no lock of its own.
+	missing map[protocol.Kind]string
 }
 
 // NewRouter builds the backends of cfg. A nil logger discards; a nil client is a plain one.
@@ -141,6 +144,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		known:        map[protocol.Kind][]string{},
 		done:         make(chan struct{}),
 		wake:         make(chan struct{}, 1),
+		missing:      map[protocol.Kind]string{},
 	}
 	var names []string
 	for _, k := range protocol.Kinds() {
@@ -208,7 +212,16 @@ func ProbeBackend(ctx context.Context, kind protocol.Kind, bc BackendConfig, cli
 	if err != nil {
 		return nil, err
 	}
-	return b.models(ctx)
+	ms, err := b.models(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, missing := matchModels(bc.Models, ms); len(missing) > 0 {
+		// The Settings page shows this by the models field: a job for such a model would
+		// otherwise run on whatever the backend has loaded.
+		return ms, unsupported("models", "the backend does not have %s (it serves %s)", strings.Join(missing, ", "), strings.Join(ms, ", "))
+	}
+	return ms, nil
 }
 
 // Capabilities returns the capabilities found by the last refresh; it never waits on a backend.
@@ -302,6 +315,9 @@ func (r *Router) refresh(ctx context.Context, downOnly bool) Capabilities {
 		if !ok {
 			continue
 		}
+		if ms, up := next.Models[k]; up {
+			r.warnMissing(k, b, ms)
+		}
 		_, wasUp := prev.Models[k]
 		_, isUp := next.Models[k]
 		switch {
@@ -363,6 +379,21 @@ func (r *Router) Start(ctx context.Context) {
 			}
 		}
 	}()
+}
+
+// warnMissing logs, when it changes, which configured models of kind the backend lacks: they are
+// not advertised, and the creator should know why. Only the refresher calls it.
+func (r *Router) warnMissing(kind protocol.Kind, b backend, served []string) {
+	_, missing := matchModels(r.cfg[kind].Models, served)
+	text := strings.Join(missing, ", ")
+	if r.missing[kind] == text {
+		return
+	}
+	r.missing[kind] = text
+	if text != "" {
+		r.logger.Warn("engine: configured models the backend does not have are not offered",
+			"kind", kind, "backend", b.name(), "missing", text, "served", strings.Join(served, ", "))
+	}
 }
 
 // probeDelay is the wait before the n-th probe of a down backend: 250 ms, then doubling, at most

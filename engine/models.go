@@ -1,0 +1,30 @@
+// models.go matches the models a creator configured against the ones a backend says it serves,
+// so the worker advertises only what the backend has, and says which configured ones it lacks,
+// instead of letting the backend answer with whatever it has loaded. It must not fetch anything.
+
+package engine
+
+import (
+	"slices"
+	"strings"
+)
+
+// matchModels splits configured into the models served has and the ones it lacks, keeping the
+// configured spelling (which is what the worker advertises and jobs name). Ollama tags a model
+// ":latest" when no tag is given, so "llama3.2" and "llama3.2:latest" are one model.
+func matchModels(configured, served []string) (have, missing []string) {
+	for _, m := range configured {
+		if slices.ContainsFunc(served, func(s string) bool { return sameModel(m, s) }) {
+			have = append(have, m)
+		} else {
+			missing = append(missing, m)
+		}
+	}
+	return have, missing
+}
+
+func sameModel(a, b string) bool {
+	return strings.EqualFold(untagged(a), untagged(b))
+}
+
+func untagged(m string) string { return strings.TrimSuffix(m, ":latest") }
