@@ -74,6 +74,7 @@ type sizes struct {
 	scaleOffers      time.Duration
 	recoveryJobs     int
 	recoveryWorkers  int
+	llmRounds        int
 }
 
 func fullSizes() sizes {
@@ -84,6 +85,7 @@ func fullSizes() sizes {
 		idle:         60 * time.Second,
 		scaleWorkers: 1000, scaleOffers: 10 * time.Second,
 		recoveryJobs: 2000, recoveryWorkers: 8,
+		llmRounds: 30,
 	}
 }
 
@@ -95,6 +97,7 @@ func quickSizes() sizes {
 		idle:         10 * time.Second,
 		scaleWorkers: 100, scaleOffers: 3 * time.Second,
 		recoveryJobs: 400, recoveryWorkers: 8,
+		llmRounds: 5,
 	}
 }
 
@@ -112,6 +115,7 @@ func figures() []figure {
 		{"idle", runIdle},
 		{"scale", runScale},
 		{"recovery", runRecovery},
+		{"llm", runLLM},
 	}
 }
 
@@ -122,6 +126,7 @@ func run(args []string) int {
 	out := fs.String("out", "", "results file (default: bench/results/latest.json for a full run of every figure, none otherwise)")
 	markdown := fs.Bool("markdown", false, "also print the table as Markdown (for docs/performance.md)")
 	keep := fs.Bool("keep", false, "keep the temporary folder (hub logs and databases) for inspection")
+	into := fs.String("into", "", "merge the figures run into this results file (e.g. bench/results/latest.json): each replaces the figure of its name, the others stay")
 	profDir := fs.String("pprof", "", "write CPU profiles of this process and of every hub (run from this binary's hub mode) to this folder")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -182,6 +187,13 @@ func run(args []string) int {
 	if *markdown {
 		fmt.Println()
 		rep.printMarkdown(os.Stdout)
+	}
+	if *into != "" {
+		if err := mergeInto(*into, rep); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		log.Info("figures merged", "file", *into)
 	}
 	if *out != "" {
 		if err := rep.write(*out); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,6 +36,15 @@ type figureResult struct {
 	Rows    []row          `json:"rows"`
 	Details map[string]any `json:"details,omitempty"`
 	Err     string         `json:"error,omitempty"`
+	// Set on a figure merged into a results file made by another run (--into): where and when
+	// this figure was measured, since the file's machine and commit are the other run's.
+	Merged *merged `json:"merged,omitempty"`
+}
+
+type merged struct {
+	GeneratedAt time.Time `json:"generated_at"`
+	Mode        string    `json:"mode"`
+	Machine     machine   `json:"machine"`
 }
 
 func (f *figureResult) add(r row) { f.Rows = append(f.Rows, r) }
@@ -134,6 +144,29 @@ func (r *report) write(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// mergeInto puts rep's figures into the results file at path: each replaces the figure of its
+// name or is added at the end; the others, and the file's machine, stay as they were.
+func mergeInto(path string, rep *report) error {
+	var old report
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &old); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, f := range rep.Figures {
+		f.Merged = &merged{GeneratedAt: rep.GeneratedAt, Mode: rep.Mode, Machine: rep.Machine}
+		i := slices.IndexFunc(old.Figures, func(o figureResult) bool { return o.Name == f.Name })
+		if i >= 0 {
+			old.Figures[i] = f
+		} else {
+			old.Figures = append(old.Figures, f)
+		}
+	}
+	return old.write(path)
 }
 
 // num prints a figure with the precision its size deserves.

@@ -275,8 +275,9 @@ type fleet struct {
 }
 
 // startFleet registers n workers with the hub at hubURL and serves them against serverURL (the
-// hub, or a tap in front of it) until stop.
-func startFleet(ctx context.Context, dir string, hc *hub.Client, serverURL string, n, slots int) (*fleet, error) {
+// hub, or a tap in front of it) until stop. Each tweak changes every worker's config before it is
+// saved (another engine for a kind, say).
+func startFleet(ctx context.Context, dir string, hc *hub.Client, serverURL string, n, slots int, tweaks ...func(*app.Config)) (*fleet, error) {
 	f := &fleet{probe: newProbe(), errs: make(chan error, n)}
 	var ws []*app.Worker
 	for i := range n {
@@ -290,6 +291,9 @@ func startFleet(ctx context.Context, dir string, hc *hub.Client, serverURL strin
 			return nil, err
 		}
 		cfg := workerConfig(serverURL, reg.WorkerID, reg.AuthToken, name, slots)
+		for _, t := range tweaks {
+			t(&cfg)
+		}
 		path := filepath.Join(wdir, "config.json")
 		if err := app.SaveConfig(path, cfg); err != nil {
 			return nil, err
