@@ -73,3 +73,11 @@ func TestConfiguredModelsAreCheckedAgainstTheServer(t *testing.T) {
 		})
 	}
 }
+
+func TestISOLanguage(t *testing.T) {
+	for in, want := range map[string]string{"english": "en", "English": "en", "en": "en", " german ": "de", "jw": "jv", "haitian creole": "ht", "xx": "xx"} {
+		if got := isoLanguage(in); got != want {
+			t.Errorf("isoLanguage(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

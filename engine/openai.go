@@ -354,7 +354,7 @@ func (o *openAI) transcribe(parent, ctx context.Context, st *stall, job Job, pro
 	if json.Unmarshal(body, &ans) == nil && ans.Text != nil {
 		res.Text = strings.TrimSpace(*ans.Text)
 		if ans.Language != "" {
-			res.Language = ans.Language
+			res.Language = isoLanguage(ans.Language)
 		}
 		for _, s := range ans.Segments {
 			res.Segments = append(res.Segments, protocol.Segment{Start: s.Start, End: s.End, Text: strings.TrimSpace(s.Text)})

@@ -242,7 +242,7 @@ func TestOpenAISpeechAndTranscription(t *testing.T) {
 	}
 	var out protocol.STTResult
 	json.Unmarshal(res.JSON, &out)
-	if out.Text != "Hello world." || out.Language != "english" || len(out.Segments) != 2 || out.Segments[1] != (protocol.Segment{Start: 1.1, End: 2, Text: "world."}) {
+	if out.Text != "Hello world." || out.Language != "en" || len(out.Segments) != 2 || out.Segments[1] != (protocol.Segment{Start: 1.1, End: 2, Text: "world."}) {
 		t.Errorf("transcript %+v", out)
 	}
 	f.mu.Lock()
