@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"studioworker/protocol"
@@ -62,9 +63,7 @@ func (o *openAI) chat(parent, ctx context.Context, st *stall, job Job, progress 
 		// A server that does not stream answers one completion object.
 		res, err = readCompletion(resp.Body)
 	} else {
-		res, err = readChatStream(resp.Body, func(tokens int) {
-			progress(0.95*float64(tokens)/float64(budget), fmt.Sprintf("%d tokens", tokens))
-		})
+		res, err = readChatStream(resp.Body, tokenProgress(progress, budget))
 	}
 	if err != nil {
 		if cerr := endOf(parent, ctx, "openai"); cerr != nil {
@@ -83,6 +82,14 @@ func (o *openAI) chat(parent, ctx context.Context, st *stall, job Job, progress 
 	}
 	progress(1, "done")
 	return Result{JSON: out, Prompt: in.prompt()}, nil
+}
+
+// tokenProgress is the stream's callback, called once per token: progress against budget tokens,
+// 95 % at most until the answer is read, and "N tokens". It costs one short string per token.
+func tokenProgress(progress Progress, budget int) func(int) {
+	return func(tokens int) {
+		progress(0.95*float64(tokens)/float64(budget), strconv.Itoa(tokens)+" tokens")
+	}
 }
 
 type chatChunk struct {

@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// BenchmarkReadChatStream reads a 2,048-token streamed answer in llama-server's format with a
-// progress callback like the one chat passes: the per-token cost of the stream's reading.
+// BenchmarkReadChatStream reads a 2,048-token streamed answer in llama-server's format with the
+// progress callback chat passes: the per-token cost of the stream's reading.
 func BenchmarkReadChatStream(b *testing.B) {
 	const n = 2048
 	var stream bytes.Buffer
@@ -22,9 +22,7 @@ func BenchmarkReadChatStream(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p := monotonic(func(float64, string) {})
-		res, err := readChatStream(bytes.NewReader(raw), func(tokens int) {
-			p(0.95*float64(tokens)/float64(n), fmt.Sprintf("%d tokens", tokens))
-		})
+		res, err := readChatStream(bytes.NewReader(raw), tokenProgress(p, n))
 		if err != nil || res.Usage.CompletionTokens != n {
 			b.Fatal(err, res.Usage)
 		}

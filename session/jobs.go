@@ -338,7 +338,8 @@ type throttle struct {
 	interval time.Duration
 
 	mu      sync.Mutex
-	pending *protocol.Progress
+	pending protocol.Progress // the latest value not yet sent, when has is set
+	has     bool
 	last    time.Time
 	timer   *time.Timer
 	done    bool
@@ -356,7 +357,8 @@ func (t *throttle) report(fraction float64, message string) {
 	if t.done {
 		return
 	}
-	t.pending = &protocol.Progress{JobID: t.j.claim.JobID, Fraction: fraction, Message: message}
+	// A value, not a pointer: the engine calls this once per token, and nothing is allocated.
+	t.pending, t.has = protocol.Progress{JobID: t.j.claim.JobID, Fraction: fraction, Message: message}, true
 	if t.timer == nil {
 		t.timer = time.AfterFunc(max(0, t.interval-time.Since(t.last)), t.fire)
 	}
@@ -366,9 +368,9 @@ func (t *throttle) fire() {
 	t.sendMu.Lock()
 	defer t.sendMu.Unlock()
 	t.mu.Lock()
-	p := t.pending
-	t.pending, t.timer = nil, nil
-	if t.done || p == nil {
+	p, has := t.pending, t.has
+	t.pending, t.has, t.timer = protocol.Progress{}, false, nil
+	if t.done || !has {
 		t.mu.Unlock()
 		return
 	}
@@ -378,13 +380,13 @@ func (t *throttle) fire() {
 }
 
 // send hands the value to the Handler and to the hub: both see the same throttled stream.
-func (t *throttle) send(p *protocol.Progress) {
+func (t *throttle) send(p protocol.Progress) {
 	if t.j.silent() {
 		return
 	}
 	t.s.emit(JobProgressEvent{JobID: p.JobID, Fraction: p.Fraction, Message: p.Message})
 	if c := t.s.currentConn(); c != nil {
-		_ = c.write(*p)
+		_ = c.write(p)
 	}
 }
 
@@ -398,13 +400,13 @@ func (t *throttle) stop(flush bool) {
 		t.timer.Stop()
 		t.timer = nil
 	}
-	p := t.pending
-	t.pending = nil
+	p, has := t.pending, t.has
+	t.pending, t.has = protocol.Progress{}, false
 	due := time.Since(t.last) >= t.interval
 	t.mu.Unlock()
 	t.sendMu.Lock() // waits for a write in progress
 	defer t.sendMu.Unlock()
-	if flush && p != nil && due {
+	if flush && has && due {
 		t.send(p)
 	}
 }
