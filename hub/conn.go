@@ -30,7 +30,15 @@ type conn struct {
 	once     sync.Once
 	done     chan struct{} // writer ended
 	met      *metrics
+
+	// Unknown frame types are logged at most once per unknownLogEvery, with how many were not:
+	// one worker sending them in a loop wrote 40,810 lines in 5 s. Only the reader touches these.
+	unknownLogged time.Time
+	unknownQuiet  int
 }
+
+// unknownLogEvery is how often at most a session logs the unknown frame types it ignores.
+const unknownLogEvery = time.Minute
 
 type closeMsg struct {
 	frame  protocol.Frame // sent before the close, may be nil
@@ -209,7 +217,12 @@ func (h *Hub) readFrame(ctx context.Context, c *conn) (protocol.Frame, bool) {
 		}
 		if u, unknown := f.(protocol.Unknown); unknown {
 			h.met.unknownFrames.Add(1)
-			c.log.Info("ignoring a frame of unknown type", "type", u.Type)
+			if now := time.Now(); now.Sub(c.unknownLogged) >= unknownLogEvery {
+				c.log.Info("ignoring a frame of unknown type", "type", u.Type, "ignored_since_last_line", c.unknownQuiet)
+				c.unknownLogged, c.unknownQuiet = now, 0
+			} else {
+				c.unknownQuiet++
+			}
 			continue
 		}
 		return f, true

@@ -111,6 +111,22 @@ func TestUnknownFrameTypeIsIgnored(t *testing.T) {
 	e.waitMetric("studio_hub_unknown_frames_total 1")
 }
 
+// TestUnknownFramesAreLoggedOnceAMinute: a worker that sends unknown frames in a loop costs the
+// hub a counter, not a log line per frame.
+func TestUnknownFramesAreLoggedOnceAMinute(t *testing.T) {
+	e := startHub(t, nil)
+	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
+	for range 300 {
+		a.sendRaw([]byte(`{"type":"from_the_future","x":1}`))
+	}
+	a.send(protocol.LogBatch{Seq: 1, Entries: protocol.List[protocol.LogEntry]{{TS: time.Now().UTC(), Level: protocol.LevelInfo, Source: "w", Message: "after"}}})
+	expect[protocol.LogAck](a) // read in order: every unknown frame before it has been handled
+	e.waitMetric("studio_hub_unknown_frames_total 300")
+	if n := strings.Count(e.logs.String(), "ignoring a frame of unknown type"); n != 1 {
+		t.Errorf("%d log lines for 300 unknown frames, want 1", n)
+	}
+}
+
 func TestMalformedFramesGetProtocolErrorAndClose(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"sync"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -99,6 +100,17 @@ type store struct {
 var errStoreClosed = errors.New("hub: store closed")
 
 func openStore(path string) (*store, error) {
+	// The database holds the worker tokens' hashes and every job's input: readable by the hub's
+	// user only. SQLite gives its -wal and -shm files the database file's mode, so creating it
+	// 0600 (and tightening one an older hub made 0644) covers all three.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	f.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
