@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -208,6 +209,14 @@ func (h *Hub) readFrame(ctx context.Context, c *conn) (protocol.Frame, bool) {
 		}
 		if typ != websocket.MessageText {
 			h.protocolError(c, "binary frames are not part of the protocol")
+			return nil, false
+		}
+		if !utf8.Valid(data) {
+			// RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection with 1007.
+			h.met.frameErrors.Add(1)
+			c.log.Warn("text frame is not valid UTF-8: closing the session with 1007")
+			c.closeWith(errFrame(protocol.ErrCodeProtocolError, "a text frame was not valid UTF-8"), websocket.StatusInvalidFramePayloadData, "invalid UTF-8")
+			<-c.done
 			return nil, false
 		}
 		f, err := protocol.Decode(data)

@@ -127,6 +127,15 @@ func TestUnknownFramesAreLoggedOnceAMinute(t *testing.T) {
 	}
 }
 
+func TestInvalidUTF8IsClosedWith1007(t *testing.T) {
+	e := startHub(t, nil)
+	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
+	a.sendRaw([]byte("{\"type\":\"log_batch\",\"seq\":1,\"entries\":[{\"message\":\"\xff\xfe\"}]}"))
+	if code := a.closeStatus(); code != websocket.StatusInvalidFramePayloadData {
+		t.Fatalf("closed with %d, want 1007", code)
+	}
+}
+
 func TestMalformedFramesGetProtocolErrorAndClose(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
