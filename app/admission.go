@@ -50,6 +50,10 @@ type AdmissionInput struct {
 	// NoVRAM is true when no GPU is seen and there is no cap: the worker advertises 0 GB, so a
 	// job that states a VRAM need cannot run here (whatever a hub offers).
 	NoVRAM bool
+	// SpoolFreeMB is the free space on the disk that holds the spool, -1 when unknown;
+	// SpoolMarginMB is what must stay free there (0 = no check). A full disk would make every
+	// result fail after the work was done, and use up the job's attempts.
+	SpoolFreeMB, SpoolMarginMB int64
 	// GPUs is live free memory per GPU; empty means unknown (no NVML), and
 	// then only CapGB applies.
 	GPUs []GPUFree
@@ -91,6 +95,11 @@ func Admit(in AdmissionInput) Admission {
 	}
 	if in.Running >= slots {
 		return Admission{DeclineBusy, -1, fmt.Sprintf("busy: %d of %d job slots in use", in.Running, slots)}
+	}
+
+	if in.SpoolMarginMB > 0 && in.SpoolFreeMB >= 0 && in.SpoolFreeMB < in.SpoolMarginMB {
+		return Admission{DeclineBusy, -1, fmt.Sprintf("the disk that holds the spool has %d MB free, less than the %d MB kept free (spool_free_margin_mb): free some space",
+			in.SpoolFreeMB, in.SpoolMarginMB)}
 	}
 
 	if why, ok := admSupported(in.Supported, in.Kind, in.Model); !ok {

@@ -37,6 +37,12 @@ func TestAdmit(t *testing.T) {
 			in.Paused, in.Running, in.Kind, in.EstimateGB, in.ExpiresAt = true, 5, "video", 500, now.Add(-time.Hour)
 		}, want: DeclinePaused, wantGPU: -1},
 		{name: "busy", change: func(in *AdmissionInput) { in.Running = 1 }, want: DeclineBusy, wantGPU: -1, why: "1 of 1"},
+		{name: "the spool's disk is nearly full", change: func(in *AdmissionInput) { in.SpoolFreeMB, in.SpoolMarginMB = 300, 1024 },
+			want: DeclineBusy, wantGPU: -1, why: "300 MB free, less than the 1024 MB kept free (spool_free_margin_mb)"},
+		{name: "enough room on the spool's disk", change: func(in *AdmissionInput) { in.SpoolFreeMB, in.SpoolMarginMB = 5000, 1024 },
+			want: DecisionAccept, wantGPU: 0},
+		{name: "free space unknown: no refusal on a guess", change: func(in *AdmissionInput) { in.SpoolFreeMB, in.SpoolMarginMB = -1, 1024 },
+			want: DecisionAccept, wantGPU: 0},
 		{name: "zero MaxConcurrent means one slot", change: func(in *AdmissionInput) { in.MaxConcurrent, in.Running = 0, 1 }, want: DeclineBusy, wantGPU: -1},
 		{name: "a free slot of several", change: func(in *AdmissionInput) { in.MaxConcurrent, in.Running = 3, 2 }, want: DecisionAccept, wantGPU: 0},
 		{name: "busy before unsupported", change: func(in *AdmissionInput) { in.Running, in.Kind = 1, "video" }, want: DeclineBusy, wantGPU: -1},

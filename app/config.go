@@ -37,9 +37,12 @@ type Config struct {
 	AllowInsecure     bool    `json:"allow_insecure"`
 	SpoolDir          string  `json:"spool_dir"` // "" = "spool" beside the config file
 	// InputLimitMB is the most a job's input file may be (spec §6); 0 = 2048 (2 GiB).
-	InputLimitMB int64         `json:"input_limit_mb,omitempty"`
-	Engines      engine.Config `json:"engines"`
-	GPU          GPUConfig     `json:"gpu"`
+	InputLimitMB int64 `json:"input_limit_mb,omitempty"`
+	// SpoolFreeMarginMB is the free space the spool's disk must keep for offers to be taken;
+	// 0 = 1024, a negative value turns the check off.
+	SpoolFreeMarginMB int64         `json:"spool_free_margin_mb,omitempty"`
+	Engines           engine.Config `json:"engines"`
+	GPU               GPUConfig     `json:"gpu"`
 	// RetiredAutoStart only lets files written before autostart.go load: what starts the worker
 	// with this computer is the OS's own record (the logon entry, the user unit), read each time,
 	// never a copy here that could disagree with it. ParseConfig drops it; it is never written.
@@ -268,6 +271,17 @@ func (c *Config) Validate() error {
 
 // Registered reports whether the worker has credentials.
 func (c *Config) Registered() bool { return c.WorkerID != "" && c.AuthToken != "" }
+
+// spoolMarginMB is the free space offers need on the spool's disk; 0 turns the check off.
+func (c *Config) spoolMarginMB() int64 {
+	switch {
+	case c.SpoolFreeMarginMB < 0:
+		return 0
+	case c.SpoolFreeMarginMB == 0:
+		return 1024
+	}
+	return c.SpoolFreeMarginMB
+}
 
 // SpoolPath returns the spool folder for a config file at path.
 func (c *Config) SpoolPath(path string) string {

@@ -17,6 +17,7 @@ import (
 
 	"studioworker/engine"
 	"studioworker/gpu"
+	"studioworker/internal/diskspace"
 	"studioworker/protocol"
 	"studioworker/session"
 )
@@ -165,6 +166,7 @@ func (w *Worker) Offer(ctx context.Context, claim protocol.Claim) (session.Lease
 func (w *Worker) admit(claim protocol.Claim, userSaidYes bool) Admission {
 	snap := w.liveSnapshot()
 	caps := w.Capabilities()
+	spoolFree := w.spoolFreeMB()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	in := AdmissionInput{
@@ -180,6 +182,8 @@ func (w *Worker) admit(claim protocol.Claim, userSaidYes bool) Admission {
 		CapGB:          w.cfg.VRAMThresholdGB,
 		NoVRAM:         vramReach(w.cfg.VRAMThresholdGB, snap).noVRAM(),
 		SafetyMarginMB: w.cfg.GPU.SafetyMarginMB,
+		SpoolFreeMB:    spoolFree,
+		SpoolMarginMB:  w.cfg.spoolMarginMB(),
 		ExpiresAt:      claim.ExpiresAt,
 		Now:            w.now(),
 		AutoAccept:     w.cfg.AutoAccept || userSaidYes,
@@ -366,4 +370,15 @@ func hostOf(raw string) string {
 		return raw
 	}
 	return u.Host
+}
+
+// spoolFreeMB is the free space on the spool's disk in MB, -1 when it cannot be read (the folder
+// is not made yet, or the OS does not say): then the check does not refuse on a guess.
+func (w *Worker) spoolFreeMB() int64 {
+	cfg := w.Config()
+	free, err := diskspace.Free(cfg.SpoolPath(w.opts.ConfigPath))
+	if err != nil {
+		return -1
+	}
+	return int64(free >> 20)
 }

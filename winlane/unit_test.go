@@ -17,7 +17,7 @@ import (
 
 // wholePackages are run entirely under Wine: every one of their tests is written to run there
 // (their temporary folders are removed with durable.RemoveAll, which Wine 8 needs).
-var wholePackages = map[string]bool{"internal/durable": true}
+var wholePackages = map[string]bool{"internal/durable": true, "internal/diskspace": true}
 
 func TestWindowsUnitTests(t *testing.T) {
 	if testing.Short() {
@@ -100,6 +100,9 @@ func windowsTests(t *testing.T, root string) map[string]string {
 			continue
 		}
 		out[pkg] = "^(" + strings.Join(names, "|") + ")$"
+	}
+	for pkg := range wholePackages { // whole packages run even without a *_windows_test.go file
+		out[pkg] = ""
 	}
 	return out
 }
