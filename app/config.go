@@ -39,7 +39,7 @@ type Config struct {
 	// InputLimitMB is the most a job's input file may be (spec §6); 0 = 2048 (2 GiB).
 	InputLimitMB int64 `json:"input_limit_mb,omitempty"`
 	// SpoolFreeMarginMB is the free space the spool's disk must keep for offers to be taken;
-	// 0 = 1024, a negative value turns the check off.
+	// 0 = 256, a negative value turns the check off.
 	SpoolFreeMarginMB int64         `json:"spool_free_margin_mb,omitempty"`
 	Engines           engine.Config `json:"engines"`
 	GPU               GPUConfig     `json:"gpu"`
@@ -278,7 +278,7 @@ func (c *Config) spoolMarginMB() int64 {
 	case c.SpoolFreeMarginMB < 0:
 		return 0
 	case c.SpoolFreeMarginMB == 0:
-		return 1024
+		return 256 // room for a few image or audio results; a video needs the creator to set more
 	}
 	return c.SpoolFreeMarginMB
 }
