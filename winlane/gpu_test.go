@@ -167,17 +167,7 @@ func (g *gpuLane) admissionAndYield(t *testing.T) {
 		c["gpu"].(map[string]any)["yield"].(map[string]any)["resume_after_s"] = 2
 	})
 
-	display := startXvfb(t)
-	gui := g.worker(context.Background())
-	gui.Env = append(gui.Env, "DISPLAY="+display)
-	out := g.outputFile(gui)
-	if err := gui.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		g.killAll()
-		_ = gui.Wait()
-	}()
+	display, out := g.startWindow(t)
 	h.waitConnected(t)
 
 	eight := 8.0

@@ -24,19 +24,7 @@ func (w *wine) window(t *testing.T, h *hubProc) {
 			t.Fatalf("the window step needs %s (./build.sh deps installs xvfb and imagemagick)", tool)
 		}
 	}
-	display := startXvfb(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	gui := w.worker(ctx) // no arguments: the window and the tray, as a double-click starts it
-	gui.Env = append(gui.Env, "DISPLAY="+display)
-	out := w.outputFile(gui)
-	if err := gui.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		w.killAll()
-		_ = gui.Wait()
-	}()
+	display, out := w.startWindow(t)
 
 	shot := filepath.Join(w.root, "artifacts", "windows-dashboard.png")
 	if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
@@ -84,6 +72,25 @@ func (w *wine) window(t *testing.T, h *hubProc) {
 		t.Fatalf("screenshot %s looks blank: %d colours\nworker:\n%s", shot, colours, out())
 	}
 	t.Logf("window under Wine: %s (%d+ colours)", shot, colours)
+}
+
+// startWindow starts the exe with no arguments — the window and the tray, as a double-click
+// starts it — on an Xvfb display of the test's own, and ends every process of the prefix when the
+// test ends. It returns the display and a reader of the exe's output.
+func (w *wine) startWindow(t *testing.T) (display string, out func() string) {
+	t.Helper()
+	display = startXvfb(t)
+	gui := w.worker(context.Background())
+	gui.Env = append(gui.Env, "DISPLAY="+display)
+	out = w.outputFile(gui)
+	if err := gui.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.killAll()
+		_ = gui.Wait()
+	})
+	return display, out
 }
 
 // startXvfb starts a virtual display of the test's own and returns its name (":N").
