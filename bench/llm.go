@@ -179,30 +179,46 @@ func directChat(ctx context.Context, client *http.Client, url string, n int) (ti
 	return 0, fmt.Errorf("direct chat: the stream ended without [DONE]: %v", sc.Err())
 }
 
+// llmSplit is where one job's time went: POST /v1/jobs → the engine's Run ("job started"), the
+// engine's Run, and Run's return → the result read back from the hub.
+type llmSplit struct{ toRun, run, after, toDone time.Duration }
+
 // hubChat is one job through the hub and the worker: POST /v1/jobs until its result is read back
 // from the hub, with the answer checked.
-func hubChat(ctx context.Context, hc *hub.Client, n int) (time.Duration, error) {
+func hubChat(ctx context.Context, hc *hub.Client, pr *probe, n int) (time.Duration, llmSplit, error) {
+	var sp llmSplit
 	t0 := time.Now()
 	id, err := hc.Submit(ctx, llmJob(n))
 	if err != nil {
-		return 0, fmt.Errorf("submit: %w", err)
+		return 0, sp, fmt.Errorf("submit: %w", err)
 	}
 	if err := waitJobDone(ctx, hc, id, 60*time.Second); err != nil {
-		return 0, err
+		return 0, sp, err
 	}
 	var out bytes.Buffer
 	if _, err := hc.Result(ctx, id, &out); err != nil {
-		return 0, fmt.Errorf("result of %s: %w", id, err)
+		return 0, sp, fmt.Errorf("result of %s: %w", id, err)
 	}
 	d := time.Since(t0)
 	var res protocol.LLMResult
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		return 0, fmt.Errorf("result of %s: %w", id, err)
+		return 0, sp, fmt.Errorf("result of %s: %w", id, err)
 	}
 	if res.Usage.CompletionTokens != n {
-		return 0, fmt.Errorf("result of %s: %d tokens, want %d", id, res.Usage.CompletionTokens, n)
+		return 0, sp, fmt.Errorf("result of %s: %d tokens, want %d", id, res.Usage.CompletionTokens, n)
 	}
-	return d, nil
+	if err := pr.waitEnded(ctx, id, 10*time.Second); err != nil {
+		return 0, sp, err
+	}
+	start, _ := pr.waitStarted(ctx, id, time.Second)
+	end, _ := pr.engineEnded(id)
+	sp.toRun, sp.run = start.Sub(t0), end.Sub(start)
+	sp.after = d - sp.toRun - sp.run
+	if done, ok := pr.endedAt(id); ok {
+		sp.toDone = done.Sub(end)
+	}
+	pr.forget()
+	return d, sp, nil
 }
 
 // runLLM: an llm job through the studio-hub process and an in-process worker whose llm kind is
@@ -235,7 +251,10 @@ func runLLM(ctx context.Context, e *env) (figureResult, error) {
 
 	const warmup = 3
 	rounds := e.size.llmRounds
-	type series struct{ hub, direct, added []time.Duration }
+	type series struct {
+		hub, direct, added             []time.Duration
+		toRun, runAdded, after, toDone []time.Duration
+	}
 	got := map[int]*series{}
 	for _, n := range llmTokens {
 		got[n] = &series{}
@@ -244,13 +263,14 @@ func runLLM(ctx context.Context, e *env) (figureResult, error) {
 		for _, n := range llmTokens {
 			// Alternate which goes first, so neither always runs right after the other's tail.
 			var dd, hd time.Duration
+			var sp llmSplit
 			var err error
 			if i%2 == 0 {
 				if dd, err = directChat(ctx, direct, ps.URL(), n); err == nil {
-					hd, err = hubChat(ctx, hc, n)
+					hd, sp, err = hubChat(ctx, hc, fl.probe, n)
 				}
 			} else {
-				if hd, err = hubChat(ctx, hc, n); err == nil {
+				if hd, sp, err = hubChat(ctx, hc, fl.probe, n); err == nil {
 					dd, err = directChat(ctx, direct, ps.URL(), n)
 				}
 			}
@@ -260,6 +280,8 @@ func runLLM(ctx context.Context, e *env) (figureResult, error) {
 			if i >= warmup {
 				s := got[n]
 				s.hub, s.direct, s.added = append(s.hub, hd), append(s.direct, dd), append(s.added, hd-dd)
+				s.toRun, s.runAdded, s.after = append(s.toRun, sp.toRun), append(s.runAdded, sp.run-dd), append(s.after, sp.after)
+				s.toDone = append(s.toDone, sp.toDone)
 			}
 		}
 	}
@@ -280,6 +302,10 @@ func runLLM(ctx context.Context, e *env) (figureResult, error) {
 		res.detail(key+"_direct_ms", ds)
 		res.detail(key+"_added_ms", as)
 		res.detail(key+"_added_p90_ms", p90)
+		res.detail(key+"_post_to_run_ms", summarize(millis(s.toRun)))
+		res.detail(key+"_run_minus_direct_ms", summarize(millis(s.runAdded)))
+		res.detail(key+"_run_return_to_result_read_ms", summarize(millis(s.after)))
+		res.detail(key+"_run_return_to_job_done_logged_ms", summarize(millis(s.toDone)))
 		res.add(row{Figure: fmt.Sprintf("llm job through hub + worker, %d tokens: added time p50", n), Value: as.P50, Unit: "ms"}.
 			withBaseline("direct request p50", ds.P50).withGoal("≤ 10 ms", as.P50 <= 10))
 		res.add(row{Figure: fmt.Sprintf("↳ %d tokens: added time p90", n), Value: p90, Unit: "ms"})

@@ -147,9 +147,16 @@ func (r *report) write(path string) error {
 }
 
 // mergeInto puts rep's figures into the results file at path: each replaces the figure of its
-// name or is added at the end; the others, and the file's machine, stay as they were.
+// name or is added at the end; the others, and the file's machine, stay as they were, byte for
+// byte up to indentation.
 func mergeInto(path string, rep *report) error {
-	var old report
+	var old struct {
+		GeneratedAt json.RawMessage   `json:"generated_at"`
+		Mode        json.RawMessage   `json:"mode"`
+		Seconds     json.RawMessage   `json:"seconds"`
+		Machine     json.RawMessage   `json:"machine"`
+		Figures     []json.RawMessage `json:"figures"`
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -157,16 +164,31 @@ func mergeInto(path string, rep *report) error {
 	if err := json.Unmarshal(b, &old); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	names := make([]string, len(old.Figures))
+	for i, raw := range old.Figures {
+		var f struct{ Name string }
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return fmt.Errorf("%s: figure %d: %w", path, i, err)
+		}
+		names[i] = f.Name
+	}
 	for _, f := range rep.Figures {
 		f.Merged = &merged{GeneratedAt: rep.GeneratedAt, Mode: rep.Mode, Machine: rep.Machine}
-		i := slices.IndexFunc(old.Figures, func(o figureResult) bool { return o.Name == f.Name })
-		if i >= 0 {
-			old.Figures[i] = f
+		raw, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		if i := slices.Index(names, f.Name); i >= 0 {
+			old.Figures[i] = raw
 		} else {
-			old.Figures = append(old.Figures, f)
+			old.Figures, names = append(old.Figures, raw), append(names, f.Name)
 		}
 	}
-	return old.write(path)
+	out, err := json.MarshalIndent(old, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(out, '\n'), 0o644)
 }
 
 // num prints a figure with the precision its size deserves.
