@@ -124,21 +124,34 @@ func (h *Hub) submit(ctx context.Context, id string, req protocol.JobRequest, in
 	h.mu.Unlock()
 	j := &job{id: id, seq: seq, kind: req.Kind, model: req.Model, vram: vram, input: req.Input,
 		inputFile: inputFile, inputType: inputType, created: now}
-	err := h.db.do(ctx, func(tx *sql.Tx) error {
+	// The job joins the queue in memory when its row commits, whatever became of the caller:
+	// a client that hangs up while the write waits must not leave a row that says queued and a
+	// job nobody offers until the hub restarts.
+	committed := make(chan error, 1)
+	h.db.enqueue(func(tx *sql.Tx) error {
 		_, err := tx.Exec(`INSERT INTO jobs(id, seq, kind, model, vram_gb, input, input_file, input_type, status, created_at, updated_at)
 			VALUES(?,?,?,?,?,?,?,?,'queued',?,?)`, id, seq, string(req.Kind), req.Model, vram, string(req.Input),
 			inputFile, inputType, fmtTime(now), fmtTime(now))
 		return err
+	}, func(err error) {
+		if err == nil {
+			h.mu.Lock()
+			h.jobs[id] = j
+			h.enqueueJob(j)
+			h.mu.Unlock()
+			h.log.Debug("job queued", "job_id", id, "kind", req.Kind, "model", req.Model)
+		}
+		committed <- err
 	})
-	if err != nil {
-		return "", fmt.Errorf("hub: store job: %w", err)
+	select {
+	case err := <-committed:
+		if err != nil {
+			return "", fmt.Errorf("hub: store job: %w", err)
+		}
+		return id, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("hub: store job: %w", ctx.Err())
 	}
-	h.mu.Lock()
-	h.jobs[id] = j
-	h.enqueueJob(j)
-	h.mu.Unlock()
-	h.log.Debug("job queued", "job_id", id, "kind", req.Kind, "model", req.Model)
-	return id, nil
 }
 
 func (h *Hub) info(j *job, base string) protocol.JobInfo {

@@ -304,3 +304,18 @@ func TestResultFromAnEarlierAttemptWithdrawsTheOpenOffer(t *testing.T) {
 		})
 	}
 }
+
+// TestASubmitWhoseClientHangsUpIsStillOffered: the caller gives up while the write waits (issue
+// 17: the row committed as queued, and the job was offered only after a restart, once 8 minutes
+// later). Once its row commits, the job is in the queue whatever became of the caller.
+func TestASubmitWhoseClientHangsUpIsStillOffered(t *testing.T) {
+	e := startHub(t, nil)
+	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
+	a.heartbeat(protocol.Status{State: protocol.StateIdle, Accepting: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // gone before the commit
+	_, _ = e.hub.submit(ctx, "j-hangup", llmJob("m1"), "", "")
+	if c := a.offerFor("j-hangup"); c.JobID != "j-hangup" {
+		t.Fatalf("offer %+v", c)
+	}
+}
