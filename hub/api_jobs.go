@@ -7,7 +7,9 @@ package hub
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +63,19 @@ func validateJob(req *protocol.JobRequest, hasFile bool) error {
 	return nil
 }
 
+// headerIdempotencyKey lets a client retry POST /v1/jobs safely: the same key gets the same
+// job_id, and the job is stored once.
+const headerIdempotencyKey = "Idempotency-Key"
+
+const maxIdempotencyKey = 255
+
+// idForKey derives a job id from an idempotency key. Only the admin token may submit, so one
+// key space is enough; hashing keeps whatever the client chose out of paths and file names.
+func idForKey(key string) string {
+	sum := sha256.Sum256([]byte("idempotency-key\x00" + key))
+	return "j" + hex.EncodeToString(sum[:12])
+}
+
 func (h *Hub) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	var req protocol.JobRequest
 	var input *stagedFile
@@ -86,6 +101,18 @@ func (h *Hub) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := newID("j")
+	if key := r.Header.Get(headerIdempotencyKey); key != "" {
+		if len(key) > maxIdempotencyKey {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s is longer than %d bytes", headerIdempotencyKey, maxIdempotencyKey))
+			return
+		}
+		// A retry of a POST whose answer was lost names the same job: the id is the key's.
+		id = idForKey(key)
+		if _, err := h.lookup(r.Context(), id); err == nil {
+			writeJSON(w, http.StatusCreated, protocol.JobCreated{JobID: id})
+			return
+		}
+	}
 	var inputFile, inputType string
 	if input != nil {
 		name, err := input.placeAs(h.dirs.inputs, id, input.ext)
@@ -97,6 +124,14 @@ func (h *Hub) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		inputFile, inputType = name, input.contentType
 	}
 	if _, err := h.submit(r.Context(), id, req, inputFile, inputType); err != nil {
+		if r.Header.Get(headerIdempotencyKey) != "" {
+			if _, lerr := h.lookup(context.WithoutCancel(r.Context()), id); lerr == nil {
+				// The same key, submitted twice at once: the other request stored the job, and
+				// the input file under its id is that job's now.
+				writeJSON(w, http.StatusCreated, protocol.JobCreated{JobID: id})
+				return
+			}
+		}
 		if inputFile != "" {
 			_ = os.Remove(filepath.Join(h.dirs.inputs, inputFile))
 		}

@@ -296,3 +296,48 @@ func TestAdminTokenCreatedOnFirstStart(t *testing.T) {
 		t.Fatalf("the first token no longer works: %v", err)
 	}
 }
+
+// TestIdempotencyKeyMakesASubmitSafeToRetry: a client that lost the answer to POST /v1/jobs and
+// sends it again with the same Idempotency-Key gets the same job_id, and the job exists once.
+func TestIdempotencyKeyMakesASubmitSafeToRetry(t *testing.T) {
+	e := startHub(t, nil)
+	post := func(key string) string {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, e.srv.URL+protocol.PathJobs, strings.NewReader(`{"kind":"llm","model":"m1","input":{"prompt":"once"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+e.hub.AdminToken())
+		req.Header.Set("Content-Type", "application/json")
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out protocol.JobCreated
+		if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&out) != nil {
+			t.Fatalf("POST with key %q: %s", key, resp.Status)
+		}
+		return out.JobID
+	}
+	first, again, other := post("order-17"), post("order-17"), post("order-18")
+	if first != again || first == other || post("") == post("") {
+		t.Fatalf("job ids: %s, %s (same key), %s (another key)", first, again, other)
+	}
+	jobs, err := e.client.Jobs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, j := range jobs {
+		if j.JobID == first {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the keyed job is listed %d times, want once", n)
+	}
+}
