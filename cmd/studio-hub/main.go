@@ -148,12 +148,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", hub.DefaultMaxAttempts, "runs of a job before it fails")
 	fs.Var(sizeFlag{&cfg.MaxUpload}, "max-upload", "largest result or input file (e.g. 2GiB)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL workers reach the hub at, for input_url (default: from each request)")
+	maxConns := fs.Int("max-conns", hub.DefaultMaxConns, "most connections open at once; past it new ones are closed (keep ulimit -n above it)")
+	idleTimeout := fs.Duration("idle-timeout", 60*time.Second, "how long an idle keep-alive HTTP connection stays open")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if cfg.DBPath == "" {
 		return usageError{errors.New("--db is required")}
+	}
+	if *maxConns < 16 || *idleTimeout <= 0 {
+		return usageError{errors.New("--max-conns must be at least 16 and --idle-timeout positive")}
 	}
 	// No "off": a hub without a cool-off lets a dead backend use up a job's attempts in
 	// milliseconds (contract §6). A short one (1s) retries soon enough on a single worker.
@@ -183,7 +188,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = h.Close(context.Background())
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// Every phase without a deadline of its own is one an idle or trickling client can hold
+	// forever: the header has one, idle keep-alive connections have one, and the cap bounds
+	// what is open at once. Bodies have none (a large upload takes as long as it takes), and
+	// neither do responses (results stream); WebSocket sessions exist only after auth.
+	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: *idleTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln = hub.LimitListener(ln, *maxConns, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("studio-hub listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "version", version)
