@@ -577,3 +577,41 @@ func TestSaveSettingsValidatesAndPersists(t *testing.T) {
 		t.Fatalf("capabilities threshold %v, want 12", got)
 	}
 }
+
+// TestRunExitsThreeWhenRevoked: the Studio revokes a worker whose `run` is connected; the live
+// session ends with 4001 and run exits 3, so a service manager stops restarting it (spec §6).
+func TestRunExitsThreeWhenRevoked(t *testing.T) {
+	env := newTestEnv(t)
+	path := filepath.Join(t.TempDir(), "revoked", "config.json")
+	reg, err := env.admin.Register(context.Background(), "to be revoked", "any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := env.cfg
+	cfg.WorkerID, cfg.AuthToken = reg.WorkerID, reg.AuthToken
+	if err := SaveConfig(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb syncBuffer
+	code := make(chan int, 1)
+	go func() { code <- (&CLI{Stdout: &out, Stderr: &errb}).Run([]string{"run", "--config", path}) }()
+	waitFor(t, "the second worker to connect", func() bool {
+		for _, w := range env.hub.Workers() {
+			if w.WorkerID == reg.WorkerID && w.Connected {
+				return true
+			}
+		}
+		return false
+	})
+	if err := env.hub.Revoke(context.Background(), reg.WorkerID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-code:
+		if c != ExitAuthFailed {
+			t.Fatalf("exit %d, want 3; stderr %s", c, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not exit after the revocation")
+	}
+}

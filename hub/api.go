@@ -30,6 +30,7 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", h.admin(h.handleCancel))
 	mux.HandleFunc("GET "+protocol.PathWorkers, h.admin(h.handleWorkers))
 	mux.HandleFunc("GET /v1/workers/{id}/logs", h.admin(h.handleLogs))
+	mux.HandleFunc("DELETE /v1/workers/{id}", h.admin(h.handleRevoke))
 	mux.HandleFunc("POST "+protocol.PathPairingCodes, h.admin(h.handlePairingCode))
 	mux.HandleFunc("GET "+protocol.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -16,7 +16,9 @@ func (h *Hub) Workers() []protocol.WorkerInfo {
 	h.mu.Lock()
 	out := make([]protocol.WorkerInfo, 0, len(h.workers))
 	for _, w := range h.workers {
-		out = append(out, w.info())
+		if !w.revoked {
+			out = append(out, w.info())
+		}
 	}
 	h.mu.Unlock()
 	slices.SortFunc(out, func(a, b protocol.WorkerInfo) int {

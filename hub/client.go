@@ -197,6 +197,11 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodPost, protocol.PathJobs+"/"+url.PathEscape(id)+"/cancel", "", nil, nil)
 }
 
+// Revoke ends a worker's access (DELETE /v1/workers/{id}).
+func (c *Client) Revoke(ctx context.Context, workerID string) error {
+	return c.do(ctx, http.MethodDelete, protocol.PathWorkers+"/"+url.PathEscape(workerID), "", nil, nil)
+}
+
 // Workers lists the registered workers.
 func (c *Client) Workers(ctx context.Context) ([]protocol.WorkerInfo, error) {
 	var out []protocol.WorkerInfo

@@ -68,6 +68,7 @@ type worker struct {
 	id        string
 	name      string
 	tokenHash [32]byte
+	revoked   bool // Revoke ran: the id stays only until its session and leases are gone
 
 	conn      *conn // nil when disconnected
 	baseURL   string

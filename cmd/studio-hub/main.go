@@ -31,12 +31,14 @@ const usage = `studio-hub: the reference Studio hub
 
   studio-hub serve  --addr 127.0.0.1:7860 --db PATH [--data DIR] [--open-registration]
                     [--admin-token TOKEN] [--offer-ttl 10s] [--lease-grace 60s] [--retry-cooloff 30s]
-                    [--max-attempts 3] [--max-upload 2GiB] [--public-url URL] [--log-format text|json]
+                    [--max-attempts 3] [--max-upload 2GiB] [--public-url URL] [--max-conns 16384]
+                    [--idle-timeout 60s] [--log-format text|json]
   studio-hub pair   [--hub URL] [--admin-token TOKEN | --admin-token-file FILE | --db PATH]
   studio-hub submit --kind K --model M --input JSON [--file PATH] [--vram GB] [--wait] [hub flags]
   studio-hub jobs   [--json] [hub flags]
+  studio-hub revoke WORKER_ID [hub flags]
 
-The admin token of pair, submit and jobs comes from --admin-token, $STUDIO_HUB_ADMIN_TOKEN,
+The admin token of pair, submit, jobs and revoke comes from --admin-token, $STUDIO_HUB_ADMIN_TOKEN,
 --admin-token-file, or the file the hub wrote next to --db on its first start.
 `
 
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = submit(ctx, args[1:], stdout)
 	case "jobs":
 		err = jobs(ctx, args[1:], stdout)
+	case "revoke":
+		err = revoke(ctx, args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, version)
 	case "-h", "--help", "help":
@@ -268,6 +272,28 @@ func pair(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, code)
+	return nil
+}
+
+// revoke ends a worker's access: its session closes with 4001 and its run exits 3.
+func revoke(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{errors.New("revoke takes one worker id (studio-hub revoke WORKER_ID)")}
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	if err := c.Revoke(ctx, fs.Arg(0)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked %s\n", fs.Arg(0))
 	return nil
 }
 
