@@ -2,7 +2,11 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -78,6 +82,34 @@ func TestISOLanguage(t *testing.T) {
 	for in, want := range map[string]string{"english": "en", "English": "en", "en": "en", " german ": "de", "jw": "jv", "haitian creole": "ht", "xx": "xx"} {
 		if got := isoLanguage(in); got != want {
 			t.Errorf("isoLanguage(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestTheModelThatAnsweredIsSaid: a backend that answers with another model than the job asked
+// for (it does not check, or it substituted one) is named in the result (spec §6); the same
+// model, Ollama's :latest included, is not repeated.
+func TestTheModelThatAnsweredIsSaid(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/models" {
+			io.WriteString(w, `{"data":[{"id":"llama3"},{"id":"qwen2.5:latest"}]}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"model\":\"qwen2.5:latest\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n")
+		io.WriteString(w, "data: {\"model\":\"qwen2.5:latest\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(srv.Close)
+	r := mustRouter(t, Config{protocol.KindLLM: {Backend: BackendOpenAI, URL: srv.URL + "/v1"}}, Options{})
+	r.Refresh(context.Background())
+	for _, tc := range []struct{ asked, want string }{{"llama3", "qwen2.5:latest"}, {"qwen2.5", ""}} {
+		res, err := r.Run(context.Background(), newTestJob(t, protocol.KindLLM, tc.asked, `{"prompt":"hi"}`), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.asked, err)
+		}
+		var out protocol.LLMResult
+		if err := json.Unmarshal(res.JSON, &out); err != nil || out.Model != tc.want || out.Text != "hi" {
+			t.Errorf("asked %s: result %+v (%v), want model %q", tc.asked, out, err, tc.want)
 		}
 	}
 }

@@ -71,6 +71,11 @@ func (o *openAI) chat(parent, ctx context.Context, st *stall, job Job, progress 
 		}
 		return Result{}, err
 	}
+	if sameModel(res.Model, job.Model) || res.Model == "" {
+		// Said only when it tells something: the backend answered with another model than the
+		// job asked for (it does not check, or it substituted one).
+		res.Model = ""
+	}
 	if res.Usage.PromptTokens == 0 {
 		for _, m := range in.messages {
 			res.Usage.PromptTokens += len(strings.Fields(m.Content))
@@ -104,6 +109,7 @@ type chatChunk struct {
 	} `json:"choices"`
 	Usage *protocol.Usage `json:"usage"`
 	Error json.RawMessage `json:"error"`
+	Model string          `json:"model"`
 }
 
 // readChatStream reads a streamed chat completion (server-sent events, "data: {json}" lines
@@ -142,6 +148,9 @@ func readChatStream(body io.Reader, onToken func(int)) (protocol.LLMResult, erro
 		}
 		if ch.Usage != nil {
 			usage = ch.Usage
+		}
+		if res.Model == "" {
+			res.Model = ch.Model
 		}
 		for _, c := range ch.Choices {
 			if c.Delta.Content != nil && *c.Delta.Content != "" {
@@ -182,7 +191,7 @@ func readCompletion(body io.Reader) (protocol.LLMResult, error) {
 	if len(ch.Choices) == 0 || ch.Choices[0].Message.Content == nil {
 		return protocol.LLMResult{}, backendFailed(true, "openai: completion without a message")
 	}
-	res := protocol.LLMResult{Text: *ch.Choices[0].Message.Content, FinishReason: "stop"}
+	res := protocol.LLMResult{Text: *ch.Choices[0].Message.Content, FinishReason: "stop", Model: ch.Model}
 	if f := ch.Choices[0].FinishReason; f != nil && *f != "" {
 		res.FinishReason = *f
 	}

@@ -457,7 +457,7 @@ func (r *Router) Run(ctx context.Context, job Job, progress Progress) (Result, e
 	if job.Model == "" && len(models) > 0 {
 		job.Model = models[0]
 	}
-	if len(models) > 0 && !slices.Contains(models, job.Model) {
+	if len(models) > 0 && !slices.ContainsFunc(models, func(m string) bool { return sameModel(m, job.Model) }) {
 		return Result{}, unsupported("model", "model %q is not served for %s jobs here (served: %s)", job.Model, job.Kind, strings.Join(models, ", "))
 	}
 	if err := validateInput(job, r.cfg[job.Kind].limits()); err != nil {

@@ -28,6 +28,8 @@ type LLMResult struct {
 	Text         string `json:"text"`
 	FinishReason string `json:"finish_reason"`
 	Usage        Usage  `json:"usage"`
+	// Model is the model the backend says answered, when it differs from claim.model (spec §6).
+	Model string `json:"model,omitempty"`
 }
 
 // ImageInput is the input of an image job.
