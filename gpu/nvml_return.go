@@ -8,8 +8,6 @@ import "fmt"
 type nvmlReturn int32
 
 const (
-	nvmlErrUninitialized        nvmlReturn = 1
-	nvmlErrInvalidArgument      nvmlReturn = 2
 	nvmlErrNotSupported         nvmlReturn = 3
 	nvmlErrNoPermission         nvmlReturn = 4
 	nvmlErrInsufficientSize     nvmlReturn = 7
@@ -18,7 +16,6 @@ const (
 	nvmlErrFunctionNotFound     nvmlReturn = 13
 	nvmlErrGPUIsLost            nvmlReturn = 15
 	nvmlErrLibRMVersionMismatch nvmlReturn = 18
-	nvmlErrArgVersionMismatch   nvmlReturn = 25
 	nvmlErrUnknown              nvmlReturn = 999
 )
 

@@ -160,6 +160,21 @@ func CheckServerURL(serverURL string, allowInsecure bool) error {
 	return err
 }
 
+// schemeAllowed is the one rule for every URL the session talks to — the server URL, an
+// input_url, each hop of a redirect: https, or plain http only to loopback unless allow_insecure.
+func schemeAllowed(u *url.URL, allowInsecure bool) error {
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return nil
+	case "http":
+		if !allowInsecure && !isLoopback(u.Hostname()) {
+			return fmt.Errorf("%w (host %s)", ErrInsecureURL, u.Hostname())
+		}
+		return nil
+	}
+	return fmt.Errorf("scheme %q is not http(s)", u.Scheme)
+}
+
 func parseServerURL(serverURL string, allowInsecure bool) (*url.URL, error) {
 	if strings.TrimSpace(serverURL) == "" {
 		return nil, errors.New("server URL is empty")
@@ -171,13 +186,10 @@ func parseServerURL(serverURL string, allowInsecure bool) (*url.URL, error) {
 	if u.Host == "" || u.Hostname() == "" {
 		return nil, fmt.Errorf("server URL %q has no host", serverURL)
 	}
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-	case "http":
-		if !allowInsecure && !isLoopback(u.Hostname()) {
-			return nil, fmt.Errorf("%w (host %s)", ErrInsecureURL, u.Hostname())
+	if err := schemeAllowed(u, allowInsecure); err != nil {
+		if errors.Is(err, ErrInsecureURL) {
+			return nil, err
 		}
-	default:
 		return nil, fmt.Errorf("server URL %q: scheme must be http or https", serverURL)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {

@@ -28,11 +28,8 @@ func (s *Session) checkRedirect(req *http.Request, via []*http.Request) error {
 		return fmt.Errorf("stopped after %d redirects", maxRedirects)
 	}
 	u := req.URL
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("redirect to %q: the scheme is not http(s)", u.Redacted())
-	}
-	if u.Scheme == "http" && !s.cfg.AllowInsecure && !isLoopback(u.Hostname()) {
-		return fmt.Errorf("redirect to %s: %w", u.Redacted(), ErrInsecureURL)
+	if err := schemeAllowed(u, s.cfg.AllowInsecure); err != nil {
+		return fmt.Errorf("redirect to %s: %w", u.Redacted(), err)
 	}
 	if !sameOrigin(u, s.base) {
 		// Go keeps Authorization for the same host name on any port or scheme.

@@ -57,11 +57,8 @@ func (s *Session) download(ctx context.Context, j *job) (string, error) {
 	if err != nil || !u.IsAbs() || u.Host == "" {
 		return "", &downloadError{err: fmt.Errorf("input_url %q is not an absolute URL", raw)}
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", &downloadError{err: fmt.Errorf("input_url scheme %q is not http(s)", u.Scheme)}
-	}
-	if u.Scheme == "http" && !s.cfg.AllowInsecure && !isLoopback(u.Hostname()) {
-		return "", &downloadError{err: fmt.Errorf("%w (input_url host %s)", ErrInsecureURL, u.Hostname())}
+	if err := schemeAllowed(u, s.cfg.AllowInsecure); err != nil {
+		return "", &downloadError{err: fmt.Errorf("input_url: %w", err)}
 	}
 	limit := s.cfg.MaxInputBytes
 	if n := j.claim.InputBytes; n > limit {
