@@ -281,7 +281,7 @@ func (g *gpuLane) gpuJSON(t *testing.T) gpu.Snapshot {
 	code, out := g.run(time.Minute, "gpu", "--json")
 	var s gpu.Snapshot
 	i := strings.IndexByte(out, '{')
-	if code != 0 || i < 0 || json.Unmarshal([]byte(out[i:]), &s) != nil {
+	if code != 0 || i < 0 || firstJSON(out[i:], &s) != nil {
 		t.Fatalf("gpu --json: exit %d\n%s", code, out)
 	}
 	return s
