@@ -32,6 +32,7 @@ type Config struct {
 	OpenRegistration  bool          // accept any pairing code (demo and tests only)
 	AdminToken        string        // "" = create one on first start, readable via Hub.AdminToken()
 	OfferTTL          time.Duration // default 10s
+	ManualOfferTTL    time.Duration // the least an offer to a worker that waits for its user (auto_accept:false) lasts; default 120s (spec §6)
 	LeaseGrace        time.Duration // default 60s
 	RetryCoolOff      time.Duration // a run that ended without a result keeps the job from its worker this long; default 30s
 	MaxAttempts       int           // default 3
@@ -47,6 +48,7 @@ type Config struct {
 // backend uses up a job's attempts in milliseconds (contract §6).
 const (
 	DefaultOfferTTL     = 10 * time.Second
+	DefaultManualTTL    = 120 * time.Second
 	DefaultLeaseGrace   = 60 * time.Second
 	DefaultRetryCoolOff = 30 * time.Second
 	DefaultMaxAttempts  = 3
@@ -101,6 +103,9 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	if cfg.OfferTTL <= 0 {
 		cfg.OfferTTL = DefaultOfferTTL
+	}
+	if cfg.ManualOfferTTL <= 0 {
+		cfg.ManualOfferTTL = DefaultManualTTL
 	}
 	if cfg.LeaseGrace <= 0 {
 		cfg.LeaseGrace = DefaultLeaseGrace

@@ -147,7 +147,8 @@ func (h *Hub) offer(j *job, w *worker, now time.Time) {
 	h.setHolder(j, w.id)
 	h.nextSeq++
 	j.offerSeq = h.nextSeq
-	j.offerUntil = now.Add(h.cfg.OfferTTL)
+	ttl := h.offerTTL(w)
+	j.offerUntil = now.Add(ttl)
 	w.offers++
 	w.lastOffer = now
 	h.timeOffer(j)
@@ -167,7 +168,16 @@ func (h *Hub) offer(j *job, w *worker, now time.Time) {
 		claim.InputURL = base + protocol.InputPath(j.id)
 	}
 	h.met.offers.Add(1)
-	w.conn.send(protocol.Offer{Claim: claim})
+	w.conn.send(protocol.Offer{Claim: claim, TTLMS: ttl.Milliseconds()})
+}
+
+// offerTTL is how long w has to answer an offer: a worker whose user answers each offer by hand
+// gets at least ManualOfferTTL (spec §6), since a person needs more than the seconds a program does.
+func (h *Hub) offerTTL(w *worker) time.Duration {
+	if !w.caps.AutoAccept {
+		return max(h.cfg.OfferTTL, h.cfg.ManualOfferTTL)
+	}
+	return h.cfg.OfferTTL
 }
 
 // declineCoolOff is how long a worker that declined a job for a passing reason is not offered the

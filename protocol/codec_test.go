@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func goldenFiles(t testing.TB) []string {
@@ -231,5 +232,26 @@ func TestKinds(t *testing.T) {
 	}
 	if Kind("3d").Valid() {
 		t.Error("unknown kind is valid")
+	}
+}
+
+func TestOfferLocalDeadline(t *testing.T) {
+	hubSays := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	received := time.Date(2026, 1, 1, 11, 0, 0, 0, time.UTC) // our clock is an hour behind the hub's
+	cases := []struct {
+		name string
+		ttl  int64
+		want time.Time
+	}{
+		{"ttl_ms is believed over a skewed clock", 120000, received.Add(2 * time.Minute)},
+		{"without ttl_ms, expires_at", 0, hubSays},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Offer{Claim: Claim{ExpiresAt: hubSays}, TTLMS: tc.ttl}
+			if got := o.LocalDeadline(received); !got.Equal(tc.want) {
+				t.Fatalf("LocalDeadline = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

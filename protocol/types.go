@@ -385,6 +385,18 @@ func (w Welcome) OfferTTL() time.Duration {
 // Offer proposes a job to the worker.
 type Offer struct {
 	Claim Claim `json:"claim"`
+	// TTLMS is how long the offer lasts from when the hub sent it (spec §6), so a worker whose
+	// clock is skewed can still count down; 0 = not said, go by Claim.ExpiresAt.
+	TTLMS int64 `json:"ttl_ms,omitempty"`
+}
+
+// LocalDeadline is when the offer lapses by the receiver's own clock: received plus ttl_ms when
+// the hub said it, else the hub's expires_at.
+func (o Offer) LocalDeadline(received time.Time) time.Time {
+	if o.TTLMS > 0 {
+		return received.Add(time.Duration(o.TTLMS) * time.Millisecond)
+	}
+	return o.Claim.ExpiresAt
 }
 
 // Cancel tells the worker to stop a job and report nothing more for it.

@@ -321,7 +321,11 @@ func (c *conn) readLoop() error {
 		}
 		switch f := f.(type) {
 		case protocol.Offer:
-			s.onOffer(c, f.Claim)
+			claim := f.Claim
+			// Our own clock decides when an offer lapses: a hub that says ttl_ms is believed over
+			// its expires_at, which a skewed clock here would misread (spec §6).
+			claim.ExpiresAt = f.LocalDeadline(time.Now())
+			s.onOffer(c, claim)
 		case protocol.Cancel:
 			s.onCancel(f)
 		case protocol.HeartbeatAck:

@@ -147,6 +147,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.OpenRegistration, "open-registration", false, "accept any pairing code (demo and tests only)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin token of the job API (default: created on first start)")
 	fs.DurationVar(&cfg.OfferTTL, "offer-ttl", hub.DefaultOfferTTL, "time a worker has to answer an offer")
+	fs.DurationVar(&cfg.ManualOfferTTL, "manual-offer-ttl", hub.DefaultManualTTL, "the least time a worker that waits for its user (auto-accept off) has to answer an offer")
 	fs.DurationVar(&cfg.LeaseGrace, "lease-grace", hub.DefaultLeaseGrace, "time a disconnected worker keeps its jobs")
 	fs.DurationVar(&cfg.RetryCoolOff, "retry-cooloff", hub.DefaultRetryCoolOff, "time a worker whose run of a job failed (retryable) or lost its lease is not offered that job again")
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", hub.DefaultMaxAttempts, "runs of a job before it fails")
