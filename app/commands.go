@@ -5,6 +5,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,19 +76,35 @@ func (w *Worker) changeConfig(fn func(*Config), what string) error {
 
 // persist saves the config as it is now. Saves take turns, and each reads the config when its
 // turn comes, so the file always ends as the newest config: two changes racing cannot leave the
-// older one on disk.
+// older one on disk. A config that encodes as the last one saved is not written again; every one
+// that is moves State.ConfigRev, in turn, so a window knows to reload its Settings form.
 func (w *Worker) persist() error {
-	if w.opts.ConfigPath == "" {
-		return nil
-	}
 	w.saving.Lock()
 	defer w.saving.Unlock()
 	cfg := w.withoutDemo(w.Config())
-	if err := SaveConfig(w.opts.ConfigPath, cfg); err != nil {
-		w.log.Error("could not save the settings", "source", "worker", "err", err)
+	data, err := encodeConfig(cfg)
+	if err != nil {
 		return fmt.Errorf("save settings: %w", err)
 	}
+	if w.saved != nil && bytes.Equal(w.saved, data) {
+		return nil
+	}
+	if w.opts.ConfigPath != "" {
+		if err := SaveConfig(w.opts.ConfigPath, cfg); err != nil {
+			w.log.Error("could not save the settings", "source", "worker", "err", err)
+			return fmt.Errorf("save settings: %w", err)
+		}
+	}
+	w.saved = data
+	w.update(func(s *State) { s.ConfigRev++ })
 	return nil
+}
+
+// sameOnDisk reports whether two configs would be written as the same file.
+func sameOnDisk(a, b Config) bool {
+	da, errA := encodeConfig(a)
+	db, errB := encodeConfig(b)
+	return errA == nil && errB == nil && bytes.Equal(da, db)
 }
 
 // AcceptOffer answers an offer that waits for the user.
@@ -190,10 +207,15 @@ func (w *Worker) Settings(ctx context.Context) (Settings, error) {
 	return SettingsOf(w.Config()), nil
 }
 
-// SaveSettings validates, persists and applies settings.
+// SaveSettings validates, persists and applies settings. Settings equal to the current ones
+// change nothing: no write, no new ConfigRev, no reconnect.
 func (w *Worker) SaveSettings(ctx context.Context, s Settings) error {
 	old := w.Config()
 	next := s.apply(old)
+	if sameOnDisk(old, next) {
+		// Nothing edited (a form saved as it was loaded): nothing is written, nothing restarts.
+		return nil
+	}
 	if err := next.Validate(); err != nil {
 		return validationOf(err)
 	}

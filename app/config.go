@@ -316,11 +316,10 @@ func SaveConfig(path string, c Config) error {
 		}
 		return err
 	}
-	data, err := json.MarshalIndent(c, "", "  ")
+	data, err := encodeConfig(c)
 	if err != nil {
-		return fmt.Errorf("encode config: %w", err)
+		return err
 	}
-	data = append(data, '\n')
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create config folder: %w", err)
@@ -329,4 +328,13 @@ func SaveConfig(path string, c Config) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
+}
+
+// encodeConfig is the config file's content for c.
+func encodeConfig(c Config) ([]byte, error) {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return append(data, '\n'), nil
 }

@@ -108,8 +108,15 @@ type Counters struct {
 
 // State is everything a window, the tray or `status` shows. A State received from Observers is a
 // copy owned by the receiver.
+//
+// ConfigRev moves with every change to the config that is saved (persist, commands.go): a window
+// reloads its Settings form when it moves, so no path that changes the config (Register on the
+// first-run page, the CLI, another window) leaves a stale form to be saved. A change that leaves
+// the file as it was (Pause when paused, Save with nothing edited) does not move it; Pause and
+// auto-accept live in the config too, so they do.
 type State struct {
-	Seq        uint64               `json:"seq"` // increases with every change
+	Seq        uint64               `json:"seq"`        // increases with every change
+	ConfigRev  uint64               `json:"config_rev"` // increases with every config change saved (see State's doc)
 	Registered bool                 `json:"registered"`
 	Demo       bool                 `json:"demo,omitempty"` // registered with the window's demo hub, in memory only
 	ServerURL  string               `json:"server_url"`

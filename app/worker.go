@@ -89,6 +89,9 @@ type Worker struct {
 	publish sync.Mutex
 	// saving serialises config saves; each saves the config as it is then, so the newest wins.
 	saving sync.Mutex
+	// saved is the config file's content as this worker last wrote it (nil before the first
+	// save), guarded by saving: a save that would write the same bytes writes nothing.
+	saved []byte
 }
 
 // capsCache holds the capabilities the session reads before every heartbeat.
