@@ -32,7 +32,19 @@ type BuildInfo struct {
 
 // GUIFunc opens the window and the tray on a Source and a Controller and blocks until the user
 // quits. main.go passes ui.Run; app cannot import ui.
-type GUIFunc func(src Source, ctl Controller, quit func()) error
+type GUIFunc func(src Source, ctl Controller, opt GUIOptions) error
+
+// GUIOptions say how the window starts and what steers it from outside.
+type GUIOptions struct {
+	// Quit stops the worker behind the window; nil when the window is attached to a worker that
+	// runs elsewhere (a service), which keeps running.
+	Quit func()
+	// StartHidden starts in the tray with the window closed (`--tray`, what autostart runs).
+	StartHidden bool
+	// Raise delivers a value when another launch asks this window to show itself (the second
+	// launch then exits); nil when there is no window lock. It is never closed.
+	Raise <-chan struct{}
+}
 
 // CLI runs the studio-worker subcommands.
 type CLI struct {
@@ -61,7 +73,7 @@ func commands() []command {
 		return func(c *CLI, args []string) int { return c.cmdControl(action, args) }
 	}
 	return []command{
-		{"", "studio-worker", "open the Studio Worker window and tray", (*CLI).cmdGUI},
+		{"", "studio-worker [--tray] [--config PATH]", "open the Studio Worker window and tray (--tray: start hidden in the tray)", (*CLI).cmdGUI},
 		{"run", "studio-worker run [--config PATH]", "run the worker headless (what the service runs)", (*CLI).cmdRun},
 		{"register", "studio-worker register --server URL --pairing-code CODE [--name NAME]", "pair this worker with a Studio", (*CLI).cmdRegister},
 		{"demo", "studio-worker demo [--headless] [--jobs N]", "run a local hub and this worker end to end", (*CLI).cmdDemo},

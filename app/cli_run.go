@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -50,12 +51,13 @@ func (c *CLI) cmdRun(args []string) int {
 	if service.RunsAsBody(*asService) {
 		return c.runAsWindowsService(path, cfg, logger, sink)
 	}
-	return c.serveWorker(path, cfg, logger, sink, nil)
+	return c.serveWorker(path, cfg, logger, sink, nil, GUIOptions{})
 }
 
 // serveWorker runs a worker with its control socket until it stops; gui, when set, runs the window
-// on the main goroutine meanwhile and quitting it stops the worker.
-func (c *CLI) serveWorker(path string, cfg Config, logger *slog.Logger, sink *logSink, gui GUIFunc) int {
+// on the main goroutine meanwhile (with gopt, its Quit set to stop the worker) and quitting it
+// stops the worker.
+func (c *CLI) serveWorker(path string, cfg Config, logger *slog.Logger, sink *logSink, gui GUIFunc, gopt GUIOptions) int {
 	ln, token, err := ListenControl(path)
 	if errors.Is(err, ErrAlreadyRunning) {
 		c.errorf("%v: use `studio-worker status`", err)
@@ -96,7 +98,8 @@ func (c *CLI) serveWorker(path string, cfg Config, logger *slog.Logger, sink *lo
 	runErr := make(chan error, 1)
 	go func() { runErr <- w.Serve(ctx) }()
 	if gui != nil {
-		guiErr := gui(w, w, cancel)
+		gopt.Quit = cancel
+		guiErr := gui(w, w, gopt)
 		cancel()
 		if err := <-runErr; err != nil {
 			logger.Error("worker stopped", "err", err)
@@ -178,7 +181,10 @@ func (c *CLI) handleSignals(ctx context.Context, w *Worker, stop context.CancelF
 }
 
 func (c *CLI) cmdGUI(args []string) int {
-	path, ok := c.parse("", args, nil)
+	var tray *bool
+	path, ok := c.parse("", args, func(fs *flag.FlagSet) {
+		tray = fs.Bool("tray", false, "start hidden in the tray (what \"start with this computer\" runs)")
+	})
 	if !ok {
 		return ExitUsage
 	}
@@ -191,7 +197,23 @@ func (c *CLI) cmdGUI(args []string) int {
 		c.errorf("no display: the window needs a graphical session (DISPLAY or WAYLAND_DISPLAY). Use `studio-worker run` for a headless worker, or --help for the commands")
 		return ExitUsage
 	}
-	// A worker already runs (a service, another window): attach to it instead of a second session.
+	// One window per user and config folder: a second launch shows the first window and leaves.
+	gopt := GUIOptions{StartHidden: *tray}
+	lock, err := ClaimWindow(path)
+	switch {
+	case errors.Is(err, ErrWindowOpen):
+		if !*tray {
+			fmt.Fprintln(c.Stdout, "Studio Worker is already open: its window is shown.")
+		}
+		return ExitOK
+	case err != nil:
+		// The window still opens; only a second launch would not find it.
+		c.errorf("%v (a second launch will open a second window)", err)
+	default:
+		defer lock.Close()
+		gopt.Raise = lock.Raise()
+	}
+	// A worker already runs (a service, `run`): attach to it instead of a second session.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	cl, err := DialControl(ctx, path)
 	if err == nil {
@@ -200,7 +222,7 @@ func (c *CLI) cmdGUI(args []string) int {
 	cancel()
 	if err == nil {
 		defer cl.Close()
-		if err := c.GUI(cl, cl, nil); err != nil {
+		if err := c.GUI(cl, cl, gopt); err != nil {
 			c.errorf("window: %v", err)
 			return ExitError
 		}
@@ -215,5 +237,5 @@ func (c *CLI) cmdGUI(args []string) int {
 	}
 	logger, sink, closeLog := c.setupLogging(slog.LevelInfo)
 	defer closeLog()
-	return c.serveWorker(path, cfg, logger, sink, c.GUI)
+	return c.serveWorker(path, cfg, logger, sink, c.GUI, gopt)
 }

@@ -47,7 +47,7 @@ func (c *CLI) runAsWindowsService(path string, cfg Config, logger *slog.Logger, 
 	inner := *c
 	inner.Signals = sigs
 	body := service.Body{
-		Start: func() { go func() { done <- inner.serveWorker(path, cfg, logger, sink, nil) }() },
+		Start: func() { go func() { done <- inner.serveWorker(path, cfg, logger, sink, nil, GUIOptions{}) }() },
 		Drain: func() { sigs <- os.Interrupt },
 		Stop: func() {
 			logger.Warn("the service stop outlasted its wait: stopping now; undelivered results are sent at the next start", "source", "worker")

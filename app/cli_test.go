@@ -79,7 +79,7 @@ func TestWindowWithoutADisplaySaysSo(t *testing.T) {
 	t.Setenv("DISPLAY", "")
 	t.Setenv("WAYLAND_DISPLAY", "")
 	var out, errb strings.Builder
-	cli := &CLI{Stdout: &out, Stderr: &errb, GUI: func(Source, Controller, func()) error {
+	cli := &CLI{Stdout: &out, Stderr: &errb, GUI: func(Source, Controller, GUIOptions) error {
 		t.Error("the window was opened without a display")
 		return nil
 	}}

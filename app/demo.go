@@ -146,7 +146,7 @@ func (c *CLI) runDemo(n int, verbose, withWindow bool) (bool, error) {
 
 	if withWindow {
 		fmt.Fprintf(c.Stdout, "The window is open; close it (or Quit in the tray) to end the demo.\n")
-		if err := c.GUI(w, w, wcancel); err != nil {
+		if err := c.GUI(w, w, GUIOptions{Quit: wcancel}); err != nil {
 			c.errorf("window: %v", err)
 		}
 		wcancel()

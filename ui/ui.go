@@ -30,6 +30,9 @@ const actionTimeout = 30 * time.Second
 type Options struct {
 	Quit        func() // what "Quit" does after confirming (stops the worker); nil = just quit the Fyne app
 	ShowOnStart bool   // open the window at start (true for a double-click; false for `--tray`)
+	// Raise delivers a value each time a second launch asks this window to show itself (the
+	// single-instance lock in app); nil when there is none.
+	Raise <-chan struct{}
 }
 
 // env is what the window takes from its surroundings; tests replace it.
@@ -145,6 +148,9 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 	if e.tick > 0 {
 		w.spawn(w.runTicker)
 	}
+	if opts.Raise != nil {
+		w.spawn(w.followRaises)
+	}
 	w.settings.load()
 	if opts.ShowOnStart || !w.hasTray {
 		w.win.Show()
@@ -227,6 +233,19 @@ func (w *Window) followNotices(context.Context) {
 	for n := range w.sub.Notices() {
 		w.notices.put(n, w.sub.Lost())
 		w.notices.q.trigger(w.onUI, w.drainNotices)
+	}
+}
+
+// followRaises shows the window each time a second launch asked for it: that launch exits, and
+// the creator who double-clicked the icon again sees the one window there is.
+func (w *Window) followRaises(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.opts.Raise:
+			w.onUI(w.Show)
+		}
 	}
 }
 
