@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -164,10 +166,15 @@ func readChatStream(body io.Reader, onToken func(int)) (protocol.LLMResult, erro
 		}
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return res, backendFailed(true, "openai stream: a line longer than 4 MiB")
+		}
+		// The connection broke inside the body (a reset, or closed inside a chunk): the server
+		// may be gone, so its kind is withdrawn and probed again at once.
 		return res, backendDown("openai stream", err)
 	}
 	if !done {
-		return res, backendDown("openai stream", io.ErrUnexpectedEOF)
+		return res, stoppedMidAnswer(chunks)
 	}
 	res.Text = text.String()
 	if res.FinishReason == "" {
@@ -220,9 +227,33 @@ func streamError(raw []byte) *Error {
 	if e.Message != "" {
 		text += ": " + clipText(e.Message)
 	}
+	if e.Status == http.StatusNotFound || modelMissing(e.Message) {
+		// The same verdict as a 404 before the stream: this worker advertised a model its
+		// backend no longer has, and another attempt here would meet the same answer.
+		return unsupported("model", "%s", text)
+	}
 	if c := e.Status; c >= 400 && c < 500 && c != http.StatusUnauthorized && c != http.StatusForbidden &&
 		c != http.StatusRequestTimeout && c != http.StatusTooManyRequests {
 		return &Error{Err: fmt.Errorf("%w: %s", ErrInvalidInput, text)}
 	}
 	return backendFailed(true, "%s", text)
 }
+
+// stoppedMidAnswer is the error of a stream whose body ended cleanly (the server closed the answer
+// itself) without [DONE]. The server is up but gave up on the generation: Ollama ends a stream
+// this way when its runner fails, with one empty chunk and without its error, which stays in its
+// own log. Retryable, and not ErrBackendDown: that would withdraw the kind as if the server had
+// gone, and send the next probe to a server that answers it at once.
+func stoppedMidAnswer(tokens int) *Error {
+	return backendFailed(true, "openai stream: the backend stopped mid-answer: the stream ended without [DONE] after %d tokens (the backend's own log says why)", tokens)
+}
+
+// modelMissingRE matches the words of servers that do not have the model asked for: Ollama's
+// `model "x" not found, try pulling it first`, vLLM's "The model `x` does not exist.".
+// The name between is one quoted string or one word, so that a failure elsewhere ("model eval:
+// kernel not found") is not taken for a missing model.
+var modelMissingRE = regexp.MustCompile("(?i)\\bmodel(?:\\s+(?:\"[^\"]{1,200}\"|'[^']{1,200}'|`[^`]{1,200}`|\\S{1,200}))?\\s+(?:not found|does not exist)")
+
+// modelMissing reports whether a backend's error message says the model is missing, which no
+// retry on this worker can mend.
+func modelMissing(msg string) bool { return modelMissingRE.MatchString(msg) }

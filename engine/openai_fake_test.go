@@ -26,7 +26,8 @@ import (
 // two tokens, then it closes its listener and stays silent on the open connection),
 // "stream-error" (llama-server's parse error chunk quoting 10 KiB of output, no [DONE]),
 // "stream-error-line" (an older llama-server's "error:" line), "stream-400" (vLLM's error chunk
-// with code 400, then [DONE]); anything else streams a normal answer. An stt job whose language
+// with code 400, then [DONE]), "stream-model-missing" (vLLM's NotFoundError chunk, then [DONE]);
+// anything else streams a normal answer. An stt job whose language
 // is "huge" gets whisper-server's plain-text 400 with 10 KiB of text.
 type fakeOpenAI struct {
 	*httptest.Server
@@ -200,6 +201,10 @@ func (f *fakeOpenAI) chat(w http.ResponseWriter, r *http.Request) {
 				return
 			case "stream-error-line":
 				fmt.Fprintf(w, "error: %s\n\n", `{"code":503,"message":"Loading model","type":"unavailable_error"}`)
+				return
+			case "stream-model-missing":
+				event("{\"error\":{\"object\":\"error\",\"message\":\"The model `llama3` does not exist.\",\"type\":\"NotFoundError\",\"param\":null,\"code\":404}}")
+				event("[DONE]")
 				return
 			case "stream-400":
 				event(`{"error":{"object":"error","message":"This model's maximum context length is 4096 tokens.","type":"BadRequestError","param":null,"code":400}}`)
