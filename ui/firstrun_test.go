@@ -228,4 +228,29 @@ func TestFirstRunWithTheRealWorker(t *testing.T) {
 	if err != nil || len(workers) != 1 || workers[0].Name != "test-pc" {
 		t.Fatalf("the hub's workers: %+v, %v", workers, err)
 	}
+
+	// The Settings tab shows what was registered, and Save with nothing edited changes nothing:
+	// not the file, not the connection (issue 18 finding 1: it saved an empty address and name).
+	v := win.settings
+	waitOn("the Settings form to show the registration", func() bool {
+		return v.serverURL.Text == srv.URL && v.name.Text == "test-pc"
+	})
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ui.do(func() { test.Tap(v.save) })
+	waitOn("Saved.", func() bool { return subtleText(v.status) == "Saved." })
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(before) != string(after) {
+		t.Errorf("Save with nothing edited rewrote the config:\nbefore %s\nafter  %s", before, after)
+	}
+	ui.do(func() {
+		if win.state.Conn.State != connConnected {
+			t.Errorf("after Save: connection %q", win.state.Conn.State)
+		}
+	})
 }

@@ -1,3 +1,8 @@
+// settings.go: the Settings tab — its fields, loading them from the worker, reading them back,
+// saving, and each error next to its field. One kind's backend form is settings_backend.go's,
+// following the config is settings_sync.go's. It must not know how the worker checks or stores
+// the settings.
+
 package ui
 
 import (
@@ -20,43 +25,6 @@ import (
 	"studioworker/protocol"
 )
 
-// Backend choices as the settings page shows them, and the backend names behind them.
-const backendOff = "Off (not offered)"
-
-var backendChoices = []struct{ label, name string }{
-	{backendOff, ""},
-	{"Synthetic (demo, no GPU work)", app.BackendSynthetic},
-	{"OpenAI-compatible server", app.BackendOpenAI},
-	{"ComfyUI", app.BackendComfyUI},
-	{"Command line", app.BackendExec},
-}
-
-func backendLabels() []string {
-	out := make([]string, len(backendChoices))
-	for i, c := range backendChoices {
-		out[i] = c.label
-	}
-	return out
-}
-
-func backendLabel(name string) string {
-	for _, c := range backendChoices {
-		if c.name == name {
-			return c.label
-		}
-	}
-	return name // a backend this build does not list: show it rather than lose it
-}
-
-func backendName(label string) string {
-	for _, c := range backendChoices {
-		if c.label == label {
-			return c.name
-		}
-	}
-	return label
-}
-
 // settingsActions is what the settings page needs from the window.
 type settingsActions interface {
 	run(what string, call func(context.Context) error, done func(error))
@@ -70,6 +38,9 @@ type settingsView struct {
 
 	loaded     app.Settings // what the worker gave, so fields the form does not show are kept
 	haveLoaded bool
+	rev        uint64 // the latest State.ConfigRev seen (settings_sync.go)
+	saving     bool   // a Save is in flight: its end reloads the form
+	stale      bool   // the config changed elsewhere while the form held edits: Save is off
 
 	status  *widget.RichText
 	general *widget.Label
@@ -99,19 +70,6 @@ type settingsView struct {
 
 	save, reload *widget.Button
 	content      fyne.CanvasObject
-}
-
-// backendForm is one kind's backend settings.
-type backendForm struct {
-	kind                           protocol.Kind
-	backend                        *widget.Select
-	url, command, models, workflow *widget.Entry
-	apiKey                         *widget.Entry
-	urlRow, cmdRow, keyRow, wfRow  fyne.CanvasObject
-	test                           *widget.Button
-	result                         *widget.RichText
-	err                            *widget.Label
-	item                           *widget.AccordionItem
 }
 
 func errorLabel() *widget.Label {
@@ -230,108 +188,15 @@ func newSettingsView(act settingsActions) *settingsView {
 	return v
 }
 
-func (v *settingsView) newBackendForm(k protocol.Kind) *backendForm {
-	f := &backendForm{kind: k, url: widget.NewEntry(), command: widget.NewEntry(), models: widget.NewEntry(),
-		workflow: widget.NewEntry(), apiKey: widget.NewPasswordEntry(), result: subtle(""), err: errorLabel()}
-	f.url.SetPlaceHolder("http://127.0.0.1:8080/v1")
-	f.command.SetPlaceHolder("my-tool --prompt {prompt} --out {output}")
-	f.models.SetPlaceHolder("Comma-separated; empty = ask the backend")
-	f.workflow.SetPlaceHolder("Path of an API-format workflow JSON file")
-	f.result.Wrapping = fyne.TextWrapWord
-	f.test = widget.NewButtonWithIcon("Test", theme.SearchIcon(), func() { v.doTest(f) })
-	f.backend = widget.NewSelect(backendLabels(), func(string) {
-		f.showRows()
-		if v.acc != nil {
-			v.acc.Refresh() // the item's title names the backend
-		}
-	})
-	f.urlRow = labelled("URL", f.url)
-	f.keyRow = labelled("API key", f.apiKey)
-	f.cmdRow = labelled("Command", f.command)
-	f.wfRow = labelled("Workflow", f.workflow)
-	body := container.NewVBox(
-		labelled("Backend", f.backend),
-		f.urlRow, f.keyRow, f.wfRow, f.cmdRow,
-		labelled("Models", f.models),
-		container.NewBorder(nil, nil, nil, f.test, f.result),
-		f.err,
-	)
-	f.item = widget.NewAccordionItem(string(k), body)
-	f.backend.SetSelected(backendOff)
-	return f
-}
-
-func labelled(label string, obj fyne.CanvasObject) fyne.CanvasObject {
-	l := widget.NewLabel(label)
-	return container.NewBorder(nil, nil, container.New(&fixedWidth{width: 90}, l), nil, obj)
-}
-
-// showRows shows the fields the chosen backend uses.
-func (f *backendForm) showRows() {
-	b := backendName(f.backend.Selected)
-	showIf(f.urlRow, b == app.BackendOpenAI || b == app.BackendComfyUI)
-	showIf(f.keyRow, b == app.BackendOpenAI)
-	showIf(f.wfRow, b == app.BackendComfyUI)
-	showIf(f.cmdRow, b == app.BackendExec)
-	if b == "" {
-		f.test.Disable()
-	} else {
-		f.test.Enable()
-	}
-	title := string(f.kind) + " — " + f.backend.Selected
-	if f.item.Title != title {
-		f.item.Title = title
-	}
-}
-
-// config returns the kind's backend settings from the form over the loaded ones, so fields the
-// form does not show (mapping, limits, timeouts) are kept; ok is false when the kind is off.
-func (f *backendForm) config(loaded app.BackendForm) (app.BackendForm, bool, error) {
-	name := backendName(f.backend.Selected)
-	if name == "" {
-		return app.BackendForm{}, false, nil
-	}
-	bc := loaded
-	bc.Backend = name
-	bc.URL = strings.TrimSpace(f.url.Text)
-	bc.Workflow = strings.TrimSpace(f.workflow.Text)
-	bc.Models = splitList(f.models.Text)
-	cmd, err := splitArgs(f.command.Text)
-	if err != nil {
-		return bc, true, fmt.Errorf("command: %w", err)
-	}
-	bc.Command = cmd
-	if k := f.apiKey.Text; k != "" {
-		bc.APIKey = k // a new key; left empty the worker keeps the one it has ("(set)")
-	}
-	return bc, true, nil
-}
-
-func (f *backendForm) fill(bc app.BackendForm, on bool) {
-	f.backend.SetSelected(backendOff)
-	if on {
-		label := backendLabel(bc.Backend)
-		if !slices.Contains(f.backend.Options, label) {
-			f.backend.SetOptions(append(backendLabels(), label))
-		}
-		f.backend.SetSelected(label)
-	}
-	f.url.SetText(bc.URL)
-	f.workflow.SetText(bc.Workflow)
-	f.models.SetText(strings.Join(bc.Models, ", "))
-	f.command.SetText(joinArgs(bc.Command))
-	f.apiKey.SetText("")
-	f.apiKey.SetPlaceHolder("")
-	if bc.APIKey != "" {
-		f.apiKey.SetPlaceHolder("(set — leave empty to keep it)")
-	}
-	setSubtle(f.result, "")
-	setError(f.err, "")
-}
-
 // load asks the worker for its settings and fills the form.
 func (v *settingsView) load() {
 	setSubtle(v.status, "Loading the settings…")
+	v.reloadThen(func() { setSubtle(v.status, "") })
+}
+
+// reloadThen fills the form with the worker's settings, then runs done on the UI thread; the
+// status line changes only on an error (or in done).
+func (v *settingsView) reloadThen(done func()) {
 	var got app.Settings
 	v.act.run("Load the settings", func(ctx context.Context) error {
 		s, err := v.act.controller().Settings(ctx)
@@ -343,7 +208,9 @@ func (v *settingsView) load() {
 			return
 		}
 		v.fill(got)
-		setSubtle(v.status, "")
+		if done != nil {
+			done()
+		}
 	})
 }
 
@@ -368,12 +235,14 @@ func (v *settingsView) fill(s app.Settings) {
 	v.yieldIgn.SetText(strings.Join(s.Yield.Ignore, ", "))
 	setChecked(v.yieldCancel, s.Yield.CancelRunning)
 	v.showErrors(nil)
+	v.stale = false
 	v.save.Enable()
 }
 
 // updateFromState follows what the worker reports: the GPUs' size for the cap slider, and what
 // starts the worker with this computer.
 func (v *settingsView) updateFromState(s app.State) {
+	v.followRev(s.ConfigRev)
 	var most int64
 	for _, c := range s.GPU.Cards {
 		most = max(most, c.TotalMB)
@@ -529,11 +398,16 @@ func (v *settingsView) doSave() {
 		setSubtle(v.status, "Not saved: fix the fields marked in red.")
 		return
 	}
+	if v.stale {
+		return // followRev said why on the status line
+	}
 	v.save.Disable()
+	v.saving = true
 	setSubtle(v.status, "Saving…")
 	v.act.run("Save the settings", func(ctx context.Context) error {
 		return v.act.controller().SaveSettings(ctx, s)
 	}, func(err error) {
+		v.saving = false
 		v.save.Enable()
 		var ve *app.ValidationError
 		switch {
@@ -543,93 +417,9 @@ func (v *settingsView) doSave() {
 		case err != nil:
 			setSubtle(v.status, "Not saved: "+err.Error())
 		default:
-			setSubtle(v.status, "Saved.")
 			v.loaded = s
-		}
-	})
-}
-
-func (v *settingsView) doRegister() {
-	req := app.RegisterRequest{ServerURL: strings.TrimSpace(v.serverURL.Text), PairingCode: strings.TrimSpace(v.pairing.Text),
-		Name: strings.TrimSpace(v.name.Text)}
-	submitRegistration(v.act, req, registerForm{button: v.register, status: v.regStatus, pairing: v.pairing, showErrors: v.showErrors, done: v.load})
-}
-
-// registerForm is what a page with a registration form lends submitRegistration.
-type registerForm struct {
-	button     *widget.Button
-	status     *widget.RichText
-	pairing    *widget.Entry
-	showErrors func(map[string]string)
-	done       func() // after a successful registration; nil = nothing more
-}
-
-// submitRegistration checks the form here (nothing is sent without an address and a code), then
-// asks the controller on the page's action runner and puts each error next to its field.
-func submitRegistration(act settingsActions, req app.RegisterRequest, f registerForm) {
-	bad := map[string]string{}
-	if req.ServerURL == "" {
-		bad["server_url"] = "enter your Studio's address"
-	}
-	if req.PairingCode == "" {
-		bad["pairing_code"] = "enter the pairing code your Studio shows"
-	}
-	setSubtle(f.status, "")
-	f.showErrors(bad)
-	if len(bad) > 0 {
-		return
-	}
-	f.button.Disable()
-	setSubtle(f.status, "Registering…")
-	act.run("Register", func(ctx context.Context) error {
-		return act.controller().Register(ctx, req)
-	}, func(err error) {
-		f.button.Enable()
-		var ve *app.ValidationError
-		switch {
-		case errors.As(err, &ve):
-			setSubtle(f.status, "Not registered.")
-			f.showErrors(ve.Fields)
-		case err != nil:
-			setSubtle(f.status, "Not registered: "+err.Error())
-		default:
-			f.pairing.SetText("")
-			setSubtle(f.status, "Registered. Connecting…")
-			if f.done != nil {
-				f.done()
-			}
-		}
-	})
-}
-
-func (v *settingsView) doTest(f *backendForm) {
-	bc, on, err := f.config(v.loaded.Engines[f.kind])
-	if !on {
-		return
-	}
-	if err != nil {
-		setError(f.err, err.Error())
-		return
-	}
-	f.test.Disable()
-	setSubtle(f.result, "Asking the backend…")
-	var found []string
-	v.act.run("Test the "+string(f.kind)+" backend", func(ctx context.Context) error {
-		models, err := v.act.controller().TestBackend(ctx, f.kind, bc)
-		found = models
-		return err
-	}, func(err error) {
-		f.test.Enable()
-		switch {
-		case err != nil:
-			setSubtle(f.result, "")
-			setError(f.err, "Test failed: "+err.Error())
-		case len(found) == 0:
-			setError(f.err, "")
-			setSubtle(f.result, "It answered, but lists no models.")
-		default:
-			setError(f.err, "")
-			setSubtle(f.result, "It answered. Models: "+strings.Join(found, ", "))
+			// What the worker holds now (it may have normalised a field) is what the form shows.
+			v.reloadThen(func() { setSubtle(v.status, "Saved.") })
 		}
 	})
 }
