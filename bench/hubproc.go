@@ -100,7 +100,9 @@ func startHub(ctx context.Context, e *env, dir, addr string) (*hubProc, error) {
 	}
 	h := &hubProc{bin: e.hubBin, dir: dir, addr: addr, token: benchAdminToken, http: e.http, exited: make(chan struct{}), logFile: lf}
 	h.cmd = exec.Command(h.bin, "serve", "--addr", addr, "--db", filepath.Join(dir, "hub.db"),
-		"--open-registration", "--admin-token", h.token)
+		"--open-registration", "--admin-token", h.token,
+		// The figures register thousands of workers from this one address.
+		"--register-addr-burst", "1000000", "--register-rate", "1000000")
 	if e.pprof != "" {
 		e.hubs++
 		prof := filepath.Join(e.pprof, fmt.Sprintf("hub-%d-%s.cpu.pprof", e.hubs, filepath.Base(filepath.Dir(dir))))

@@ -51,7 +51,8 @@ func serveProfiledHub(addr, db, token, profile string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	h, err := hub.Open(ctx, hub.Config{DBPath: db, OpenRegistration: true, AdminToken: token, Logger: log, ServerVersion: "studio-hub/bench-profile"})
+	h, err := hub.Open(ctx, hub.Config{DBPath: db, OpenRegistration: true, AdminToken: token, Logger: log, ServerVersion: "studio-hub/bench-profile",
+		RegisterAddrBurst: 1000000, RegisterRate: 1000000}) // as hubproc.go: thousands of workers from one address
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 // api_register.go: pairing codes and worker registration. A code is kept only as its hash and is
-// spent in the same transaction that creates the worker, so one code can never admit two. It must
-// not know about sessions: a registered worker is a row and an entry in Hub.workers until it
+// spent in the same transaction that creates the worker, so one code can never admit two; the
+// endpoint is throttled per client address and in total before it reads a byte of the body. It
+// must not know about sessions: a registered worker is a row and an entry in Hub.workers until it
 // connects.
 
 package hub
@@ -12,7 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	"studioworker/protocol"
 )
@@ -72,7 +76,52 @@ func (h *Hub) handlePairingCode(w http.ResponseWriter, r *http.Request) {
 
 var errPairingRejected = errors.New("wrong or used pairing code")
 
+// remoteIP keys the registration limit by the connection's address, never by a header a client
+// writes (X-Forwarded-For): a hub behind a proxy sees the proxy, and raises the limits instead.
+// An IPv6 client is keyed by its /64, since one host is commonly given a whole /64 and could
+// otherwise take a fresh address for every attempt.
+func remoteIP(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		if p, err := ip.WithZone("").Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return ip.String()
+}
+
+// throttleSentences say what happened to a worker's user, who reads them in the worker's window.
+var throttleSentences = map[limitReason]string{
+	limitKey:   "too many registration attempts from this address",
+	limitTotal: "the hub is taking too many registrations right now",
+	limitFull:  "too many addresses are registering at once",
+}
+
+// refuseThrottled answers 429 with Retry-After in whole seconds (at least 1, as the header has no
+// fractions and 0 would invite an immediate retry).
+func (h *Hub) refuseThrottled(w http.ResponseWriter, r *http.Request, addr string, wait time.Duration, why limitReason) {
+	secs := max(1, int((wait+time.Second-1)/time.Second))
+	h.met.registerThrottled.Add(1)
+	if ok, suppressed := h.throttleLog.take(h.now()); ok {
+		h.log.Warn("registration throttled", "limit", string(why), "addr", addr, "remote", r.RemoteAddr,
+			"retry_after_s", secs, "suppressed", suppressed)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("%s; try again in %d s", throttleSentences[why], secs))
+}
+
 func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
+	// First of all: a throttled attempt reads no body and touches no row, so a flood costs a map
+	// lookup per request.
+	addr := h.clientAddr(r)
+	if wait, why := h.regLimit.allow(addr, h.now()); why != "" {
+		h.refuseThrottled(w, r, addr, wait, why)
+		return
+	}
 	var req protocol.RegisterRequest
 	if err := readJSON(w, r, 64<<10, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "bad registration: "+err.Error())
@@ -102,7 +151,13 @@ func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if errors.Is(err, errPairingRejected) {
-		h.log.Warn("registration refused: wrong or used pairing code", "name", req.Name, "remote", r.RemoteAddr)
+		h.met.registerRefused.Add(1)
+		// The limit still lets through a line per attempt from each of many addresses: the log
+		// gets one line per refusalLogEvery, which counts the others.
+		if ok, suppressed := h.codeLog.take(h.now()); ok {
+			h.log.Warn("registration refused: wrong or used pairing code", "name", req.Name, "remote", r.RemoteAddr,
+				"suppressed", suppressed)
+		}
 		writeError(w, http.StatusForbidden, "wrong or used pairing code")
 		return
 	}

@@ -42,6 +42,18 @@ type Config struct {
 	PublicURL         string // base URL used to build absolute input_url; "" = derive from the request's Host
 	Logger            *slog.Logger
 	Now               func() time.Time // optional clock for tests; default time.Now
+
+	// POST /v1/worker/register is limited per client address (the IP of the connection; an IPv6
+	// one by its /64) and in total, so that pairing codes cannot be guessed at speed and a flood
+	// of registrations cannot fill the database or the log. An attempt over a limit gets 429.
+	RegisterAddrBurst  int           // attempts one address may make in a row; default 5
+	RegisterAddrRefill time.Duration // one more attempt per address after each of these; default 2s
+	RegisterRate       int           // attempts per second from all addresses together (also their burst); default 50
+	RegisterMaxAddrs   int           // addresses tracked at once; a new one past it gets 429; default 10,000
+
+	// clientAddr keys the registration limit; default: the IP of r.RemoteAddr. Tests set it,
+	// since every test request comes from 127.0.0.1.
+	clientAddr func(r *http.Request) string
 }
 
 // Defaults of Config. RetryCoolOff has no "off" (0 takes the default): without a cool-off a dead
@@ -54,7 +66,16 @@ const (
 	DefaultMaxAttempts  = 3
 	DefaultMaxUpload    = int64(2) << 30
 	DefaultHeartbeat    = 5 * time.Second
+
+	DefaultRegisterAddrBurst  = 5
+	DefaultRegisterAddrRefill = 2 * time.Second
+	DefaultRegisterRate       = 50
+	DefaultRegisterMaxAddrs   = 10000
 )
+
+// refusalLogEvery is the most often a refused or throttled registration is logged; the line
+// after a quiet spell says how many were not.
+const refusalLogEvery = 10 * time.Second
 
 // sendQueue bounds the frames waiting for one worker's writer; a worker that lets it fill up is
 // disconnected rather than allowed to slow the scheduler down.
@@ -71,6 +92,11 @@ type Hub struct {
 	adminToken string
 	tokenFile  string
 	dirs       dirs
+
+	regLimit    *limiter
+	clientAddr  func(r *http.Request) string
+	codeLog     logEvery // "registration refused" lines
+	throttleLog logEvery // "registration throttled" lines
 
 	mu      sync.Mutex
 	jobs    map[string]*job     // unfinished jobs, and finished ones until their row is committed
@@ -132,6 +158,21 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RegisterAddrBurst <= 0 {
+		cfg.RegisterAddrBurst = DefaultRegisterAddrBurst
+	}
+	if cfg.RegisterAddrRefill <= 0 {
+		cfg.RegisterAddrRefill = DefaultRegisterAddrRefill
+	}
+	if cfg.RegisterRate <= 0 {
+		cfg.RegisterRate = DefaultRegisterRate
+	}
+	if cfg.RegisterMaxAddrs <= 0 {
+		cfg.RegisterMaxAddrs = DefaultRegisterMaxAddrs
+	}
+	if cfg.clientAddr == nil {
+		cfg.clientAddr = remoteIP
+	}
 	h := &Hub{
 		cfg:     cfg,
 		log:     cfg.Logger,
@@ -141,6 +182,11 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		queues:  map[queueKey]*queue{},
 		workers: map[string]*worker{},
 		kick:    make(chan struct{}, 1),
+		regLimit: newLimiter(cfg.RegisterAddrBurst, cfg.RegisterAddrRefill, min(cfg.RegisterRate, 1e9),
+			cfg.RegisterMaxAddrs, cfg.Now()),
+		clientAddr:  cfg.clientAddr,
+		codeLog:     logEvery{every: refusalLogEvery},
+		throttleLog: logEvery{every: refusalLogEvery},
 		dirs: dirs{
 			results: filepath.Join(cfg.DataDir, "results"),
 			inputs:  filepath.Join(cfg.DataDir, "inputs"),

@@ -28,6 +28,9 @@ type metrics struct {
 	authFailures  atomic.Int64
 	superseded    atomic.Int64
 
+	registerThrottled atomic.Int64
+	registerRefused   atomic.Int64
+
 	mu       sync.Mutex
 	declines map[protocol.DeclineReason]int64
 	jobs     map[protocol.JobStatus]int64
@@ -107,6 +110,8 @@ func (m *metrics) write(w io.Writer) {
 		{"studio_hub_unknown_frames_total", "Frames of an unknown type, ignored.", &m.unknownFrames},
 		{"studio_hub_auth_failures_total", "Worker connections refused for an unknown worker or a wrong token.", &m.authFailures},
 		{"studio_hub_superseded_total", "Sessions replaced by a newer connection of the same worker.", &m.superseded},
+		{"studio_hub_registrations_throttled_total", "Registration attempts answered 429: too many from one address, from all, or from too many addresses at once.", &m.registerThrottled},
+		{"studio_hub_registrations_refused_total", "Registration attempts refused for their pairing code.", &m.registerRefused},
 	}
 	for _, c := range counters {
 		p(c.name, "counter", c.help)

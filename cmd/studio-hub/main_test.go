@@ -397,6 +397,26 @@ func TestServeRefusesNoRetryCoolOff(t *testing.T) {
 	}
 }
 
+// The registration limits have no "off" either: 0 on the command line is refused rather than
+// quietly taking the default.
+func TestServeRefusesNonPositiveRegistrationLimits(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, args := range [][]string{
+		{"--register-addr-burst", "0"}, {"--register-addr-refill", "0s"},
+		{"--register-rate", "-1"}, {"--register-max-addrs", "0"},
+	} {
+		var stderr bytes.Buffer
+		db := filepath.Join(t.TempDir(), "hub.db")
+		if rc := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db}, args...), io.Discard, &stderr); rc != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, rc, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "must be positive") {
+			t.Errorf("%v: stderr %q", args, stderr.String())
+		}
+	}
+}
+
 func TestCommandsTalkToARunningHub(t *testing.T) {
 	dir := t.TempDir()
 	p := startHubProcess(t, "--db", filepath.Join(dir, "hub.db"))
