@@ -74,7 +74,38 @@ func (h *Hub) handlePairingCode(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, protocol.PairingCodeResponse{PairingCode: code})
 }
 
-var errPairingRejected = errors.New("wrong or used pairing code")
+// errPairingRejected is every refusal of a code; the worker's user is told no more than that, so
+// an answer does not say whether a guessed code exists.
+var (
+	errPairingRejected = errors.New("wrong, used or expired pairing code")
+	errPairingExpired  = fmt.Errorf("%w: expired", errPairingRejected)
+)
+
+// spendCode marks the code used, in the transaction that creates the worker, if it exists, is
+// unused and is no older than ttl at now.
+func spendCode(tx *sql.Tx, codeHash [32]byte, now time.Time, ttl time.Duration) error {
+	var created string
+	err := tx.QueryRow(`SELECT created_at FROM pairing_codes WHERE code_hash=? AND used_at=''`, codeHash[:]).Scan(&created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errPairingRejected
+	}
+	if err != nil {
+		return fmt.Errorf("read pairing code: %w", err)
+	}
+	// Compared as times, not as text: fmtTime trims a fraction's trailing zeros, so "…:00Z" sorts
+	// after "…:00.5Z". A created_at that does not parse is too old to trust.
+	if c := parseTime(created); c.IsZero() || now.Sub(c) > ttl {
+		return errPairingExpired
+	}
+	res, err := tx.Exec(`UPDATE pairing_codes SET used_at=? WHERE code_hash=? AND used_at=''`, fmtTime(now), codeHash[:])
+	if err != nil {
+		return fmt.Errorf("spend pairing code: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return errPairingRejected
+	}
+	return nil
+}
 
 // remoteIP keys the registration limit by the connection's address, never by a header a client
 // writes (X-Forwarded-For): a hub behind a proxy sees the proxy, and raises the limits instead.
@@ -136,15 +167,11 @@ func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
 	tokenHash := hashToken(token)
 	codeHash := hashToken(normalizeCode(req.PairingCode))
 	now := h.now()
-	open := h.cfg.OpenRegistration
+	open, ttl := h.cfg.OpenRegistration, h.cfg.PairingTTL
 	err := h.db.do(r.Context(), func(tx *sql.Tx) error {
 		if !open {
-			res, err := tx.Exec(`UPDATE pairing_codes SET used_at=? WHERE code_hash=? AND used_at=''`, fmtTime(now), codeHash[:])
-			if err != nil {
+			if err := spendCode(tx, codeHash, now, ttl); err != nil {
 				return err
-			}
-			if n, err := res.RowsAffected(); err != nil || n != 1 {
-				return errPairingRejected
 			}
 		}
 		_, err := tx.Exec(`INSERT INTO workers(id, name, token_hash, created_at) VALUES(?,?,?,?)`, id, req.Name, tokenHash[:], fmtTime(now))
@@ -155,10 +182,15 @@ func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
 		// The limit still lets through a line per attempt from each of many addresses: the log
 		// gets one line per refusalLogEvery, which counts the others.
 		if ok, suppressed := h.codeLog.take(h.now()); ok {
-			h.log.Warn("registration refused: wrong or used pairing code", "name", req.Name, "remote", r.RemoteAddr,
-				"suppressed", suppressed)
+			// The operator may learn what the worker is not told: that its code was real but old.
+			reason := "wrong or used"
+			if errors.Is(err, errPairingExpired) {
+				reason = "expired"
+			}
+			h.log.Warn("registration refused: wrong, used or expired pairing code", "reason", reason,
+				"name", req.Name, "remote", r.RemoteAddr, "suppressed", suppressed)
 		}
-		writeError(w, http.StatusForbidden, "wrong or used pairing code")
+		writeError(w, http.StatusForbidden, errPairingRejected.Error())
 		return
 	}
 	if err != nil {

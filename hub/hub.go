@@ -50,6 +50,7 @@ type Config struct {
 	RegisterAddrRefill time.Duration // one more attempt per address after each of these; default 2s
 	RegisterRate       int           // attempts per second from all addresses together (also their burst); default 50
 	RegisterMaxAddrs   int           // addresses tracked at once; a new one past it gets 429; default 10,000
+	PairingTTL         time.Duration // a pairing code older than this is refused like a wrong one; default 24h
 
 	// clientAddr keys the registration limit; default: the IP of r.RemoteAddr. Tests set it,
 	// since every test request comes from 127.0.0.1.
@@ -71,6 +72,7 @@ const (
 	DefaultRegisterAddrRefill = 2 * time.Second
 	DefaultRegisterRate       = 50
 	DefaultRegisterMaxAddrs   = 10000
+	DefaultPairingTTL         = 24 * time.Hour
 )
 
 // refusalLogEvery is the most often a refused or throttled registration is logged; the line
@@ -169,6 +171,9 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	if cfg.RegisterMaxAddrs <= 0 {
 		cfg.RegisterMaxAddrs = DefaultRegisterMaxAddrs
+	}
+	if cfg.PairingTTL <= 0 {
+		cfg.PairingTTL = DefaultPairingTTL
 	}
 	if cfg.clientAddr == nil {
 		cfg.clientAddr = remoteIP

@@ -33,7 +33,8 @@ const usage = `studio-hub: the reference Studio hub
                     [--admin-token TOKEN] [--offer-ttl 10s] [--lease-grace 60s] [--retry-cooloff 30s]
                     [--max-attempts 3] [--max-upload 2GiB] [--public-url URL] [--max-conns 16384]
                     [--idle-timeout 60s] [--register-addr-burst 5] [--register-addr-refill 2s]
-                    [--register-rate 50] [--register-max-addrs 10000] [--log-format text|json]
+                    [--register-rate 50] [--register-max-addrs 10000] [--pairing-ttl 24h]
+                    [--log-format text|json]
   studio-hub pair   [--hub URL] [--admin-token TOKEN | --admin-token-file FILE | --db PATH]
   studio-hub submit --kind K --model M --input JSON [--file PATH] [--vram GB] [--wait] [hub flags]
   studio-hub jobs   [--json] [hub flags]
@@ -158,6 +159,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.RegisterAddrRefill, "register-addr-refill", hub.DefaultRegisterAddrRefill, "an address may make one more registration attempt after each of these")
 	fs.IntVar(&cfg.RegisterRate, "register-rate", hub.DefaultRegisterRate, "registration attempts per second from all addresses together")
 	fs.IntVar(&cfg.RegisterMaxAddrs, "register-max-addrs", hub.DefaultRegisterMaxAddrs, "client addresses the registration limit tracks at once; past it a new address gets 429")
+	fs.DurationVar(&cfg.PairingTTL, "pairing-ttl", hub.DefaultPairingTTL, "a pairing code older than this is refused like a wrong one")
 	maxConns := fs.Int("max-conns", hub.DefaultMaxConns, "most connections open at once; past it new ones are closed (keep ulimit -n above it)")
 	idleTimeout := fs.Duration("idle-timeout", 60*time.Second, "how long an idle keep-alive HTTP connection stays open")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -174,6 +176,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// "no limit", which there is not (raise them instead, e.g. behind a proxy).
 	if cfg.RegisterAddrBurst <= 0 || cfg.RegisterAddrRefill <= 0 || cfg.RegisterRate <= 0 || cfg.RegisterMaxAddrs <= 0 {
 		return usageError{errors.New("--register-addr-burst, --register-addr-refill, --register-rate and --register-max-addrs must be positive")}
+	}
+	if cfg.PairingTTL <= 0 {
+		return usageError{fmt.Errorf("--pairing-ttl must be positive, not %s", cfg.PairingTTL)}
 	}
 	// No "off": a hub without a cool-off lets a dead backend use up a job's attempts in
 	// milliseconds (contract §6). A short one (1s) retries soon enough on a single worker.

@@ -397,14 +397,14 @@ func TestServeRefusesNoRetryCoolOff(t *testing.T) {
 	}
 }
 
-// The registration limits have no "off" either: 0 on the command line is refused rather than
-// quietly taking the default.
+// The registration limits and the pairing TTL have no "off" either: 0 on the command line is
+// refused rather than quietly taking the default.
 func TestServeRefusesNonPositiveRegistrationLimits(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	for _, args := range [][]string{
 		{"--register-addr-burst", "0"}, {"--register-addr-refill", "0s"},
-		{"--register-rate", "-1"}, {"--register-max-addrs", "0"},
+		{"--register-rate", "-1"}, {"--register-max-addrs", "0"}, {"--pairing-ttl", "0s"},
 	} {
 		var stderr bytes.Buffer
 		db := filepath.Join(t.TempDir(), "hub.db")
