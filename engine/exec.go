@@ -292,7 +292,7 @@ func (e *execBackend) jsonResult(job Job, path string, values map[string]string)
 		}
 		v = res
 	case protocol.KindSTT:
-		v = parseTranscript(trimmed, values["language"])
+		v = parseTranscript(trimmed, values["language"], job.Model)
 	}
 	out, err := json.Marshal(v)
 	if err != nil {
@@ -301,10 +301,25 @@ func (e *execBackend) jsonResult(job Job, path string, values map[string]string)
 	return out, nil
 }
 
-// parseTranscript reads whisper.cpp's JSON (-oj), an OpenAI-shaped transcript, or plain text.
-func parseTranscript(data []byte, language string) protocol.STTResult {
+// parseTranscript reads whisper.cpp's JSON (-oj), an OpenAI-shaped transcript, or plain text;
+// language and model are the job's. The language is always an ISO 639-1 code, and the model one
+// the output names when it is not the job's.
+func parseTranscript(data []byte, language, model string) protocol.STTResult {
+	res := parseTranscriptAsIs(data, language, model)
+	res.Language = isoLanguage(res.Language)
+	res.Model = answeredModel(res.Model, model)
+	return res
+}
+
+func parseTranscriptAsIs(data []byte, language, model string) protocol.STTResult {
 	res := protocol.STTResult{Language: language, Segments: protocol.List[protocol.Segment]{}}
 	var w struct {
+		// whisper.cpp's -oj: "params": {"model": "models/ggml-base.en.bin", ...}; its top-level
+		// "model" is an object describing the weights, an OpenAI-shaped answer's a name.
+		Params struct {
+			Model string `json:"model"`
+		} `json:"params"`
+		Model  json.RawMessage `json:"model"`
 		Result struct {
 			Language string `json:"language"`
 		} `json:"result"`
@@ -334,16 +349,32 @@ func parseTranscript(data []byte, language string) protocol.STTResult {
 		if w.Result.Language != "" {
 			res.Language = w.Result.Language
 		}
+		res.Model = weightsName(w.Params.Model, model)
 	case w.Text != nil:
 		res.Text = strings.TrimSpace(*w.Text)
 		if w.Language != "" {
 			res.Language = w.Language
 		}
 		res.Segments = append(res.Segments, w.Segments...)
+		var name string
+		if json.Unmarshal(w.Model, &name) == nil {
+			res.Model = name
+		}
 	default:
 		res.Text = string(data)
 	}
 	return res
+}
+
+// weightsName is the model a whisper.cpp output names by its weights file: the file's name
+// without its folders, which may hold the creator's user name, nor ".bin". A job that asked for the
+// file by that name or with ".bin" asked for this model.
+func weightsName(path, asked string) string {
+	name := path[strings.LastIndexAny(path, `/\`)+1:]
+	if strings.EqualFold(name, asked) {
+		return asked
+	}
+	return strings.TrimSuffix(name, ".bin")
 }
 
 // lineLog logs what a command writes, one log entry per line, within bounds, and keeps the last

@@ -28,3 +28,13 @@ func sameModel(a, b string) bool {
 }
 
 func untagged(m string) string { return strings.TrimSuffix(m, ":latest") }
+
+// answeredModel is what a result says about the model that answered (spec §6): the model the
+// backend reported, only when it is not the one the job asked for, since repeating the job's own
+// model tells the hub nothing.
+func answeredModel(reported, asked string) string {
+	if reported == "" || sameModel(reported, asked) {
+		return ""
+	}
+	return reported
+}

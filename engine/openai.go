@@ -344,18 +344,22 @@ func (o *openAI) transcribe(parent, ctx context.Context, st *stall, job Job, pro
 	var ans struct {
 		Text     *string `json:"text"`
 		Language string  `json:"language"`
+		Model    string  `json:"model"`
 		Segments []struct {
 			Start float64 `json:"start"`
 			End   float64 `json:"end"`
 			Text  string  `json:"text"`
 		} `json:"segments"`
 	}
-	res := protocol.STTResult{Language: in.Language, Segments: protocol.List[protocol.Segment]{}}
+	// whisper-server names no model (and ignores the request's), so its results carry none: the
+	// worker cannot tell which one answered.
+	res := protocol.STTResult{Language: isoLanguage(in.Language), Segments: protocol.List[protocol.Segment]{}}
 	if json.Unmarshal(body, &ans) == nil && ans.Text != nil {
 		res.Text = strings.TrimSpace(*ans.Text)
 		if ans.Language != "" {
 			res.Language = isoLanguage(ans.Language)
 		}
+		res.Model = answeredModel(ans.Model, job.Model)
 		for _, s := range ans.Segments {
 			res.Segments = append(res.Segments, protocol.Segment{Start: s.Start, End: s.End, Text: strings.TrimSpace(s.Text)})
 		}

@@ -73,11 +73,7 @@ func (o *openAI) chat(parent, ctx context.Context, st *stall, job Job, progress 
 		}
 		return Result{}, err
 	}
-	if sameModel(res.Model, job.Model) || res.Model == "" {
-		// Said only when it tells something: the backend answered with another model than the
-		// job asked for (it does not check, or it substituted one).
-		res.Model = ""
-	}
+	res.Model = answeredModel(res.Model, job.Model)
 	if res.Usage.PromptTokens == 0 {
 		for _, m := range in.messages {
 			res.Usage.PromptTokens += len(strings.Fields(m.Content))

@@ -39,9 +39,12 @@ type fakeOpenAI struct {
 	// and a transcription's whole answer (whisper-server transcribes the whole file first).
 	think     atomic.Int64
 	cancelled chan struct{}
-	mu        sync.Mutex
-	requests  []map[string]any
-	forms     []map[string]string
+	// sttModel and sttLanguage, when set, are what a transcription server other than
+	// whisper-server puts in its verbose_json: the model that answered, its own language word.
+	sttModel, sttLanguage atomic.Value
+	mu                    sync.Mutex
+	requests              []map[string]any
+	forms                 []map[string]string
 }
 
 func newFakeOpenAI(t *testing.T, apiKey string) *fakeOpenAI {
@@ -345,6 +348,17 @@ func (f *fakeOpenAI) transcribe(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"text":" flat"}`)
 		return
 	}
+	// whisper-server names the language it transcribed in whisper's words (the one asked for, or
+	// the one it detected: English here), and no model.
+	lang := map[string]string{"": "english", "en": "english", "de": "german", "ja": "japanese", "pt": "portuguese"}[form["language"]]
+	extra := ""
+	if l, _ := f.sttLanguage.Load().(string); l != "" {
+		lang = l
+	}
+	if m, _ := f.sttModel.Load().(string); m != "" {
+		extra = fmt.Sprintf(`"model":%q,`, m)
+	}
 	w.Header().Set("Content-Type", "application/json")
-	io.WriteString(w, `{"task":"transcribe","language":"english","duration":2.0,"text":" Hello world.","segments":[{"id":0,"start":0.0,"end":1.1,"text":" Hello"},{"id":1,"start":1.1,"end":2.0,"text":" world."}]}`)
+	fmt.Fprintf(w, `{"task":"transcribe","language":%q,%s"duration":2.0,"text":" Hello world.","segments":[{"id":0,"start":0.0,"end":1.1,"text":" Hello"},{"id":1,"start":1.1,"end":2.0,"text":" world."}],"detected_language":%[1]q,"detected_language_probability":0.97}`,
+		lang, extra)
 }

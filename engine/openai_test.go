@@ -292,3 +292,58 @@ func TestRouterRefreshDropsAKindWhoseBackendStopsAnsweringAndBringsItBack(t *tes
 		t.Errorf("protocol capabilities %+v", pc)
 	}
 }
+
+// TestTranscriptionCarriesTheModelThatAnsweredAndAnISOLanguage: whisper-server answers
+// "english" where the contract's stt result says "en", and names no model; a server that names
+// its model says so in the result when it is not the job's (spec §6).
+func TestTranscriptionCarriesTheModelThatAnsweredAndAnISOLanguage(t *testing.T) {
+	tests := []struct {
+		name                     string
+		jobLanguage, jobModel    string
+		serverModel, serverWords string // what a server other than whisper-server names
+		wantLanguage, wantModel  string
+	}{
+		{name: "whisper-server, English asked", jobLanguage: "en", jobModel: "whisper-base", wantLanguage: "en"},
+		{name: "whisper-server, detected", jobModel: "whisper-base", wantLanguage: "en"},
+		{name: "whisper-server, German asked", jobLanguage: "de", jobModel: "whisper-base", wantLanguage: "de"},
+		{name: "whisper-server, Japanese asked", jobLanguage: "ja", jobModel: "whisper-base", wantLanguage: "ja"},
+		{name: "a word whisper does not know", jobModel: "whisper-base", serverWords: "Klingon", wantLanguage: "klingon"},
+		{name: "a code already", jobModel: "whisper-base", serverWords: "pt", wantLanguage: "pt"},
+		{name: "another model answered", jobLanguage: "en", jobModel: "whisper-base", serverModel: "whisper-large-v3", wantLanguage: "en", wantModel: "whisper-large-v3"},
+		{name: "the job's model answered", jobLanguage: "en", jobModel: "whisper-base", serverModel: "Whisper-Base", wantLanguage: "en"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeOpenAI(t, "")
+			f.noModels.Store(true)
+			f.sttModel.Store(tc.serverModel)
+			f.sttLanguage.Store(tc.serverWords)
+			r := mustRouter(t, Config{protocol.KindSTT: {Backend: BackendOpenAI, URL: f.URL, TranscriptionPath: "/inference", Models: []string{tc.jobModel}}}, Options{})
+			r.Refresh(context.Background())
+			in := filepath.Join(t.TempDir(), "talk.wav")
+			if err := os.WriteFile(in, testWAV(0.5), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			input := `{}`
+			if tc.jobLanguage != "" {
+				input = `{"language":` + quote(tc.jobLanguage) + `}`
+			}
+			job := newTestJob(t, protocol.KindSTT, tc.jobModel, input)
+			job.InputFile = in
+			res, err := r.Run(context.Background(), job, nil)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			var out protocol.STTResult
+			if err := json.Unmarshal(res.JSON, &out); err != nil {
+				t.Fatal(err)
+			}
+			if out.Language != tc.wantLanguage || out.Model != tc.wantModel || out.Text != "Hello world." {
+				t.Errorf("result %s: want language %q, model %q", res.JSON, tc.wantLanguage, tc.wantModel)
+			}
+			if tc.wantModel == "" && bytes.Contains(res.JSON, []byte(`"model"`)) {
+				t.Errorf("result %s names a model when nothing is known beyond the job's", res.JSON)
+			}
+		})
+	}
+}

@@ -39,17 +39,30 @@ func TestComboOptionsBothShapes(t *testing.T) {
 }
 
 func TestParseTranscriptShapes(t *testing.T) {
+	// whisper-cli -oj, as whisper.cpp's cli writes it (a name, not a path, leaves this worker).
+	cli := `{"systeminfo":"AVX = 1 | ...","model":{"type":"base","multilingual":false,"vocab":51864,"mels":80,"ftype":1},` +
+		`"params":{"model":"/home/ana/models/ggml-base.en.bin","language":"en","translate":false},"result":{"language":"en"},` +
+		`"transcription":[{"timestamps":{"from":"00:00:00,000","to":"00:00:01,100"},"offsets":{"from":0,"to":1100},"text":" Hello"}]}`
+	hello := protocol.List[protocol.Segment]{{Start: 0, End: 1.1, Text: "Hello"}}
 	tests := []struct {
-		name, in string
-		want     protocol.STTResult
+		name, in, language, model string
+		want                      protocol.STTResult
 	}{
-		{"plain text", "hello there", protocol.STTResult{Text: "hello there", Language: "en", Segments: protocol.List[protocol.Segment]{}}},
-		{"openai shape", `{"text":" hi ","language":"fr","segments":[{"start":0,"end":1,"text":"hi"}]}`,
+		{"plain text", "hello there", "en", "whisper-base", protocol.STTResult{Text: "hello there", Language: "en", Segments: protocol.List[protocol.Segment]{}}},
+		{"openai shape", `{"text":" hi ","language":"fr","segments":[{"start":0,"end":1,"text":"hi"}]}`, "en", "whisper-base",
 			protocol.STTResult{Text: "hi", Language: "fr", Segments: protocol.List[protocol.Segment]{{Start: 0, End: 1, Text: "hi"}}}},
-		{"other JSON", `{"foo":1}`, protocol.STTResult{Text: `{"foo":1}`, Language: "en", Segments: protocol.List[protocol.Segment]{}}},
+		{"openai shape, a language name and a model", `{"text":"hi","language":"French","model":"large-v3"}`, "", "whisper-base",
+			protocol.STTResult{Text: "hi", Language: "fr", Segments: protocol.List[protocol.Segment]{}, Model: "large-v3"}},
+		{"other JSON", `{"foo":1}`, "en", "whisper-base", protocol.STTResult{Text: `{"foo":1}`, Language: "en", Segments: protocol.List[protocol.Segment]{}}},
+		{"the job's language as a name", "hallo", "German", "whisper-base", protocol.STTResult{Text: "hallo", Language: "de", Segments: protocol.List[protocol.Segment]{}}},
+		{"whisper-cli, another model than the job's", cli, "", "whisper-base", protocol.STTResult{Text: "Hello", Language: "en", Segments: hello, Model: "ggml-base.en"}},
+		{"whisper-cli, the job's model", cli, "", "ggml-base.en", protocol.STTResult{Text: "Hello", Language: "en", Segments: hello}},
+		{"whisper-cli, the job's file name", cli, "", "ggml-base.en.bin", protocol.STTResult{Text: "Hello", Language: "en", Segments: hello}},
+		{"whisper-cli on Windows", strings.Replace(cli, `/home/ana/models/`, `C:\\Users\\ana\\models\\`, 1), "", "whisper-base",
+			protocol.STTResult{Text: "Hello", Language: "en", Segments: hello, Model: "ggml-base.en"}},
 	}
 	for _, tc := range tests {
-		got := parseTranscript([]byte(tc.in), "en")
+		got := parseTranscript([]byte(tc.in), tc.language, tc.model)
 		a, _ := json.Marshal(got)
 		b, _ := json.Marshal(tc.want)
 		if string(a) != string(b) {

@@ -66,6 +66,8 @@ type STTResult struct {
 	Text     string        `json:"text"`
 	Language string        `json:"language"`
 	Segments List[Segment] `json:"segments"`
+	// Model is the model the backend says answered, when it differs from claim.model (spec §6).
+	Model string `json:"model,omitempty"`
 }
 
 // VideoInput is the input of a video job.
