@@ -81,6 +81,9 @@ var (
 	errPairingExpired  = fmt.Errorf("%w: expired", errPairingRejected)
 )
 
+// errClientGone: the registration's request ended before its write ran, so nothing was written.
+var errClientGone = errors.New("the request ended before the registration was stored")
+
 // spendCode marks the code used, in the transaction that creates the worker, if it exists, is
 // unused and is no older than ttl at now.
 func spendCode(tx *sql.Tx, codeHash [32]byte, now time.Time, ttl time.Duration) error {
@@ -168,7 +171,16 @@ func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
 	codeHash := hashToken(normalizeCode(req.PairingCode))
 	now := h.now()
 	open, ttl := h.cfg.OpenRegistration, h.cfg.PairingTTL
-	err := h.db.do(r.Context(), func(tx *sql.Tx) error {
+	ctx := r.Context()
+	// The write may wait in the store's queue behind a busy batch, and store.do returning on ctx
+	// would not take it out of the queue: it would still commit, spending the code for a token
+	// nobody receives. So the handler waits for the outcome whatever ctx does (the hub's memory
+	// then always matches the row), and the write itself checks, once it runs, that someone is
+	// still there to answer.
+	err := h.db.do(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%w: %w", errClientGone, err)
+		}
 		if !open {
 			if err := spendCode(tx, codeHash, now, ttl); err != nil {
 				return err
@@ -193,14 +205,53 @@ func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, errPairingRejected.Error())
 		return
 	}
+	if errors.Is(err, errClientGone) {
+		h.log.Info("registration dropped: its client left before it was stored; the pairing code is still good",
+			"name", req.Name, "remote", r.RemoteAddr)
+		writeError(w, http.StatusServiceUnavailable, "the request ended before the registration was stored; nothing was spent")
+		return
+	}
 	if err != nil {
 		h.log.Error("register worker", "err", err)
 		writeError(w, http.StatusInternalServerError, "could not register the worker")
 		return
+	}
+	// The client may have left during the commit itself: then the answer cannot reach it, and
+	// the registration is taken back so that the code works again.
+	if ctx.Err() != nil {
+		uerr := h.undoRegistration(id, codeHash, open)
+		if uerr == nil {
+			h.log.Info("registration taken back: its client left while it was stored; the pairing code is still good",
+				"name", req.Name, "remote", r.RemoteAddr)
+			writeError(w, http.StatusServiceUnavailable, "the request ended before the registration was answered; nothing was spent")
+			return
+		}
+		// The row stays: it is listed (and can be revoked) like any worker, whose token nobody holds.
+		h.log.Error("registration whose client left could not be taken back", "worker_id", id, "err", uerr)
 	}
 	h.mu.Lock()
 	h.workers[id] = &worker{id: id, name: req.Name, tokenHash: tokenHash, lastSeen: now, held: map[string]*job{}}
 	h.mu.Unlock()
 	h.log.Info("worker registered", "worker_id", id, "name", req.Name)
 	writeJSON(w, http.StatusCreated, protocol.RegisterResponse{WorkerID: id, AuthToken: token})
+}
+
+// undoRegistration deletes a committed registration that nobody received, and makes its code
+// unused again.
+func (h *Hub) undoRegistration(id string, codeHash [32]byte, open bool) error {
+	err := h.db.do(context.Background(), func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`DELETE FROM workers WHERE id=?`, id); err != nil {
+			return fmt.Errorf("delete worker: %w", err)
+		}
+		if !open {
+			if _, err := tx.Exec(`UPDATE pairing_codes SET used_at='' WHERE code_hash=?`, codeHash[:]); err != nil {
+				return fmt.Errorf("reopen pairing code: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("hub: take back registration %s: %w", id, err)
+	}
+	return nil
 }

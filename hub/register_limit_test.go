@@ -147,28 +147,39 @@ type regAnswer struct {
 // post registers from addr with a pairing code over real HTTP.
 func (e *regEnv) post(addr, code string) regAnswer {
 	e.t.Helper()
-	body := mustJSON(e.t, protocol.RegisterRequest{Name: "pc", PairingCode: code})
-	req, err := http.NewRequest(http.MethodPost, e.srv.URL+protocol.PathRegister, bytes.NewReader(body))
+	return e.postAt(e.srv.URL, addr, code)
+}
+
+// postAt is post to the server at base. It is safe on another goroutine while the test waits
+// (it reports with Errorf, not Fatalf, and returns status 0).
+func (e *regEnv) postAt(base, addr, code string) regAnswer {
+	body, err := json.Marshal(protocol.RegisterRequest{Name: "pc", PairingCode: code})
+	if err != nil {
+		e.t.Error(err)
+		return regAnswer{}
+	}
+	req, err := http.NewRequest(http.MethodPost, base+protocol.PathRegister, bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Test-Addr", addr)
-	resp, err := e.srv.Client().Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		e.t.Fatal(err)
+		e.t.Error(err)
+		return regAnswer{}
 	}
 	defer resp.Body.Close()
 	a := regAnswer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
 	if resp.StatusCode == http.StatusCreated {
 		if err := json.NewDecoder(resp.Body).Decode(&a.creds); err != nil {
-			e.t.Fatalf("decode the 201: %v", err)
+			e.t.Errorf("decode the 201: %v", err)
 		}
 		return a
 	}
 	var he protocol.HTTPError
 	if err := json.NewDecoder(resp.Body).Decode(&he); err != nil {
-		e.t.Fatalf("a %d without the JSON error body: %v", resp.StatusCode, err)
+		e.t.Errorf("a %d without the JSON error body: %v", resp.StatusCode, err)
 	}
 	a.err = he.Error
 	return a

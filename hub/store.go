@@ -170,7 +170,9 @@ func (s *store) enqueue(fn func(tx *sql.Tx) error, after func(error)) {
 	s.mu.Unlock()
 }
 
-// do runs fn in the next batch and waits until it is committed.
+// do runs fn in the next batch and waits until it is committed. When ctx ends first, do returns
+// ctx.Err() at once but fn stays queued and may still commit: a write that must not outlive its
+// caller checks the caller's context inside fn.
 func (s *store) do(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	done := make(chan error, 1)
 	s.enqueue(fn, func(err error) { done <- err })
