@@ -128,11 +128,15 @@ func remoteIP(r *http.Request) string {
 	return ip.String()
 }
 
-// throttleSentences say what happened to a worker's user, who reads them in the worker's window.
-var throttleSentences = map[limitReason]string{
-	limitKey:   "too many registration attempts from this address",
-	limitTotal: "the hub is taking too many registrations right now",
-	limitFull:  "too many addresses are registering at once",
+// throttleSentence says what happened to a worker's user, who reads it in the worker's window.
+func throttleSentence(why limitReason) string {
+	switch why {
+	case limitTotal:
+		return "the hub is taking too many registrations right now"
+	case limitFull:
+		return "too many addresses are registering at once"
+	}
+	return "too many registration attempts from this address"
 }
 
 // refuseThrottled answers 429 with Retry-After in whole seconds (at least 1, as the header has no
@@ -145,7 +149,7 @@ func (h *Hub) refuseThrottled(w http.ResponseWriter, r *http.Request, addr strin
 			"retry_after_s", secs, "suppressed", suppressed)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("%s; try again in %d s", throttleSentences[why], secs))
+	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("%s; try again in %d s", throttleSentence(why), secs))
 }
 
 func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
