@@ -31,6 +31,9 @@ type comfyUI struct {
 	wf     *comfyWorkflow
 	client *http.Client
 	logger *slog.Logger
+	// choices is the last list of what the mapped model input accepts; now is its clock.
+	choices choiceCache
+	now     func() time.Time
 }
 
 func newComfyUI(kind protocol.Kind, cfg BackendConfig, client *http.Client, logger *slog.Logger) (*comfyUI, error) {
@@ -38,7 +41,7 @@ func newComfyUI(kind protocol.Kind, cfg BackendConfig, client *http.Client, logg
 	if err != nil {
 		return nil, fmt.Errorf("engines.%s.workflow: %w", kind, err)
 	}
-	return &comfyUI{kind: kind, cfg: cfg, wf: wf, client: client, logger: logger}, nil
+	return &comfyUI{kind: kind, cfg: cfg, wf: wf, client: client, logger: logger, now: time.Now}, nil
 }
 
 func (c *comfyUI) name() string { return BackendComfyUI }
@@ -93,21 +96,11 @@ func (c *comfyUI) models(ctx context.Context) ([]string, error) {
 		return c.cfg.Models, nil
 	}
 	if ni, ok := c.cfg.Mapping["model"]; ok {
-		class := c.wf.nodes[ni.Node].ClassType
-		var info map[string]struct {
-			Input map[string]map[string]json.RawMessage `json:"input"`
+		names, err := c.fetchChoices(ctx, ctx, ni)
+		if errors.Is(err, errNoChoices) {
+			return nil, fmt.Errorf("comfyui lists %w: put the models in the config", err)
 		}
-		if err := c.getJSON(ctx, ctx, "/object_info/"+url.PathEscape(class), &info); err != nil {
-			return nil, err
-		}
-		for _, group := range []string{"required", "optional"} {
-			if spec, ok := info[class].Input[group][ni.Input]; ok {
-				if names := comboOptions(spec); len(names) > 0 {
-					return names, nil
-				}
-			}
-		}
-		return nil, fmt.Errorf("comfyui lists no choices for %s.%s: put the models in the config", class, ni.Input)
+		return names, err
 	}
 	return []string{strings.TrimSuffix(filepath.Base(c.cfg.Workflow), filepath.Ext(c.cfg.Workflow))}, nil
 }
@@ -175,6 +168,9 @@ func (c *comfyUI) Run(parent context.Context, job Job, progress Progress) (Resul
 
 	ctx, cancel := context.WithTimeout(parent, c.cfg.timeout())
 	defer cancel()
+	if err := c.checkModel(parent, ctx, job.Model, c.logger.With("job_id", job.ID)); err != nil {
+		return Result{}, err
+	}
 	clientID := randomHex(16)
 	events, stopWS := c.listen(ctx, clientID)
 	defer stopWS()

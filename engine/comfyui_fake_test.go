@@ -24,17 +24,22 @@ import (
 // chooses a behaviour: "fail-node", "fail-huge" (an exception of 10 KiB), "slow" (runs until
 // interrupted), "stall" (one sampler step and its preview, then silence on the open socket until
 // interrupted), "drop-ws" (closes the socket mid-run); anything else renders a PNG of the
-// latent's size. queued holds every prompt in the queue that long before it runs.
+// latent's size. queued holds every prompt in the queue that long before it runs. ckpts are the
+// checkpoints /object_info lists and /prompt's validation accepts; objectInfo counts the asks.
 type fakeComfyUI struct {
 	*httptest.Server
 	t           *testing.T
 	refuseWS    bool
 	queued      atomic.Int64 // a time.Duration
 	interrupted chan string
-	stop        chan struct{}
-	wg          sync.WaitGroup
+	objectInfo  atomic.Int64
+	// objectInfoFails makes /object_info answer 500, as a node pack that raises while listing does.
+	objectInfoFails atomic.Bool
+	stop            chan struct{}
+	wg              sync.WaitGroup
 
 	mu      sync.Mutex
+	ckpts   []string
 	joined  map[string]chan struct{} // closed when a client id's socket is registered
 	clients map[string]*websocket.Conn
 	history map[string]any
@@ -46,17 +51,27 @@ type fakeComfyUI struct {
 
 func newFakeComfyUI(t *testing.T, refuseWS bool) *fakeComfyUI {
 	f := &fakeComfyUI{t: t, refuseWS: refuseWS, interrupted: make(chan string, 4), stop: make(chan struct{}),
-		clients: map[string]*websocket.Conn{}, joined: map[string]chan struct{}{}, history: map[string]any{}, files: map[string][]byte{}}
+		clients: map[string]*websocket.Conn{}, joined: map[string]chan struct{}{}, history: map[string]any{}, files: map[string][]byte{},
+		ckpts: []string{"v1-5-pruned-emaonly.safetensors", "sdxl_base.safetensors"}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /system_stats", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"system":{"os":"posix","comfyui_version":"0.3.40"},"devices":[{"name":"cuda:0","type":"cuda","vram_total":25769803776}]}`)
 	})
 	mux.HandleFunc("GET /object_info/{class}", func(w http.ResponseWriter, r *http.Request) {
+		f.objectInfo.Add(1)
+		if f.objectInfoFails.Load() {
+			// aiohttp's answer to a handler that raised.
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, "500 Internal Server Error\n\nServer got itself in trouble")
+			return
+		}
 		if r.PathValue("class") != "CheckpointLoaderSimple" {
 			io.WriteString(w, `{}`)
 			return
 		}
-		io.WriteString(w, `{"CheckpointLoaderSimple":{"input":{"required":{"ckpt_name":[["v1-5-pruned-emaonly.safetensors","sdxl_base.safetensors"],{"tooltip":"The name of the checkpoint"}]}},"output":["MODEL","CLIP","VAE"],"name":"CheckpointLoaderSimple"}}`)
+		names, _ := json.Marshal(f.checkpoints())
+		fmt.Fprintf(w, `{"CheckpointLoaderSimple":{"input":{"required":{"ckpt_name":[%s,{"tooltip":"The name of the checkpoint to load."}]}},"input_order":{"required":["ckpt_name"]},"output":["MODEL","CLIP","VAE"],"output_is_list":[false,false,false],"output_name":["MODEL","CLIP","VAE"],"name":"CheckpointLoaderSimple","display_name":"Load Checkpoint","description":"Loads a diffusion model checkpoint.","python_module":"nodes","category":"loaders","output_node":false,"deprecated":false,"experimental":false}}`, names)
 	})
 	mux.HandleFunc("GET /ws", f.ws)
 	mux.HandleFunc("POST /prompt", f.prompt)
@@ -179,6 +194,24 @@ func (f *fakeComfyUI) send(client string, v any) {
 	conn.Write(ctx, websocket.MessageText, data)
 }
 
+func (f *fakeComfyUI) checkpoints() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.ckpts)
+}
+
+func (f *fakeComfyUI) setCheckpoints(names ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ckpts = names
+}
+
+func (f *fakeComfyUI) graphCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.graphs)
+}
+
 func (f *fakeComfyUI) lastGraph() map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -216,7 +249,7 @@ func (f *fakeComfyUI) prompt(w http.ResponseWriter, r *http.Request) {
 		nodeError("5", "EmptyLatentImage", "width", "value_smaller_than_min", fmt.Sprintf("Value %v smaller than min of 16", width))
 		return
 	}
-	if ckpt := input(graph, "4", "ckpt_name"); !slices.Contains([]any{"v1-5-pruned-emaonly.safetensors", "sdxl_base.safetensors"}, ckpt) {
+	if ckpt, _ := input(graph, "4", "ckpt_name").(string); !slices.Contains(f.checkpoints(), ckpt) {
 		nodeError("4", "CheckpointLoaderSimple", "ckpt_name", "value_not_in_list", fmt.Sprintf("Value not in list: ckpt_name: '%v' not in [...]", ckpt))
 		return
 	}
