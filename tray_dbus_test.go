@@ -123,6 +123,43 @@ func TestTrayOverDBus(t *testing.T) {
 		t.Errorf("the item has neither an icon name nor a usable pixmap (%d pixmaps)", len(pixmaps))
 	}
 
+	// Its title and tooltip say the app's name, not its id (issue 18 finding 8: the title was
+	// studio.worker.app and the tooltip empty); the tooltip says the state too.
+	if v, err := sni.GetProperty("org.kde.StatusNotifierItem.Title"); err != nil {
+		failf("read Title: %v", err)
+	} else if title, _ := v.Value().(string); title != "Studio Worker" {
+		t.Errorf("Title %q, want \"Studio Worker\"", title)
+	}
+	readTip := func() string {
+		var tip struct {
+			Icon   string
+			Pixmap []struct {
+				W, H int32
+				Pix  []byte
+			}
+			Title, Text string
+		}
+		v, err := sni.GetProperty("org.kde.StatusNotifierItem.ToolTip")
+		if err != nil {
+			failf("read ToolTip: %v", err)
+		}
+		if err := v.Store(&tip); err != nil {
+			failf("ToolTip is %s, not (sa(iiay)ss): %v", v.Signature(), err)
+		}
+		return tip.Title + tip.Text
+	}
+	tipDeadline := time.Now().Add(time.Minute)
+	for tip := readTip(); !strings.HasPrefix(tip, "Studio Worker — "); tip = readTip() {
+		if time.Now().After(tipDeadline) {
+			failf("ToolTip %q, want \"Studio Worker — \" and the state", tip)
+		}
+		select {
+		case <-exited:
+			failf("the demo exited while waiting for its tooltip")
+		case <-time.After(200 * time.Millisecond): // a property, not a signal we watch: read again
+		}
+	}
+
 	// 3. The menu, as GetLayout gives it. It is rebuilt whenever the state changes (a job's
 	// progress too), so read it again whenever it says it changed.
 	menu := host.Object(item.Name, menuPath)

@@ -323,6 +323,7 @@ type harnessConfig struct {
 	wrap func(fyne.App) fyne.App
 	src  app.Source     // nil: the harness's own Observers
 	ctl  app.Controller // nil: the harness's recordingController
+	opts Options        // Quit is the harness's
 }
 
 type harnessOption func(*harnessConfig)
@@ -331,6 +332,9 @@ type harnessOption func(*harnessConfig)
 func withApp(wrap func(fyne.App) fyne.App) harnessOption {
 	return func(c *harnessConfig) { c.wrap = wrap }
 }
+
+// withOptions starts the window with these Options (but the harness's Quit).
+func withOptions(o Options) harnessOption { return func(c *harnessConfig) { c.opts = o } }
 
 func withTick(d time.Duration) harnessOption { return func(c *harnessConfig) { c.env.tick = d } }
 
@@ -351,11 +355,12 @@ func newHarness(t *testing.T, s app.State, opts ...harnessOption) *harness {
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	o := Options{Quit: func() {
+	o := cfg.opts
+	o.Quit = func() {
 		h.mu.Lock()
 		h.quits++
 		h.mu.Unlock()
-	}}
+	}
 	var a fyne.App = h.app
 	if cfg.wrap != nil {
 		a = cfg.wrap(a)

@@ -1,8 +1,11 @@
+// tray.go: the tray menu, icon and tooltip as pure functions of a State and the time, so every
+// state's tray is tested without a tray; fyneMenu turns them into Fyne's menu. It must not know
+// how the tray is drawn or what an action does.
+
 package ui
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -21,10 +24,20 @@ const (
 	TrayAutoAccept TrayAction = "auto_accept" // toggles auto-accept
 	TrayPause      TrayAction = "pause"
 	TrayResume     TrayAction = "resume"
-	TrayDrain      TrayAction = "drain" // finish the running job, then pause
-	TrayOpen       TrayAction = "open"  // show the window
-	TrayQuit       TrayAction = "quit"  // asks first when a job is running
+	TrayDrain      TrayAction = "drain"   // finish the running job, then pause
+	TrayOpen       TrayAction = "open"    // show the window
+	TrayQuit       TrayAction = "quit"    // asks first when a job is running
+	TrayAccept     TrayAction = "accept"  // accept the offer TrayItem.JobID
+	TrayDecline    TrayAction = "decline" // decline the offer TrayItem.JobID
 )
+
+// maxTrayOffers is how many waiting offers the tray lists; the window lists them all. The hub
+// offers a worker at most max_concurrent_jobs at once, so more is rare.
+const maxTrayOffers = 3
+
+// trayCountdownStep is how finely an offer's countdown moves in the tray: every new label
+// rebuilds the menu over D-Bus with new item ids, and a click that lands during a rebuild is lost.
+const trayCountdownStep = 10 * time.Second
 
 // TrayItem is one entry of the tray menu.
 type TrayItem struct {
@@ -33,6 +46,7 @@ type TrayItem struct {
 	Disabled  bool
 	Separator bool
 	Action    TrayAction
+	JobID     string // the offer Accept and Decline are about
 }
 
 // Tray labels, shared by the window's buttons so both say the same thing.
@@ -45,24 +59,80 @@ const (
 	labelQuit       = "Quit" // Fyne recognises this label as the tray's quit item and keeps our action
 )
 
-// TrayMenu is the tray menu for a state: a status line, the auto-accept toggle, pause or resume,
-// drain, then open and quit. It is a pure function so that every state's menu can be tested
-// without a tray.
-func TrayMenu(s app.State) []TrayItem {
+// TrayMenu is the tray menu for a state at a time: a status line; each offer that waits for the
+// creator with its countdown, Accept and Decline; the auto-accept toggle, pause or resume, drain;
+// then open and quit.
+func TrayMenu(s app.State, now time.Time) []TrayItem {
 	pauseOrResume := TrayItem{Label: labelPause, Action: TrayPause}
 	if s.Paused || s.Draining {
 		pauseOrResume = TrayItem{Label: labelResume, Action: TrayResume}
 	}
-	return []TrayItem{
-		{Label: trayStatus(s), Disabled: true},
-		{Label: labelAutoAccept, Checked: s.AutoAccept, Action: TrayAutoAccept},
+	items := []TrayItem{{Label: trayStatus(s), Disabled: true}}
+	shown := 0
+	for _, o := range s.Offers {
+		if !o.WaitingForUser || shown == maxTrayOffers {
+			continue
+		}
+		shown++
+		items = append(items,
+			TrayItem{Separator: true},
+			TrayItem{Label: "Offer: " + jobLabel(o.Kind, o.Model) + " — " + trayCountdown(o.ExpiresAt, now), Disabled: true},
+			TrayItem{Label: "Accept", Action: TrayAccept, JobID: o.JobID},
+			TrayItem{Label: "Decline", Action: TrayDecline, JobID: o.JobID},
+		)
+	}
+	if more := waitingOffers(s) - shown; more > 0 {
+		items = append(items, TrayItem{Label: fmt.Sprintf("%d more offers: open Studio Worker", more), Action: TrayOpen})
+	}
+	if shown > 0 {
+		items = append(items, TrayItem{Separator: true})
+	}
+	return append(items,
+		TrayItem{Label: labelAutoAccept, Checked: s.AutoAccept, Action: TrayAutoAccept},
 		pauseOrResume,
 		// Draining only means something while a job runs and the worker is not already stopping.
-		{Label: labelDrain, Action: TrayDrain, Disabled: len(s.Running) == 0 || s.Paused || s.Draining},
-		{Separator: true},
-		{Label: labelOpen, Action: TrayOpen},
-		{Label: labelQuit, Action: TrayQuit},
+		TrayItem{Label: labelDrain, Action: TrayDrain, Disabled: len(s.Running) == 0 || s.Paused || s.Draining},
+		TrayItem{Separator: true},
+		TrayItem{Label: labelOpen, Action: TrayOpen},
+		TrayItem{Label: labelQuit, Action: TrayQuit},
+	)
+}
+
+// waitingOffers counts the offers that wait for the creator's answer.
+func waitingOffers(s app.State) int {
+	n := 0
+	for _, o := range s.Offers {
+		if o.WaitingForUser {
+			n++
+		}
 	}
+	return n
+}
+
+// trayCountdown is an offer's time left in trayCountdownStep steps, rounded up: "1 min 50 s left".
+func trayCountdown(at, now time.Time) string {
+	left := at.Sub(now)
+	if at.IsZero() || left <= 0 {
+		return "expiring"
+	}
+	steps := (left + trayCountdownStep - 1) / trayCountdownStep
+	return seconds(steps*trayCountdownStep) + " left"
+}
+
+// TrayTooltip is what the tray icon says when the pointer rests on it: the app's name and the
+// state, with a running job's progress as the window shows it (the menu leaves the figure out,
+// since a new label each percent would rebuild the menu).
+func TrayTooltip(s app.State) string {
+	line := "Studio Worker — " + trayStatus(s)
+	if s.Mode == protocol.StateBusy && len(s.Running) > 0 {
+		line += " · " + percent(s.Running[0].Fraction)
+	}
+	if n := waitingOffers(s); n == 1 {
+		line += " · an offer waits for you"
+	} else if n > 1 {
+		line += fmt.Sprintf(" · %d offers wait for you", n)
+	}
+	return line
 }
 
 // trayStatus is the tray's status line: the state in a few words.
@@ -80,9 +150,9 @@ func trayStatus(s app.State) string {
 	case protocol.StateBusy:
 		if len(s.Running) > 0 {
 			j := s.Running[0]
-			// Tens only: every new label rebuilds the tray menu over D-Bus with new item ids, and
-			// a click that lands during a rebuild is lost.
-			line := fmt.Sprintf("Busy: %s · %s", jobLabel(j.Kind, j.Model), percent(math.Floor(j.Fraction*10)/10))
+			// No percent here (the tooltip has it): every new label rebuilds the tray menu over
+			// D-Bus with new item ids, and a click that lands during a rebuild is lost.
+			line := "Busy: " + jobLabel(j.Kind, j.Model)
 			if n := len(s.Running) - 1; n > 0 {
 				line += fmt.Sprintf(" (+%d)", n)
 			}
@@ -109,6 +179,9 @@ func trayStatus(s app.State) string {
 		}
 		if s.VRAM.Basis == app.ReachNoGPU {
 			return "Idle — no GPU: only jobs that need no VRAM"
+		}
+		if waitingOffers(s) > 0 {
+			return "Idle — an offer waits for your answer"
 		}
 		return "Idle — waiting for jobs"
 	case connReconnecting:
@@ -144,7 +217,7 @@ func trayIconName(s app.State) string {
 }
 
 // fyneMenu turns tray items into a Fyne menu; act runs an item's action.
-func fyneMenu(items []TrayItem, act func(TrayAction)) *fyne.Menu {
+func fyneMenu(items []TrayItem, act func(TrayItem)) *fyne.Menu {
 	out := make([]*fyne.MenuItem, 0, len(items))
 	for _, it := range items {
 		if it.Separator {
@@ -153,8 +226,8 @@ func fyneMenu(items []TrayItem, act func(TrayAction)) *fyne.Menu {
 		}
 		mi := fyne.NewMenuItem(it.Label, nil)
 		mi.Checked, mi.Disabled = it.Checked, it.Disabled
-		if a := it.Action; a != TrayNone {
-			mi.Action = func() { act(a) }
+		if it.Action != TrayNone {
+			mi.Action = func() { act(it) }
 		}
 		if it.Action == TrayQuit {
 			mi.IsQuit = true

@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,8 +52,8 @@ func TestTrayMenu(t *testing.T) {
 		{"idle", idleState(), want{"Idle — waiting for jobs", true, labelPause, TrayPause, true, assets.IconIdle}},
 		{"idle with no GPU", noGPU, want{"Idle — no GPU: only jobs that need no VRAM", true, labelPause, TrayPause, true, assets.IconIdle}},
 		{"idle with a backend down", backendDown, want{"Idle — the llm backend is down since 16:52", true, labelPause, TrayPause, true, assets.IconIdle}},
-		{"busy", busy, want{"Busy: image · sdxl-turbo · 60 %", true, labelPause, TrayPause, false, assets.IconBusy}},
-		{"busy with two jobs, auto-accept off", two, want{"Busy: image · sdxl-turbo · 60 % (+1)", false, labelPause, TrayPause, false, assets.IconBusy}},
+		{"busy", busy, want{"Busy: image · sdxl-turbo", true, labelPause, TrayPause, false, assets.IconBusy}},
+		{"busy with two jobs, auto-accept off", two, want{"Busy: image · sdxl-turbo (+1)", false, labelPause, TrayPause, false, assets.IconBusy}},
 		{"draining", draining, want{"Finishing job 7f3a9c21…, then pausing", false, labelResume, TrayResume, true, assets.IconBusy}},
 		{"paused", paused, want{"Paused", true, labelResume, TrayResume, true, assets.IconPaused}},
 		{"yielding", yielding, want{"Yielding to game.exe", true, labelPause, TrayPause, true, assets.IconYielding}},
@@ -62,7 +64,8 @@ func TestTrayMenu(t *testing.T) {
 		{"not registered", unregistered, want{"Not set up — open Studio Worker to register", false, labelPause, TrayPause, true, assets.IconOffline}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			items := TrayMenu(tc.state)
+			tc.state.Offers = nil // TestTrayMenuOffers has them
+			items := TrayMenu(tc.state, t0)
 			wantItems := []TrayItem{
 				{Label: tc.want.status, Disabled: true},
 				{Label: labelAutoAccept, Checked: tc.want.autoChecked, Action: TrayAutoAccept},
@@ -92,7 +95,9 @@ func TestTrayMenu(t *testing.T) {
 
 func TestFyneMenuFromItems(t *testing.T) {
 	var ran []TrayAction
-	m := fyneMenu(TrayMenu(busyState()), func(a TrayAction) { ran = append(ran, a) })
+	s := busyState()
+	s.Offers = nil
+	m := fyneMenu(TrayMenu(s, t0), func(it TrayItem) { ran = append(ran, it.Action) })
 	if len(m.Items) != 7 {
 		t.Fatalf("%d items", len(m.Items))
 	}
@@ -116,6 +121,84 @@ func TestFyneMenuFromItems(t *testing.T) {
 	for i := range want {
 		if ran[i] != want[i] {
 			t.Errorf("action %d: %v, want %v", i, ran[i], want[i])
+		}
+	}
+}
+
+// TestTrayMenuOffers: an offer that waits for the creator is in the tray with its countdown in
+// 10 s steps, Accept and Decline (issue 18 finding 2: the tray had neither, and still said "Idle").
+func TestTrayMenuOffers(t *testing.T) {
+	idle := idleState()
+	idle.AutoAccept = false
+	offer := func(id string, left time.Duration, waiting bool) app.PendingOffer {
+		return app.PendingOffer{JobID: id, Kind: protocol.KindImage, Model: "sdxl", ExpiresAt: t0.Add(left), WaitingForUser: waiting}
+	}
+	tests := []struct {
+		name    string
+		offers  []app.PendingOffer
+		status  string
+		lines   []string // the offers' lines, in order
+		more    string   // the "N more" line, if any
+		tooltip string
+	}{
+		{"none", nil, "Idle — waiting for jobs", nil, "", "Studio Worker — Idle — waiting for jobs"},
+		{"being decided by the worker", []app.PendingOffer{offer("a", 5*time.Second, false)}, "Idle — waiting for jobs", nil, "",
+			"Studio Worker — Idle — waiting for jobs"},
+		{"one waiting, 1 min 51 s left", []app.PendingOffer{offer("a", 111*time.Second, true)}, "Idle — an offer waits for your answer",
+			[]string{"Offer: image · sdxl — 2 min 0 s left"}, "", "Studio Worker — Idle — an offer waits for your answer · an offer waits for you"},
+		{"one waiting, 9 s left", []app.PendingOffer{offer("a", 9*time.Second, true)}, "Idle — an offer waits for your answer",
+			[]string{"Offer: image · sdxl — 10 s left"}, "", "Studio Worker — Idle — an offer waits for your answer · an offer waits for you"},
+		{"expired", []app.PendingOffer{offer("a", -time.Second, true)}, "Idle — an offer waits for your answer",
+			[]string{"Offer: image · sdxl — expiring"}, "", "Studio Worker — Idle — an offer waits for your answer · an offer waits for you"},
+		{"five waiting", []app.PendingOffer{offer("a", 20*time.Second, true), offer("b", 20*time.Second, true), offer("c", 20*time.Second, true),
+			offer("d", 20*time.Second, true), offer("e", 20*time.Second, true)}, "Idle — an offer waits for your answer",
+			[]string{"Offer: image · sdxl — 20 s left", "Offer: image · sdxl — 20 s left", "Offer: image · sdxl — 20 s left"},
+			"2 more offers: open Studio Worker", "Studio Worker — Idle — an offer waits for your answer · 5 offers wait for you"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := idle
+			s.Offers = tt.offers
+			items := TrayMenu(s, t0)
+			if items[0].Label != tt.status {
+				t.Errorf("status %q, want %q", items[0].Label, tt.status)
+			}
+			var lines []string
+			more := ""
+			for i, it := range items {
+				switch {
+				case strings.HasPrefix(it.Label, "Offer: "):
+					lines = append(lines, it.Label)
+					acc, dec := items[i+1], items[i+2]
+					id := tt.offers[len(lines)-1].JobID
+					if acc.Action != TrayAccept || acc.JobID != id || dec.Action != TrayDecline || dec.JobID != id {
+						t.Errorf("after %q: %+v, %+v; want Accept and Decline of %s", it.Label, acc, dec, id)
+					}
+				case strings.HasSuffix(it.Label, "open Studio Worker"):
+					more = it.Label
+				}
+			}
+			if !slices.Equal(lines, tt.lines) || more != tt.more {
+				t.Errorf("offer lines %q, more %q; want %q, %q", lines, more, tt.lines, tt.more)
+			}
+			if got := TrayTooltip(s); got != tt.tooltip {
+				t.Errorf("tooltip %q, want %q", got, tt.tooltip)
+			}
+		})
+	}
+}
+
+// TestTrayTooltipHasTheWindowsPercent: the tray said "0 %" beside the window's 9 % (finding 8).
+func TestTrayTooltipHasTheWindowsPercent(t *testing.T) {
+	s := busyState()
+	s.Offers = nil
+	s.Running[0].Fraction = 0.09
+	if got, want := TrayTooltip(s), "Studio Worker — Busy: image · sdxl-turbo · 9 %"; got != want {
+		t.Errorf("tooltip %q, want %q", got, want)
+	}
+	for _, it := range TrayMenu(s, t0) {
+		if strings.Contains(it.Label, "%") {
+			t.Errorf("a menu item shows a figure that is not the window's: %q", it.Label)
 		}
 	}
 }

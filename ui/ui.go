@@ -15,6 +15,7 @@ import (
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/driver/desktop"
 	"fyne.io/fyne/v2/theme"
+	"fyne.io/systray"
 
 	"studioworker/app"
 	"studioworker/assets"
@@ -22,6 +23,9 @@ import (
 
 // appID is FyneApp.toml's ID: preferences and notifications are filed under it.
 const appID = "studio.worker.app"
+
+// appName is FyneApp.toml's Name: the tray's title, the notifications' sender.
+const appName = "Studio Worker"
 
 // actionTimeout bounds one Controller call made from a widget; a call past it shows as an error.
 const actionTimeout = 30 * time.Second
@@ -41,17 +45,28 @@ type env struct {
 	now      func() time.Time // the clock for countdowns and elapsed times
 	tick     time.Duration    // how often countdowns move; 0 = never
 	trayHost func() bool      // whether a tray (StatusNotifier host) is there to show the icon
-	log      *slog.Logger
+	// onTrayTap sets what a click on the tray icon does (fyne.io/systray's; nil in tests).
+	onTrayTap func(func())
+	// trayTooltip sets the tray icon's tooltip (fyne.io/systray's; nil in tests).
+	trayTooltip func(string)
+	log         *slog.Logger
 }
 
 func defaultEnv() env {
-	return env{do: fyne.Do, now: time.Now, tick: time.Second, trayHost: trayHostPresent, log: slog.Default()}
+	return env{do: fyne.Do, now: time.Now, tick: time.Second, trayHost: trayHostPresent,
+		onTrayTap: systray.SetOnTapped, trayTooltip: systray.SetTooltip, log: slog.Default()}
 }
 
 // Run builds the Fyne app, the window and the tray, subscribes to src, and blocks until the user
 // quits.
 func Run(src app.Source, ctl app.Controller, opts Options) error {
 	a := fyneapp.NewWithID(appID)
+	if meta := a.Metadata(); meta.Name == "" {
+		// A binary built without `fyne package` (go build, the demo, tests) has no metadata: the
+		// tray's title and the notifications would say the app id, studio.worker.app.
+		meta.ID, meta.Name = appID, appName
+		fyneapp.SetMetadata(meta)
+	}
 	a.SetIcon(fyne.NewStaticResource("studio-worker.png", assets.AppIcon()))
 	w := New(a, src, ctl, opts)
 	defer w.Close()
@@ -81,12 +96,20 @@ type Window struct {
 	tickQ   coalescer
 	notices noticeInbox
 
+	// The clock (visibility.go): ticking is whether it should run, tickWake tells the ticker
+	// goroutine it changed, tickParked whether that goroutine sleeps with its ticker stopped.
+	ticking    atomic.Bool
+	tickWake   chan struct{}
+	tickParked atomic.Bool
+
 	// UI thread only.
 	state     app.State
+	visible   bool // the window is shown (Show, hide): only then is its content kept up to date
 	hasTray   bool
 	tray      desktop.App
 	trayItems []TrayItem
 	trayIcon  string
+	trayTip   string
 	icons     map[string]fyne.Resource
 	header    *header
 	dash      *dashboard
@@ -107,7 +130,11 @@ func New(a fyne.App, src app.Source, ctl app.Controller, opts Options) *Window {
 }
 
 func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e env) *Window {
-	w := &Window{app: a, ctl: ctl, opts: opts, env: e, notifier: newNotifier(), icons: map[string]fyne.Resource{}}
+	w := &Window{app: a, ctl: ctl, opts: opts, env: e, notifier: newNotifier(), icons: map[string]fyne.Resource{},
+		tickWake: make(chan struct{}, 1)}
+	if w.env.onTrayTap == nil {
+		w.env.onTrayTap = func(func()) {}
+	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.win = a.NewWindow("Studio Worker")
 	w.win.SetIcon(fyne.NewStaticResource("studio-worker.png", assets.AppIcon()))
@@ -135,7 +162,10 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 	w.apply(first)
 
 	if w.hasTray {
-		w.tray.SetSystemTrayWindow(w.win) // a click on the icon shows the window
+		w.tray.SetSystemTrayWindow(w.win)
+		// Fyne's own tap handler shows the Fyne window behind our back: a click on the icon
+		// must go through Show, which starts the clock and brings the contents up to date.
+		w.env.onTrayTap(func() { w.onUI(w.Show) })
 	} else if w.tray != nil {
 		// The icon was set, but nothing shows it: the window is the only way to control the app.
 		w.header.showNote("No system tray was found, so this window is how you control Studio Worker: closing it quits.")
@@ -153,15 +183,9 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 	}
 	w.settings.load()
 	if opts.ShowOnStart || !w.hasTray {
-		w.win.Show()
+		w.Show()
 	}
 	return w
-}
-
-// Show brings the window forward.
-func (w *Window) Show() {
-	w.win.Show()
-	w.win.RequestFocus()
 }
 
 // Close unsubscribes and stops the window's goroutines, waiting for them. Controller calls in
@@ -236,50 +260,24 @@ func (w *Window) followNotices(context.Context) {
 	}
 }
 
-// followRaises shows the window each time a second launch asked for it: that launch exits, and
-// the creator who double-clicked the icon again sees the one window there is.
-func (w *Window) followRaises(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.opts.Raise:
-			w.onUI(w.Show)
-		}
-	}
-}
-
-func (w *Window) runTicker(ctx context.Context) {
-	t := time.NewTicker(w.env.tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			w.tickQ.trigger(w.onUI, w.tick)
-		}
-	}
-}
-
-// apply shows a State everywhere: header, dashboard, settings, tray.
+// apply shows a State everywhere: header, dashboard, settings, tray. While the window is hidden
+// only the tray and the settings' config revision follow it; Show applies the latest State.
 func (w *Window) apply(s app.State) {
 	// No check on Seq: states arrive in order on one channel, and a worker that restarted behind
 	// the control socket starts counting again.
 	w.state = s
+	w.settings.followRev(s.ConfigRev)
+	w.updateTray(s)
+	w.wantTicks()
+	if !w.visible {
+		return
+	}
 	w.showPage(s)
 	now := w.env.now()
 	w.header.update(s, now)
 	w.dash.update(s, now)
 	w.settings.updateFromState(s)
 	w.logs.setLogFile(s.LogFile)
-	w.updateTray(s)
-}
-
-func (w *Window) tick() {
-	now := w.env.now()
-	w.header.updateConn(w.state, now)
-	w.dash.tick(now)
 }
 
 func (w *Window) drainNotices() {
@@ -298,10 +296,14 @@ func (w *Window) updateTray(s app.State) {
 	if w.tray == nil {
 		return
 	}
-	items := TrayMenu(s)
+	items := TrayMenu(s, w.env.now())
 	if !slices.Equal(items, w.trayItems) { // rebuilding a tray menu is a round of D-Bus calls: only on change
 		w.trayItems = items
 		w.tray.SetSystemTrayMenu(fyneMenu(items, w.trayAction))
+	}
+	if tip := TrayTooltip(s); tip != w.trayTip && w.hasTray && w.env.trayTooltip != nil {
+		w.trayTip = tip
+		w.env.trayTooltip(tip)
 	}
 	if name := trayIconName(s); name != w.trayIcon {
 		res, err := w.trayIconResource(name)
@@ -343,8 +345,12 @@ func (w *Window) trayIconResource(name string) (fyne.Resource, error) {
 }
 
 // trayAction runs a tray menu item (on the UI thread, where Fyne runs menu actions).
-func (w *Window) trayAction(a TrayAction) {
-	switch a {
+func (w *Window) trayAction(it TrayItem) {
+	switch it.Action {
+	case TrayAccept:
+		w.run("Accept", func(ctx context.Context) error { return w.ctl.AcceptOffer(ctx, it.JobID) }, nil)
+	case TrayDecline:
+		w.run("Decline", func(ctx context.Context) error { return w.ctl.DeclineOffer(ctx, it.JobID) }, nil)
 	case TrayAutoAccept:
 		on := !w.state.AutoAccept
 		w.run("Auto-accept", func(ctx context.Context) error { return w.ctl.SetAutoAccept(ctx, on) }, nil)
@@ -433,7 +439,7 @@ func (w *Window) registerAgain() {
 // goes on, the icon brings it back); without one, closing is quitting.
 func (w *Window) closeRequested() {
 	if w.hasTray {
-		w.win.Hide()
+		w.hide()
 		return
 	}
 	w.quit()
@@ -463,7 +469,7 @@ func (w *Window) quit() {
 }
 
 func (w *Window) quitNow() {
-	w.win.Hide()
+	w.hide()
 	if w.isClosed() {
 		w.app.Quit()
 		return

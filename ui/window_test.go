@@ -211,7 +211,7 @@ func TestAuthFailedOffersRegisterAgain(t *testing.T) {
 
 func TestQuitAsksFirstWhenAJobRuns(t *testing.T) {
 	h := newHarness(t, busyState())
-	h.ui.do(func() { h.w.trayAction(TrayQuit) })
+	h.ui.do(func() { h.w.trayAction(TrayItem{Action: TrayQuit}) })
 	h.ui.do(func() {
 		top := h.w.win.Canvas().Overlays().Top()
 		if top == nil {
@@ -232,7 +232,7 @@ func TestQuitAsksFirstWhenAJobRuns(t *testing.T) {
 		t.Fatalf("Keep running quit anyway (%d)", n)
 	}
 	h.ui.do(func() {
-		h.w.trayAction(TrayQuit)
+		h.w.trayAction(TrayItem{Action: TrayQuit})
 		test.Tap(findButton(h.w.win.Canvas().Overlays().Top(), "Quit"))
 	})
 	waitFor(t, "Quit to run", func() bool { return h.quitCount() == 1 })
@@ -241,7 +241,7 @@ func TestQuitAsksFirstWhenAJobRuns(t *testing.T) {
 func TestQuitWithoutJobsQuitsAtOnce(t *testing.T) {
 	h := newHarness(t, idleState())
 	h.ui.do(func() {
-		h.w.trayAction(TrayQuit)
+		h.w.trayAction(TrayItem{Action: TrayQuit})
 		if h.w.win.Canvas().Overlays().Top() != nil {
 			t.Error("Quit asked with nothing running")
 		}
@@ -262,7 +262,7 @@ func TestTrayActionsCallTheController(t *testing.T) {
 		{TrayResume, "Resume"},
 		{TrayPause, "Pause"},
 	} {
-		h.ui.do(func() { h.w.trayAction(tc.action) })
+		h.ui.do(func() { h.w.trayAction(TrayItem{Action: tc.action}) })
 		waitFor(t, tc.call, func() bool { return h.ctl.called(tc.call) })
 	}
 }
