@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"studioworker/internal/dbustest"
 )
 
 // TestTrayOverDBus runs the real binary's demo with its window on the test's display and a
@@ -32,7 +34,7 @@ func TestTrayOverDBus(t *testing.T) {
 		t.Skip("dbus-daemon is not installed (the dbus-daemon package; ./build.sh deps installs it with dbus-x11)")
 	}
 
-	busAddr := startPrivateBus(t, daemon)
+	busAddr := dbustest.StartPrivateBus(t, daemon)
 	watcher := startFakeStatusNotifierWatcher(t, busAddr)
 	host, err := dbus.Connect(busAddr) // the test's side: what the shell's tray host asks with
 	if err != nil {

@@ -49,12 +49,14 @@ type env struct {
 	onTrayTap func(func())
 	// trayTooltip sets the tray icon's tooltip (fyne.io/systray's; nil in tests).
 	trayTooltip func(string)
+	// desktop makes the notifier that reaches the desktop (platformNotifier); nil: Fyne's.
+	desktop func(a fyne.App, log *slog.Logger, onAction func(jobID, action string)) desktopNotifier
 	log         *slog.Logger
 }
 
 func defaultEnv() env {
 	return env{do: fyne.Do, now: time.Now, tick: time.Second, trayHost: trayHostPresent,
-		onTrayTap: systray.SetOnTapped, trayTooltip: systray.SetTooltip, log: slog.Default()}
+		onTrayTap: systray.SetOnTapped, trayTooltip: systray.SetTooltip, desktop: platformNotifier, log: slog.Default()}
 }
 
 // Run builds the Fyne app, the window and the tray, subscribes to src, and blocks until the user
@@ -117,6 +119,7 @@ type Window struct {
 	settings  *settingsView
 	tabs      *container.AppTabs
 	notifier  *notifier
+	desk      desktopNotifier // closed by stop
 	first     *firstRun // the first-run page (firstrun.go)
 	demoBar   *demoBar
 	page      string // which content the window shows: pageFirstRun, pageMain or pageDemo
@@ -134,6 +137,10 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 		tickWake: make(chan struct{}, 1)}
 	if w.env.onTrayTap == nil {
 		w.env.onTrayTap = func(func()) {}
+	}
+	w.desk = fyneNotifier{app: a}
+	if e.desktop != nil {
+		w.desk = e.desktop(a, e.log, func(jobID, action string) { w.onUI(func() { w.notificationAction(jobID, action) }) })
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.win = a.NewWindow("Studio Worker")
@@ -207,6 +214,7 @@ func (w *Window) stop() {
 	w.cancel()
 	w.sub.Close()
 	w.wg.Wait()
+	w.desk.close()
 }
 
 func (w *Window) isClosed() bool {
@@ -285,8 +293,16 @@ func (w *Window) drainNotices() {
 	w.logs.add(ns, lost)
 	now := w.env.now()
 	for _, n := range ns {
+		switch {
+		case n.Kind == app.NoticeOffer && n.Offer != nil && n.Offer.WaitingForUser:
+			if !w.visible { // in the window it is in front of the creator already
+				w.desk.offer(*n.Offer, now)
+			}
+		case n.Kind == app.NoticeOfferResolved:
+			w.desk.retract(n.JobID)
+		}
 		if note := w.notifier.notificationFor(n, now); note != nil {
-			w.app.SendNotification(note)
+			w.desk.send(note)
 		}
 	}
 }
@@ -342,6 +358,16 @@ func (w *Window) trayIconResource(name string) (fyne.Resource, error) {
 	r := fyne.NewStaticResource("tray-"+name+".png", b)
 	w.icons[name] = r
 	return r, nil
+}
+
+// notificationAction runs what the creator chose in a notification.
+func (w *Window) notificationAction(jobID, action string) {
+	switch {
+	case action == actionAccept && jobID != "":
+		w.run("Accept", func(ctx context.Context) error { return w.ctl.AcceptOffer(ctx, jobID) }, nil)
+	default: // the notification itself: whatever it was about is in the window
+		w.Show()
+	}
 }
 
 // trayAction runs a tray menu item (on the UI thread, where Fyne runs menu actions).

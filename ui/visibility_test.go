@@ -78,3 +78,32 @@ func TestRaiseShowsTheWindow(t *testing.T) {
 	raise <- struct{}{}
 	h.waitUI("the window to show on a raise", func() bool { return h.w.visible })
 }
+
+// TestWaitingOfferNotifiesWhileHidden: an offer that waits for the creator raises a notification
+// while the window is closed to the tray, and none while it is open, where the offer shows.
+func TestWaitingOfferNotifiesWhileHidden(t *testing.T) {
+	h := newHarness(t, idleState(), withTray(true), withApp(func(a fyne.App) fyne.App { return &fakeTrayApp{App: a} }))
+	offer := func(id string) {
+		po := app.PendingOffer{JobID: id, Kind: protocol.KindLLM, Model: "llama", ExpiresAt: t0.Add(time.Minute), WaitingForUser: true}
+		h.obs.Notify(app.Notice{Kind: app.NoticeOffer, Time: t0, JobID: id, Offer: &po})
+		h.sync()
+	}
+	offers := func() []string {
+		var out []string
+		for _, n := range h.app.Sent() {
+			if n.Title == "An offer waits for you" {
+				out = append(out, n.Content)
+			}
+		}
+		return out
+	}
+	offer("job-1")
+	if got := offers(); len(got) != 1 || !strings.Contains(got[0], "llm · llama") || !strings.Contains(got[0], "tray menu") {
+		t.Fatalf("offer notifications while hidden: %q", got)
+	}
+	h.ui.do(h.w.Show)
+	offer("job-2")
+	if got := offers(); len(got) != 1 {
+		t.Fatalf("an offer raised a notification while the window shows it: %q", got)
+	}
+}
