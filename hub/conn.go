@@ -6,9 +6,12 @@
 package hub
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -31,6 +34,7 @@ type conn struct {
 	once     sync.Once
 	done     chan struct{} // writer ended
 	met      *metrics
+	raw      net.Conn // the hijacked socket, only to bound the drain after an oversized frame
 
 	// Unknown frame types are logged at most once per unknownLogEvery, with how many were not:
 	// one worker sending them in a loop wrote 40,810 lines in 5 s. Only the reader touches these.
@@ -40,6 +44,32 @@ type conn struct {
 
 // unknownLogEvery is how often at most a session logs the unknown frame types it ignores.
 const unknownLogEvery = time.Minute
+
+// oversizeDrain bounds how long the hub reads (and drops) the rest of an oversized frame and waits
+// for the sender's close, so that a sender trickling an endless frame cannot keep its connection.
+const oversizeDrain = 5 * time.Second
+
+// hijackKeeper hands the hijacked socket to the session as well as to the WebSocket library: the
+// library offers no deadline of its own for the close handshake after an oversized frame.
+type hijackKeeper struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (k *hijackKeeper) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := k.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("hub: the response writer cannot be hijacked")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hub: hijack: %w", err)
+	}
+	k.conn = c
+	return c, brw, nil
+}
+
+func (k *hijackKeeper) Unwrap() http.ResponseWriter { return k.ResponseWriter }
 
 type closeMsg struct {
 	frame  protocol.Frame // sent before the close, may be nil
@@ -131,7 +161,8 @@ func (h *Hub) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.connsWG.Done()
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+	keep := &hijackKeeper{ResponseWriter: w}
+	ws, err := websocket.Accept(keep, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
 	if err != nil {
 		h.log.Warn("websocket upgrade failed", "worker_id", workerID, "err", err)
 		return
@@ -148,6 +179,7 @@ func (h *Hub) handleWS(w http.ResponseWriter, r *http.Request) {
 		cancel:   cancel,
 		done:     make(chan struct{}),
 		met:      h.met,
+		raw:      keep.conn,
 	}
 	go c.writer()
 	defer func() { cancel(); <-c.done }()
@@ -202,6 +234,7 @@ func (h *Hub) readFrame(ctx context.Context, c *conn) (protocol.Frame, bool) {
 			if errors.Is(err, websocket.ErrMessageTooBig) {
 				h.met.frameErrors.Add(1)
 				c.log.Warn("frame over the size limit: closed with 1009", "limit", protocol.MaxFrameBytes)
+				c.drainAfterOversize()
 			} else {
 				c.log.Debug("session read ended", "err", err, "close_status", websocket.CloseStatus(err))
 			}
@@ -236,6 +269,20 @@ func (h *Hub) readFrame(ctx context.Context, c *conn) (protocol.Frame, bool) {
 		}
 		return f, true
 	}
+}
+
+// drainAfterOversize finishes the close the library began with its 1009. Closing the socket with
+// the rest of the frame unread makes the kernel send a reset, and a sender whose system drops
+// what it received on a reset (Windows does) loses the 1009 and sees 1006. So the rest of the
+// frame is read and dropped, and the sender's close awaited, within oversizeDrain.
+func (c *conn) drainAfterOversize() {
+	if c.raw != nil {
+		_ = c.raw.SetDeadline(time.Now().Add(oversizeDrain))
+	}
+	// The 1009 is already sent, so the writer's Close only reads: the frame's rest, then up to
+	// the sender's close.
+	c.closeWith(nil, websocket.StatusMessageTooBig, "frame over 1 MiB")
+	<-c.done
 }
 
 // protocolError sends error{protocol_error}, closes with 1002 and waits for the writer to finish.
