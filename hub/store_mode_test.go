@@ -8,12 +8,12 @@ import (
 	"testing"
 )
 
-// TestDatabaseFilesAreTheHubsAlone: hub.db and its WAL hold token hashes and inputs; a hub that
+// TestDatabaseFilesAreTheHubsAlone: hub.db, its WAL and its shared-memory index hold token hashes and inputs; a hub that
 // made them 0644 (umask's default) let every user on the machine read them.
 func TestDatabaseFilesAreTheHubsAlone(t *testing.T) {
 	e := startHub(t, nil)
 	e.submit(llmJob("m1")) // a write, so the WAL exists
-	for _, name := range []string{"hub.db", "hub.db-wal"} {
+	for _, name := range []string{"hub.db", "hub.db-wal", "hub.db-shm"} {
 		st, err := os.Stat(filepath.Join(filepath.Dir(e.cfg.DBPath), name))
 		if err != nil {
 			t.Fatal(err)
