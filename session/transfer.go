@@ -331,7 +331,8 @@ func (s *Session) upload(ctx context.Context, m outboxMeta) (status int, msg str
 }
 
 // Register pairs this machine with a hub: POST {server_url}/v1/worker/register with the pairing
-// code. A 403 is ErrPairingRejected; the insecure-URL rule is the same as for Run.
+// code. A 403 is ErrPairingRejected, a 429 a *ThrottledError that says when to try again; the
+// insecure-URL rule is the same as for Run.
 func Register(ctx context.Context, client *http.Client, serverURL string, allowInsecure bool, name, pairingCode string) (protocol.RegisterResponse, error) {
 	var out protocol.RegisterResponse
 	base, err := parseServerURL(serverURL, allowInsecure)
@@ -361,6 +362,8 @@ func Register(ctx context.Context, client *http.Client, serverURL string, allowI
 	case http.StatusCreated, http.StatusOK:
 	case http.StatusForbidden:
 		return out, fmt.Errorf("%w%s", ErrPairingRejected, bodySnippet(resp.Body))
+	case http.StatusTooManyRequests:
+		return out, throttled("register", resp, time.Now())
 	default:
 		return out, fmt.Errorf("register: the hub answered %s%s", resp.Status, bodySnippet(resp.Body))
 	}
