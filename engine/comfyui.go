@@ -175,17 +175,26 @@ func (c *comfyUI) Run(parent context.Context, job Job, progress Progress) (Resul
 	events, stopWS := c.listen(ctx, clientID)
 	defer stopWS()
 
-	promptID, err := c.queue(parent, ctx, tree, clientID)
+	// The prompt id is ours (ComfyUI 0.3.45+ takes it), so that a job cancelled while POST /prompt
+	// is in flight can still be taken back: ComfyUI may have queued it before the answer was lost.
+	ourID := newPromptID()
+	log := c.logger.With("job_id", job.ID, "prompt_id", ourID)
+	promptID, err := c.queue(parent, ctx, tree, clientID, ourID)
 	if err != nil {
+		if errors.Is(err, ErrCancelled) || errors.Is(err, ErrTimeout) {
+			c.cancelPrompt(ctx, ourID, log)
+		}
 		return Result{}, err
 	}
-	log := c.logger.With("job_id", job.ID, "prompt_id", promptID)
+	if promptID != ourID {
+		log = log.With("comfyui_prompt_id", promptID) // a ComfyUI before 0.3.45 chose its own
+	}
 	log.Debug("comfyui prompt queued")
 	progress(0.02, "queued in ComfyUI")
 
-	if err := c.wait(parent, ctx, promptID, events, progress); err != nil {
+	if err := c.wait(parent, ctx, promptID, events, progress, log); err != nil {
 		if errors.Is(err, ErrCancelled) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrStalled) {
-			c.interrupt(ctx, promptID, log)
+			c.cancelPrompt(ctx, promptID, log)
 		}
 		return Result{}, err
 	}
@@ -198,17 +207,28 @@ func (c *comfyUI) Run(parent context.Context, job Job, progress Progress) (Resul
 	return Result{File: path, Ext: ext, Prompt: prompt}, nil
 }
 
+// newPromptID is a random UUID (version 4), the form of the ids ComfyUI chooses itself.
+func newPromptID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
 
-// queue posts the workflow and returns its prompt id. A refusal that names a node input the job
+// queue posts the workflow under promptID and returns the prompt id ComfyUI answers (promptID
+// itself, but one before 0.3.45 chooses its own). A refusal that names a node input the job
 // filled is the job's fault (not retryable, naming the field); one about the rest of the workflow
 // is this worker's (retryable).
-func (c *comfyUI) queue(parent, ctx context.Context, tree map[string]any, clientID string) (string, error) {
-	body, err := json.Marshal(map[string]any{"prompt": tree, "client_id": clientID})
+func (c *comfyUI) queue(parent, ctx context.Context, tree map[string]any, clientID, promptID string) (string, error) {
+	body, err := json.Marshal(map[string]any{"prompt": tree, "client_id": clientID, "prompt_id": promptID})
 	if err != nil {
 		return "", &Error{Retry: true, Err: fmt.Errorf("engine: comfyui workflow: %w", err)}
 	}
@@ -295,12 +315,9 @@ type comfyFile struct {
 // fetchOutput finds the prompt's output file of an allowed type for the kind, saved outputs
 // before previews, and streams it into the spool folder.
 func (c *comfyUI) fetchOutput(parent, ctx context.Context, job Job, promptID string) (string, string, error) {
-	h, err := c.history(parent, ctx, promptID)
+	h, err := c.finishedHistory(parent, ctx, promptID)
 	if err != nil {
 		return "", "", err
-	}
-	if h == nil {
-		return "", "", backendFailed(true, "comfyui has no history for prompt %s", promptID)
 	}
 	var files, seen []comfyFile
 	nodes := sortedKeys(h.Outputs)
@@ -376,30 +393,68 @@ func numericCompare(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-// interrupt asks ComfyUI to stop the prompt (running) and drop it from the queue (pending), on a
-// short context of its own since the job's has ended.
-func (c *comfyUI) interrupt(ctx context.Context, promptID string, log *slog.Logger) {
+// cancelPrompt takes the prompt back from ComfyUI, on a short context of its own since the job's
+// has ended: it is deleted from the queue (where it may still wait), then interrupted only if
+// GET /queue shows it running. Up to 0.3.56 /interrupt ignores its body and stops whatever runs,
+// on a shared ComfyUI someone else's prompt; so when /queue cannot be read, nothing is
+// interrupted, and a prompt of ours that runs on is the lesser harm.
+func (c *comfyUI) cancelPrompt(ctx context.Context, promptID string, log *slog.Logger) {
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	for _, call := range []struct {
-		path string
-		body any
-	}{
-		{"/interrupt", map[string]any{"prompt_id": promptID}},
-		{"/queue", map[string]any{"delete": []string{promptID}}},
-	} {
-		body, _ := json.Marshal(call.body)
-		req, err := http.NewRequestWithContext(ictx, http.MethodPost, c.url(call.path, nil), bytes.NewReader(body))
-		if err != nil {
-			continue
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := c.client.Do(req)
-		if err != nil {
-			log.Warn("comfyui did not take the interrupt", "path", call.path, "err", err)
-			continue
-		}
-		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-		resp.Body.Close()
+	if err := c.post(ictx, "/queue", map[string]any{"delete": []string{promptID}}); err != nil {
+		log.Warn("comfyui did not take the prompt out of its queue", "err", err)
 	}
+	running, err := c.running(ictx, promptID)
+	if err != nil {
+		log.Warn("comfyui's queue could not be read; the prompt is not interrupted", "err", err)
+		return
+	}
+	if !running {
+		return
+	}
+	if err := c.post(ictx, "/interrupt", map[string]any{"prompt_id": promptID}); err != nil {
+		log.Warn("comfyui did not take the interrupt", "err", err)
+	}
+}
+
+// running reports whether GET /queue lists promptID in queue_running, whose items are
+// [number, prompt_id, prompt, extra_data, outputs_to_execute, ...].
+func (c *comfyUI) running(ctx context.Context, promptID string) (bool, error) {
+	var q struct {
+		Running []json.RawMessage `json:"queue_running"`
+	}
+	if err := c.getJSON(ctx, ctx, "/queue", &q); err != nil {
+		return false, err
+	}
+	for _, raw := range q.Running {
+		var item []json.RawMessage
+		var id string
+		if json.Unmarshal(raw, &item) == nil && len(item) > 1 && json.Unmarshal(item[1], &id) == nil && id == promptID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// post sends a small JSON body to ComfyUI and discards the answer.
+func (c *comfyUI) post(ctx context.Context, p string, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("engine: comfyui %s: %w", p, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(p, nil), bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("engine: comfyui %s: %w", p, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("engine: comfyui %s: %w", p, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("engine: comfyui %s: %s", p, errorText(resp))
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	return nil
 }

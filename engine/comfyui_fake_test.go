@@ -17,26 +17,39 @@ import (
 	"github.com/coder/websocket"
 )
 
-// fakeComfyUI is an in-test HTTP server that answers like ComfyUI's API: POST /prompt (with its
-// validation errors), /ws messages (status, execution_start, executing, progress, executed,
-// execution_success, execution_error, execution_interrupted, binary previews), /history/{id},
-// /view, /object_info, /system_stats, /interrupt and /queue. The positive prompt (node 6's text)
+// fakeComfyUI is an in-test HTTP server that answers like ComfyUI's API (read from
+// Comfy-Org/ComfyUI 0.3.64's server.py, main.py and execution.py; it says it is 0.3.40, and its
+// /interrupt behaves as up to 0.3.56): POST /prompt (with its validation errors and an optional
+// client-chosen prompt_id), /ws messages (status, execution_start, execution_cached, executing,
+// progress, executed, execution_success, execution_error, execution_interrupted, binary previews),
+// /history/{id}, /view, /object_info, /system_stats, GET and POST /queue and /interrupt.
+//
+// As in ComfyUI, one prompt runs at a time, the rest wait in the queue; a run ends with
+// execution_success, then the history entry is written, then executing with node null; and
+// /interrupt ignores its body and stops whatever runs. The positive prompt (node 6's text)
 // chooses a behaviour: "fail-node", "fail-huge" (an exception of 10 KiB), "slow" (runs until
-// interrupted), "stall" (one sampler step and its preview, then silence on the open socket until
-// interrupted), "drop-ws" (closes the socket mid-run); anything else renders a PNG of the
-// latent's size. queued holds every prompt in the queue that long before it runs. ckpts are the
-// checkpoints /object_info lists and /prompt's validation accepts; objectInfo counts the asks.
+// interrupted), "lost-answer" (queued and run as "slow", but POST /prompt never answers), "stall"
+// (one sampler step and its preview, then silence on the open socket until interrupted),
+// "drop-ws" (closes the socket mid-run), "cached" (every node cached: no executing per node),
+// "blocked" (an ExecutionBlocked error from a blocked output, and the run goes on),
+// "history-late" (executing null comes before the history entry); anything else renders a PNG of
+// the latent's size. queued holds every prompt in the queue that long before it runs. ckpts are
+// the checkpoints /object_info lists and /prompt's validation accepts; objectInfo counts the asks.
 type fakeComfyUI struct {
 	*httptest.Server
-	t           *testing.T
-	refuseWS    bool
-	queued      atomic.Int64 // a time.Duration
-	interrupted chan string
-	objectInfo  atomic.Int64
+	t        *testing.T
+	refuseWS bool
+	queued   atomic.Int64 // a time.Duration
+	// interrupted gets the body's prompt_id of each /interrupt; posted each prompt id POST /prompt
+	// queued, started each one as it begins to run.
+	interrupted, posted, started chan string
+	objectInfo                   atomic.Int64
 	// objectInfoFails makes /object_info answer 500, as a node pack that raises while listing does.
 	objectInfoFails atomic.Bool
 	stop            chan struct{}
 	wg              sync.WaitGroup
+	// turn is held by the prompt that runs: ComfyUI's prompt worker runs one at a time.
+	turn chan struct{}
 
 	mu      sync.Mutex
 	ckpts   []string
@@ -47,10 +60,16 @@ type fakeComfyUI struct {
 	graphs  []map[string]any
 	deleted []string
 	n       int
+	pending []string // prompt ids queued and not yet running
+	running string   // the prompt that runs, "" when none
+	runStop chan struct{}
+	stopped []string                 // the prompts /interrupt stopped
+	missed  map[string]chan struct{} // told when /history is asked for an entry not yet written
 }
 
 func newFakeComfyUI(t *testing.T, refuseWS bool) *fakeComfyUI {
 	f := &fakeComfyUI{t: t, refuseWS: refuseWS, interrupted: make(chan string, 4), stop: make(chan struct{}),
+		posted: make(chan string, 16), started: make(chan string, 16), turn: make(chan struct{}, 1), missed: map[string]chan struct{}{},
 		clients: map[string]*websocket.Conn{}, joined: map[string]chan struct{}{}, history: map[string]any{}, files: map[string][]byte{},
 		ckpts: []string{"v1-5-pruned-emaonly.safetensors", "sdxl_base.safetensors"}}
 	mux := http.NewServeMux()
@@ -81,6 +100,11 @@ func newFakeComfyUI(t *testing.T, refuseWS bool) *fakeComfyUI {
 		out := map[string]any{}
 		if h, ok := f.history[r.PathValue("id")]; ok {
 			out[r.PathValue("id")] = h
+		} else {
+			select {
+			case f.missedLocked(r.PathValue("id")) <- struct{}{}:
+			default:
+			}
 		}
 		json.NewEncoder(w).Encode(out)
 	})
@@ -101,10 +125,34 @@ func newFakeComfyUI(t *testing.T, refuseWS bool) *fakeComfyUI {
 			PromptID string `json:"prompt_id"`
 		}
 		json.NewDecoder(r.Body).Decode(&body)
+		// Up to 0.3.56 the body is not read: whatever runs is stopped, whoever queued it.
+		f.mu.Lock()
+		if f.runStop != nil {
+			close(f.runStop)
+			f.runStop = nil
+			f.stopped = append(f.stopped, f.running)
+		}
+		f.mu.Unlock()
 		select {
 		case f.interrupted <- body.PromptID:
 		default:
 		}
+	})
+	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		// Each item is [number, prompt_id, prompt, extra_data, outputs_to_execute].
+		item := func(i int, id string) []any {
+			return []any{i, id, map[string]any{}, map[string]any{"client_id": "x"}, []string{"9"}}
+		}
+		running, pending := []any{}, []any{}
+		if f.running != "" {
+			running = append(running, item(0, f.running))
+		}
+		for i, id := range f.pending {
+			pending = append(pending, item(i+1, id))
+		}
+		json.NewEncoder(w).Encode(map[string]any{"queue_running": running, "queue_pending": pending})
 	})
 	mux.HandleFunc("POST /queue", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -113,6 +161,7 @@ func newFakeComfyUI(t *testing.T, refuseWS bool) *fakeComfyUI {
 		json.NewDecoder(r.Body).Decode(&body)
 		f.mu.Lock()
 		f.deleted = append(f.deleted, body.Delete...)
+		f.pending = slices.DeleteFunc(f.pending, func(id string) bool { return slices.Contains(body.Delete, id) })
 		f.mu.Unlock()
 	})
 	f.Server = httptest.NewServer(mux)
@@ -150,6 +199,22 @@ func (f *fakeComfyUI) ws(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+func (f *fakeComfyUI) missedLocked(id string) chan struct{} {
+	ch, ok := f.missed[id]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		f.missed[id] = ch
+	}
+	return ch
+}
+
+// queueState is what runs and what waits in the fake's queue, and what /interrupt stopped.
+func (f *fakeComfyUI) queueState() (running string, pending, deleted, stopped []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.running, slices.Clone(f.pending), slices.Clone(f.deleted), slices.Clone(f.stopped)
 }
 
 func (f *fakeComfyUI) joinedLocked(id string) chan struct{} {
@@ -231,6 +296,7 @@ func (f *fakeComfyUI) prompt(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Prompt   map[string]any `json:"prompt"`
 		ClientID string         `json:"client_id"`
+		PromptID string         `json:"prompt_id"` // 0.3.45+: the client may choose it
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Prompt == nil {
 		w.WriteHeader(http.StatusBadRequest)
@@ -259,15 +325,34 @@ func (f *fakeComfyUI) prompt(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.n++
-	id := fmt.Sprintf("%08d-aaaa-bbbb-cccc-%012d", f.n, f.n)
+	n, id := f.n, body.PromptID
+	if id == "" {
+		id = fmt.Sprintf("%08d-aaaa-bbbb-cccc-%012d", f.n, f.n)
+	}
 	f.graphs = append(f.graphs, graph)
+	f.pending = append(f.pending, id)
 	f.mu.Unlock()
-	json.NewEncoder(w).Encode(map[string]any{"prompt_id": id, "number": f.n, "node_errors": map[string]any{}})
 	f.wg.Add(1)
 	go f.execute(id, body.ClientID, graph, int(width), int(height))
+	select {
+	case f.posted <- id:
+	default:
+	}
+	if text, _ := input(graph, "6", "text").(string); text == "lost-answer" {
+		// Queued, but the answer never reaches the client (it gave up first).
+		select {
+		case <-r.Context().Done():
+		case <-f.stop:
+		}
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"prompt_id": id, "number": n, "node_errors": map[string]any{}})
 }
 
-// execute plays a prompt's run: the messages ComfyUI sends, then its history and files.
+// execute plays a prompt's run as ComfyUI's prompt worker does: it waits its turn in the queue
+// (a prompt deleted meanwhile never runs and gets no message), sends the run's messages, and ends
+// each run, whatever its outcome, with execution_success/error/interrupted, then the history
+// entry, then executing with node null.
 func (f *fakeComfyUI) execute(id, client string, graph map[string]any, width, height int) {
 	defer f.wg.Done()
 	f.awaitClient(client)
@@ -278,6 +363,31 @@ func (f *fakeComfyUI) execute(id, client string, graph map[string]any, width, he
 			return
 		}
 	}
+	select {
+	case f.turn <- struct{}{}:
+	case <-f.stop:
+		return
+	}
+	defer func() { <-f.turn }()
+	stop := make(chan struct{})
+	f.mu.Lock()
+	if !slices.Contains(f.pending, id) {
+		f.mu.Unlock()
+		return // deleted from the queue
+	}
+	f.pending = slices.DeleteFunc(f.pending, func(p string) bool { return p == id })
+	f.running, f.runStop = id, stop
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.running, f.runStop = "", nil
+		f.mu.Unlock()
+	}()
+	select {
+	case f.started <- id:
+	default:
+	}
+
 	text, _ := input(graph, "6", "text").(string)
 	steps := 4
 	if s, ok := input(graph, "3", "steps").(float64); ok {
@@ -287,12 +397,22 @@ func (f *fakeComfyUI) execute(id, client string, graph map[string]any, width, he
 		data["prompt_id"] = id
 		f.send(client, map[string]any{"type": typ, "data": data})
 	}
-	ev("execution_start", map[string]any{"timestamp": 1})
-	ev("execution_cached", map[string]any{"nodes": []string{}})
-	for _, n := range []string{"4", "5", "6", "7", "3"} {
-		ev("executing", map[string]any{"node": n, "display_node": n})
+	finish := func(status, outputs map[string]any) {
+		f.mu.Lock()
+		f.history[id] = map[string]any{"prompt": []any{f.n, id, graph, map[string]any{}, []string{"9"}}, "outputs": outputs, "status": status}
+		f.mu.Unlock()
+		ev("executing", map[string]any{"node": nil})
 	}
-	status := map[string]any{"status_str": "success", "completed": true, "messages": []any{}}
+	ev("execution_start", map[string]any{"timestamp": 1})
+	all := []string{"4", "5", "6", "7", "3", "8", "9"}
+	if text == "cached" {
+		ev("execution_cached", map[string]any{"nodes": all})
+	} else {
+		ev("execution_cached", map[string]any{"nodes": []string{}})
+		for _, n := range all[:5] {
+			ev("executing", map[string]any{"node": n, "display_node": n})
+		}
+	}
 	switch text {
 	case "drop-ws":
 		f.mu.Lock()
@@ -301,7 +421,7 @@ func (f *fakeComfyUI) execute(id, client string, graph map[string]any, width, he
 		if conn != nil {
 			conn.Close(websocket.StatusGoingAway, "server restarting")
 		}
-	case "slow", "stall":
+	case "slow", "stall", "lost-answer":
 		if text == "stall" {
 			ev("progress", map[string]any{"value": 1, "max": steps, "node": "3"})
 			f.send(client, append([]byte{0, 0, 0, 1, 0, 0, 0, 2}, testPNG(8, 8)...))
@@ -309,42 +429,70 @@ func (f *fakeComfyUI) execute(id, client string, graph map[string]any, width, he
 		select {
 		case <-f.stop:
 		case <-time.After(time.Minute):
-		case pid := <-f.interrupted:
-			f.interrupted <- pid // leave it for the test to see
+		case <-stop:
 		}
-		ev("execution_interrupted", map[string]any{"node_id": "3", "node_type": "KSampler", "executed": []string{}})
+		interrupted := map[string]any{"node_id": "3", "node_type": "KSampler", "executed": []string{}}
+		ev("execution_interrupted", interrupted)
+		finish(map[string]any{"status_str": "error", "completed": false, "messages": []any{[]any{"execution_interrupted", interrupted}}}, map[string]any{})
 		return
 	case "fail-node", "fail-huge":
 		exc := "CUDA out of memory"
 		if text == "fail-huge" {
 			exc += ". Tried to allocate " + strings.Repeat("Speicher größer ", 570)
 		}
-		ev("execution_error", map[string]any{"node_id": "3", "node_type": "KSampler", "exception_message": exc, "exception_type": "torch.OutOfMemoryError"})
-		status = map[string]any{"status_str": "error", "completed": false, "messages": []any{[]any{"execution_error", map[string]any{"node_id": "3", "node_type": "KSampler", "exception_message": exc, "exception_type": "torch.OutOfMemoryError"}}}}
+		e := map[string]any{"node_id": "3", "node_type": "KSampler", "exception_message": exc, "exception_type": "torch.OutOfMemoryError"}
+		ev("execution_error", e)
+		finish(map[string]any{"status_str": "error", "completed": false, "messages": []any{[]any{"execution_error", e}}}, map[string]any{})
+		return
+	case "blocked":
+		// A node returned an ExecutionBlocker with a message for one output; the others go on.
+		ev("execution_error", map[string]any{"node_id": "10", "node_type": "SaveImage", "executed": []string{},
+			"exception_message": "Execution Blocked: no second image wanted", "exception_type": "ExecutionBlocked", "traceback": []string{}})
+	}
+	if text != "cached" {
+		for i := 1; i <= steps; i++ {
+			ev("progress", map[string]any{"value": i, "max": steps, "node": "3"})
+			// A binary preview frame (type 1, format 2 = PNG, then the image), as ComfyUI sends.
+			f.send(client, append([]byte{0, 0, 0, 1, 0, 0, 0, 2}, testPNG(8, 8)...))
+		}
+	}
+	f.mu.Lock()
+	name := fmt.Sprintf("studio_%05d_.png", f.n)
+	f.files["output//"+name] = testPNG(width, height)
+	f.files["temp//preview.png"] = testPNG(2, 2)
+	f.mu.Unlock()
+	out := map[string]any{"images": []any{map[string]any{"filename": name, "subfolder": "", "type": "output"}}}
+	outputs := map[string]any{"2": map[string]any{"images": []any{map[string]any{"filename": "preview.png", "subfolder": "", "type": "temp"}}}, "9": out}
+	if text != "cached" {
+		ev("executing", map[string]any{"node": "8", "display_node": "8"})
+		ev("executing", map[string]any{"node": "9", "display_node": "9"})
+		ev("executed", map[string]any{"node": "9", "display_node": "9", "output": out})
+	}
+	success := map[string]any{"status_str": "success", "completed": true, "messages": []any{}}
+	ev("execution_success", map[string]any{"timestamp": 2})
+	if text == "history-late" {
+		// Out of ComfyUI's order: a client that takes executing null as final must still find it.
+		ev("executing", map[string]any{"node": nil})
+		f.awaitMiss(id)
 		f.mu.Lock()
-		f.history[id] = map[string]any{"prompt": []any{}, "outputs": map[string]any{}, "status": status}
+		f.history[id] = map[string]any{"prompt": []any{f.n, id, graph, map[string]any{}, []string{"9"}}, "outputs": outputs, "status": success}
 		f.mu.Unlock()
 		return
 	}
-	for i := 1; i <= steps; i++ {
-		ev("progress", map[string]any{"value": i, "max": steps, "node": "3"})
-		// A binary preview frame (type 1, format 2 = PNG, then the image), as ComfyUI sends.
-		f.send(client, append([]byte{0, 0, 0, 1, 0, 0, 0, 2}, testPNG(8, 8)...))
-	}
-	name := fmt.Sprintf("studio_%05d_.png", f.n)
-	out := map[string]any{"images": []any{map[string]any{"filename": name, "subfolder": "", "type": "output"}}}
+	// ComfyUI writes the entry after execution_success; hold it until a client has looked for it
+	// (or briefly), so that reading the history on execution_success finds {} every time.
+	f.awaitMiss(id)
+	finish(success, outputs)
+}
+
+// awaitMiss waits until /history was asked for id and found nothing, or 100 ms.
+func (f *fakeComfyUI) awaitMiss(id string) {
 	f.mu.Lock()
-	f.files["output//"+name] = testPNG(width, height)
-	f.files["temp//preview.png"] = testPNG(2, 2)
-	f.history[id] = map[string]any{
-		"prompt":  []any{f.n, id, graph, map[string]any{}, []string{"9"}},
-		"outputs": map[string]any{"2": map[string]any{"images": []any{map[string]any{"filename": "preview.png", "subfolder": "", "type": "temp"}}}, "9": out},
-		"status":  status,
-	}
+	ch := f.missedLocked(id)
 	f.mu.Unlock()
-	ev("executing", map[string]any{"node": "8", "display_node": "8"})
-	ev("executing", map[string]any{"node": "9", "display_node": "9"})
-	ev("executed", map[string]any{"node": "9", "display_node": "9", "output": out})
-	ev("executing", map[string]any{"node": nil})
-	ev("execution_success", map[string]any{"timestamp": 2})
+	select {
+	case <-ch:
+	case <-time.After(100 * time.Millisecond):
+	case <-f.stop:
+	}
 }

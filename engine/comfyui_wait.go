@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -93,11 +94,17 @@ func (c *comfyUI) listen(ctx context.Context, clientID string) (<-chan comfyEven
 // wait follows the prompt through /ws messages until it has run, polling /history as well, since
 // a socket can miss messages or drop.
 //
+// A run is over at executing with node null: ComfyUI sends execution_success first, then writes
+// the history entry, then executing null, so the history read on execution_success can be {}.
+// After execution_success /history is polled often, in case executing null is missed. An
+// execution_error of type ExecutionBlocked (a node held back one output on purpose, with a
+// message) is not a failure: the run goes on.
+//
 // Once the prompt runs (its first message: execution_start, executing, progress, or a preview),
 // a wait of stall_timeout_s for the next one ends it with ErrStalled. A prompt still queued
 // behind others (ComfyUI sends it nothing) is not stalled, nor is one followed by polling alone
 // once the socket is gone: timeout_s bounds both.
-func (c *comfyUI) wait(parent, ctx context.Context, promptID string, events <-chan comfyEvent, progress Progress) error {
+func (c *comfyUI) wait(parent, ctx context.Context, promptID string, events <-chan comfyEvent, progress Progress, log *slog.Logger) error {
 	poll := time.NewTicker(comfyPollEvery(events))
 	defer poll.Stop()
 	stallAfter := c.cfg.stallTimeout()
@@ -135,8 +142,12 @@ func (c *comfyUI) wait(parent, ctx context.Context, promptID string, events <-ch
 				node = fmt.Sprintf(" at node %s (%s)", *ev.Data.Node, class)
 				progress(0, fmt.Sprintf("running node %s (%s)", *ev.Data.Node, class))
 			case "execution_success":
-				return nil
+				poll.Reset(comfyPollFinishing)
 			case "execution_error":
+				if ev.Data.ExcType == "ExecutionBlocked" {
+					log.Info("comfyui held back an output", "node", ev.Data.NodeID, "node_type", ev.Data.NodeType, "message", clipText(ev.Data.Exception))
+					continue
+				}
 				return backendFailed(true, "comfyui node %s (%s) failed%s: %s", ev.Data.NodeID, ev.Data.NodeType, typeLabel(ev.Data.ExcType), clipText(ev.Data.Exception))
 			case "execution_interrupted":
 				return backendFailed(true, "comfyui interrupted the prompt")
@@ -149,6 +160,10 @@ func (c *comfyUI) wait(parent, ctx context.Context, promptID string, events <-ch
 		}
 	}
 }
+
+// comfyPollFinishing is how often /history is read once execution_success came: the entry is
+// written moments later.
+const comfyPollFinishing = 250 * time.Millisecond
 
 func comfyPollEvery(events <-chan comfyEvent) time.Duration {
 	if events == nil {
@@ -177,6 +192,34 @@ func (c *comfyUI) history(parent, ctx context.Context, promptID string) (*comfyH
 		return nil, nil
 	}
 	return &e, nil
+}
+
+// A history entry that is not there yet for a run that is over is read again historyRetries
+// times, after 100 ms and doubling: about 1.5 s in all, since the entry is written as the run ends.
+const (
+	historyRetries    = 4
+	historyRetryFirst = 100 * time.Millisecond
+)
+
+// finishedHistory reads the entry of a prompt that has run, reading again briefly while it is
+// missing, in case the end of the run was seen before the entry was written.
+func (c *comfyUI) finishedHistory(parent, ctx context.Context, promptID string) (*comfyHistory, error) {
+	for i := 0; ; i++ {
+		h, err := c.history(parent, ctx, promptID)
+		if err != nil || h != nil {
+			return h, err
+		}
+		if i == historyRetries {
+			return nil, backendFailed(true, "comfyui has no history for prompt %s", promptID)
+		}
+		t := time.NewTimer(historyRetryFirst << i)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctxError(parent, ctx, "comfyui")
+		case <-t.C:
+		}
+	}
 }
 
 // historyDone reports whether the prompt has finished, or the error it ended with.
