@@ -19,6 +19,7 @@ const (
 	DeclineUnsupported Decision = "unsupported"
 	DeclineVRAM        Decision = "vram"
 	DeclineExpired     Decision = "expired"
+	DeclineUser        Decision = "user" // the creator said no: by hand, or by cancelling this job here before
 )
 
 // admDefaultMarginMB is the VRAM kept spare when AdmissionInput leaves
@@ -67,6 +68,10 @@ type AdmissionInput struct {
 	// ExpiresAt is when the offer lapses; the zero time means it does not.
 	ExpiresAt, Now time.Time
 	AutoAccept     bool
+	// CancelledHere: the creator cancelled this job on this worker before. The hub offers a job
+	// it got back again (after the retry cool-off, when no other worker takes it); taking it
+	// again would undo the cancel.
+	CancelledHere bool
 }
 
 // Admission is Admit's answer.
@@ -81,6 +86,8 @@ type Admission struct {
 // even when it is also out of memory.
 func Admit(in AdmissionInput) Admission {
 	switch {
+	case in.CancelledHere:
+		return Admission{DeclineUser, -1, "you cancelled this job on this worker: the Studio gives it to another worker"}
 	case in.Paused:
 		return Admission{DeclinePaused, -1, "paused: not taking new jobs"}
 	case in.Draining:

@@ -133,7 +133,10 @@ func (w *Worker) CancelJob(ctx context.Context, jobID string) error {
 	if s == nil || !s.CancelJob(jobID) {
 		return noSuch(ErrNoSuchJob, jobID)
 	}
-	w.log.Info("job cancelled by you", "source", "worker", "job_id", jobID)
+	w.mu.Lock()
+	w.noteCancelled(jobID, w.now())
+	w.mu.Unlock()
+	w.log.Info("job cancelled by you: the Studio gives it to another worker, and this one declines it if offered again", "source", "worker", "job_id", jobID)
 	return nil
 }
 

@@ -189,6 +189,7 @@ func (w *Worker) admit(claim protocol.Claim, userSaidYes bool) Admission {
 		AutoAccept:     w.cfg.AutoAccept || userSaidYes,
 		ReservedMB:     map[int]int64{},
 	}
+	_, in.CancelledHere = w.cancelled[claim.JobID]
 	for k, ms := range caps.SupportedModelsPerKind {
 		in.Supported[string(k)] = ms
 	}

@@ -18,13 +18,35 @@ type ledger struct {
 	slots   map[string]*slot         // job id -> a job taken at an offer, until its lease ends
 	pending map[string]*pendingOffer // job id -> an offer waiting for the creator, until its deadline
 	thumbs  map[string]string        // job id -> thumbnail of its image result, until its end is recorded
+	// cancelled is the jobs the creator cancelled here, declined when offered again; the
+	// oldest are forgotten past maxCancelledKept.
+	cancelled map[string]time.Time
 	// lastRelease is when a slot was last given back: an older GPU sample still counts the
 	// memory its job held.
 	lastRelease time.Time
 }
 
 func newLedger() ledger {
-	return ledger{slots: map[string]*slot{}, pending: map[string]*pendingOffer{}, thumbs: map[string]string{}}
+	return ledger{slots: map[string]*slot{}, pending: map[string]*pendingOffer{}, thumbs: map[string]string{},
+		cancelled: map[string]time.Time{}}
+}
+
+// maxCancelledKept bounds the jobs remembered as cancelled by the creator. A job the Studio
+// still has comes back within minutes; one that old is long gone.
+const maxCancelledKept = 256
+
+// noteCancelled remembers that the creator cancelled a job here. Caller holds Worker.mu.
+func (l *ledger) noteCancelled(jobID string, now time.Time) {
+	if len(l.cancelled) >= maxCancelledKept {
+		oldest, at := "", now
+		for id, t := range l.cancelled {
+			if t.Before(at) || oldest == "" {
+				oldest, at = id, t
+			}
+		}
+		delete(l.cancelled, oldest)
+	}
+	l.cancelled[jobID] = now
 }
 
 // slot is a job the worker has taken: accepted and not yet ended.

@@ -42,14 +42,24 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 // newTestEnvSampled is newTestEnv with the worker's GPU sampler given; nil is the config's own.
 func newTestEnvSampled(t *testing.T, sampler gpu.Sampler, opts ...envOption) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, sampler, nil, opts...)
+}
+
+// newTestEnvWith is newTestEnvSampled with the hub's config changed by hubCfg (nil: as is).
+func newTestEnvWith(t *testing.T, sampler gpu.Sampler, hubCfg func(*hub.Config), opts ...envOption) *testEnv {
+	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: testLogLevel()}))
 	ctx := context.Background()
-	h, err := hub.Open(ctx, hub.Config{
+	hc := hub.Config{
 		DBPath: filepath.Join(dir, "hub.db"), OpenRegistration: true, AdminToken: "admin",
 		HeartbeatInterval: 200 * time.Millisecond, OfferTTL: 3 * time.Second, Logger: logger,
-	})
+	}
+	if hubCfg != nil {
+		hubCfg(&hc)
+	}
+	h, err := hub.Open(ctx, hc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 )
 
 // userCancelMessage is the fail error of a job the user cancelled on the worker.
-const userCancelMessage = "cancelled by the user on the worker"
+const userCancelMessage = "cancelled by the user" // spec §6, word for word: a hub may match it
 
 // offerD is an offer the Handler is deciding.
 type offerD struct {

@@ -12,7 +12,6 @@ import (
 	"fyne.io/fyne/v2"
 	fyneapp "fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
-	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/driver/desktop"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/systray"
@@ -51,7 +50,7 @@ type env struct {
 	trayTooltip func(string)
 	// desktop makes the notifier that reaches the desktop (platformNotifier); nil: Fyne's.
 	desktop func(a fyne.App, log *slog.Logger, onAction func(jobID, action string)) desktopNotifier
-	log         *slog.Logger
+	log     *slog.Logger
 }
 
 func defaultEnv() env {
@@ -120,7 +119,7 @@ type Window struct {
 	tabs      *container.AppTabs
 	notifier  *notifier
 	desk      desktopNotifier // closed by stop
-	first     *firstRun // the first-run page (firstrun.go)
+	first     *firstRun       // the first-run page (firstrun.go)
 	demoBar   *demoBar
 	page      string // which content the window shows: pageFirstRun, pageMain or pageDemo
 	skipped   bool   // the user skipped the first-run page
@@ -421,9 +420,6 @@ func (w *Window) run(what string, call func(context.Context) error, done func(er
 func (w *Window) controller() app.Controller { return w.ctl }
 
 // The dashboard's buttons.
-func (w *Window) cancelJob(id string) {
-	w.run("Cancel job "+shortID(id), func(ctx context.Context) error { return w.ctl.CancelJob(ctx, id) }, nil)
-}
 
 func (w *Window) acceptOffer(id string) {
 	w.run("Accept offer "+shortID(id), func(ctx context.Context) error { return w.ctl.AcceptOffer(ctx, id) }, nil)
@@ -469,29 +465,6 @@ func (w *Window) closeRequested() {
 		return
 	}
 	w.quit()
-}
-
-// quit asks first when a job is running, then quits.
-func (w *Window) quit() {
-	n := len(w.state.Running)
-	if n == 0 {
-		w.quitNow()
-		return
-	}
-	w.Show()
-	j := w.state.Running[0]
-	msg := fmt.Sprintf("%s is running. Quitting stops it, and the Studio gives it to another worker.", jobLabel(j.Kind, j.Model))
-	if n > 1 {
-		msg = fmt.Sprintf("%d jobs are running. Quitting stops them, and the Studio gives them to other workers.", n)
-	}
-	d := dialog.NewConfirm("Quit Studio Worker?", msg, func(ok bool) {
-		if ok {
-			w.quitNow()
-		}
-	}, w.win)
-	d.SetConfirmText("Quit")
-	d.SetDismissText("Keep running")
-	d.Show()
 }
 
 func (w *Window) quitNow() {

@@ -142,6 +142,26 @@ func TestCancelRunningJob(t *testing.T) {
 		}
 		test.Tap(r.cancel)
 	})
+	// It asks first, saying what happens to the job (finding 3: it cancelled at once, and the
+	// job came back to this worker); "Keep running" keeps it.
+	h.ui.do(func() {
+		top := h.w.win.Canvas().Overlays().Top()
+		if top == nil {
+			t.Fatal("Cancel did not ask first")
+		}
+		if texts := strings.Join(shownTexts(top), " "); !strings.Contains(texts, "another worker") || !strings.Contains(texts, "image · sdxl-turbo") {
+			t.Errorf("the question says %q", texts)
+		}
+		test.Tap(findButton(top, "Keep running"))
+	})
+	h.sync()
+	if h.ctl.called("CancelJob " + id) {
+		t.Fatal("Keep running cancelled the job")
+	}
+	h.ui.do(func() {
+		test.Tap(h.w.dash.running.get(id).cancel)
+		test.Tap(findButton(h.w.win.Canvas().Overlays().Top(), "Cancel job"))
+	})
 	waitFor(t, "CancelJob", func() bool { return h.ctl.called("CancelJob " + id) })
 	h.waitUI("the job to leave the list", func() bool { return h.w.dash.running.get(id) == nil && h.w.dash.runningEmpty.Visible() })
 }
