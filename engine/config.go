@@ -65,7 +65,8 @@ type BackendConfig struct {
 	// TranscriptionPath replaces /audio/transcriptions (relative to URL) for stt, for servers
 	// that serve another path (whisper.cpp's whisper-server: /inference with URL at its root).
 	TranscriptionPath string `json:"transcription_path,omitempty"`
-	// Voice is the tts voice used when the job names none (openai; default "alloy").
+	// Voice is the tts voice used when the job names none (openai); without it none is sent, and
+	// the server speaks in the model's own voice.
 	Voice string `json:"voice,omitempty"`
 
 	// Workflow is the path of a ComfyUI API-format workflow JSON file.

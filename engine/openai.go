@@ -5,6 +5,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"studioworker/protocol"
@@ -51,6 +53,11 @@ func (o *openAI) newRequest(ctx context.Context, method, path string, body io.Re
 // read but which is configured with models is up with those: whisper-server has no /models, and
 // then nothing can check them.
 func (o *openAI) models(ctx context.Context) ([]string, error) {
+	if len(o.cfg.Models) == 0 {
+		if ms, ok, err := o.modelsOfKind(ctx); ok {
+			return ms, err
+		}
+	}
 	req, err := o.newRequest(ctx, http.MethodGet, "/models", nil, "")
 	if err != nil {
 		return nil, err
@@ -73,6 +80,69 @@ func (o *openAI) models(ctx context.Context) ([]string, error) {
 			strings.Join(o.cfg.Models, ", "), strings.Join(served, ", "))
 	}
 	return have, nil
+}
+
+// capabilityOfKind is the word LocalAI's /models/capabilities uses for the models of a kind.
+func capabilityOfKind(k protocol.Kind) string {
+	switch k {
+	case protocol.KindLLM:
+		return "chat"
+	case protocol.KindImage:
+		return "image"
+	case protocol.KindTTS:
+		return "tts"
+	case protocol.KindSTT:
+		return "transcript"
+	}
+	return ""
+}
+
+// modelsOfKind asks LocalAI's GET /models/capabilities for the models of this kind, since its
+// /models lists every model whatever its kind (a chat job sent to a speech model fails). ok is
+// false when the server has no such list (every other server: a 404), or it says nothing of
+// capabilities; then /models is read as for any server. A list without a model of the kind is
+// an error, so that the kind is down saying why rather than offering models of other kinds.
+func (o *openAI) modelsOfKind(ctx context.Context) (models []string, ok bool, err error) {
+	want := capabilityOfKind(o.kind)
+	req, err := o.newRequest(ctx, http.MethodGet, "/models/capabilities", nil, "")
+	if err != nil || want == "" {
+		return nil, false, nil
+	}
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return nil, false, nil // /models says whether the server is down
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil, false, nil
+	}
+	var ans struct {
+		Data []struct {
+			ID           string    `json:"id"`
+			Capabilities *[]string `json:"capabilities"`
+		} `json:"data"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&ans) != nil {
+		return nil, false, nil
+	}
+	said := false
+	for _, d := range ans.Data {
+		if d.Capabilities == nil {
+			continue // a model file without a config: LocalAI does not know its kind
+		}
+		said = true
+		if d.ID != "" && slices.Contains(*d.Capabilities, want) {
+			models = append(models, d.ID)
+		}
+	}
+	if !said {
+		return nil, false, nil
+	}
+	if len(models) == 0 {
+		return nil, true, fmt.Errorf("GET /models/capabilities lists no %q model for %s jobs; install one, or list the models in the config", want, o.kind)
+	}
+	return models, true, nil
 }
 
 // readModelList reads a /models answer: an OpenAI "data" list, or the Ollama-style "models" list
@@ -162,7 +232,8 @@ func (o *openAI) image(parent, ctx context.Context, st *stall, job Job, progress
 		body["seed"] = *in.Seed
 	}
 	if in.Steps != nil {
-		body["steps"] = *in.Steps
+		// "steps" for stable-diffusion servers, "step" for LocalAI, which reads only that key.
+		body["steps"], body["step"] = *in.Steps, *in.Steps
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {
@@ -239,14 +310,13 @@ func (o *openAI) speech(parent, ctx context.Context, st *stall, job Job, progres
 	if err != nil {
 		return Result{}, err
 	}
-	voice := in.Voice
-	if voice == "" {
-		voice = o.cfg.Voice
+	body := map[string]any{"model": job.Model, "input": in.Text, "response_format": "wav"}
+	// A voice is sent only when the job or the config names one: LocalAI takes a voice in the
+	// request over the model's own, so a default such as "alloy" would speak in a voice the
+	// creator never chose, or fail on a model that has no voice of that name.
+	if voice := cmp.Or(in.Voice, o.cfg.Voice); voice != "" {
+		body["voice"] = voice
 	}
-	if voice == "" {
-		voice = "alloy"
-	}
-	body := map[string]any{"model": job.Model, "input": in.Text, "voice": voice, "response_format": "wav"}
 	if in.Speed != nil {
 		body["speed"] = *in.Speed
 	}
