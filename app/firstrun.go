@@ -28,8 +28,8 @@ import (
 
 // Detected is one backend found on this machine, for one kind of job.
 type Detected struct {
-	// Name is the program as a creator knows it: "Ollama", "llama.cpp server", "ComfyUI",
-	// "LocalAI", "espeak-ng", "whisper.cpp".
+	// Name is the program as a creator knows it: "Ollama", "llama.cpp server", "vLLM",
+	// "LM Studio", "LocalAI", "OpenAI-compatible server", "ComfyUI", "espeak-ng", "whisper.cpp".
 	Name string        `json:"name"`
 	Kind protocol.Kind `json:"kind"`
 	// Where is the address it answered on, or the program's path.
@@ -46,9 +46,11 @@ type Detected struct {
 
 // Where the usual local servers listen.
 const (
-	DefaultOllamaURL  = "http://127.0.0.1:11434"
-	DefaultLlamaURL   = "http://127.0.0.1:8080" // llama.cpp's llama-server and LocalAI both default to 8080
-	DefaultComfyUIURL = "http://127.0.0.1:8188"
+	DefaultOllamaURL   = "http://127.0.0.1:11434"
+	DefaultLlamaURL    = "http://127.0.0.1:8080" // llama.cpp's llama-server and LocalAI both default to 8080
+	DefaultVLLMURL     = "http://127.0.0.1:8000"
+	DefaultLMStudioURL = "http://127.0.0.1:1234"
+	DefaultComfyUIURL  = "http://127.0.0.1:8188"
 )
 
 // defaultProbeTimeout bounds each probe: a local server answers in milliseconds, and the page waits.
@@ -78,9 +80,10 @@ var ErrNotLoopback = errors.New("the detector only talks to this machine (127.0.
 // Detector finds inference backends on this machine: the usual loopback ports and programs on
 // PATH. The zero value probes the defaults.
 type Detector struct {
-	// OllamaURL, LlamaURL and ComfyUIURL replace the default addresses (tests); each must be a
-	// loopback address.
-	OllamaURL, LlamaURL, ComfyUIURL string
+	// OllamaURL, LlamaURL, VLLMURL, LMStudioURL and ComfyUIURL replace the default addresses
+	// (tests); each must be a loopback address. Which server answers at each is found out from
+	// what it answers (identify), not from the field.
+	OllamaURL, LlamaURL, VLLMURL, LMStudioURL, ComfyUIURL string
 	// LookPath finds a program; nil = exec.LookPath.
 	LookPath func(string) (string, error)
 	// Timeout bounds each probe; 0 = 1.5 s.
@@ -112,12 +115,13 @@ func (d Detector) Detect(ctx context.Context) ([]Detected, error) {
 		found = append(found, ds...)
 		mu.Unlock()
 	}
-	probes := []func(context.Context, *http.Client) []Detected{
-		d.probeOllama, d.probePort8080, d.probeComfyUI,
+	for _, base := range []string{
+		orDefault(d.OllamaURL, DefaultOllamaURL), orDefault(d.LlamaURL, DefaultLlamaURL),
+		orDefault(d.VLLMURL, DefaultVLLMURL), orDefault(d.LMStudioURL, DefaultLMStudioURL),
+	} {
+		wg.Go(func() { add(d.identify(ctx, client, base)...) })
 	}
-	for _, p := range probes {
-		wg.Go(func() { add(p(ctx, client)...) })
-	}
+	wg.Go(func() { add(d.probeComfyUI(ctx, client)...) })
 	add(d.probePrograms()...)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -156,29 +160,42 @@ func loopbackClient(timeout time.Duration) *http.Client {
 	}
 }
 
-// getJSON fetches base+path and decodes a JSON body of at most 1 MiB into v.
-func getJSON(ctx context.Context, client *http.Client, base, path string, v any) error {
+// fetch GETs base+path from a loopback address and returns the status and up to 1 MiB of the
+// body; err is set only when no answer came (nothing listens, or the address is not loopback).
+func fetch(ctx context.Context, client *http.Client, base, path string) (int, []byte, error) {
 	u, err := url.Parse(base)
 	if err != nil {
-		return err
+		return 0, nil, fmt.Errorf("detect %s: %w", base, err)
 	}
 	if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%w: %s", ErrNotLoopback, base)
+		return 0, nil, fmt.Errorf("%w: %s", ErrNotLoopback, base)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
 	if err != nil {
-		return err
+		return 0, nil, fmt.Errorf("detect %s%s: %w", base, path, err)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, fmt.Errorf("detect %s%s: %w", base, path, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return fmt.Errorf("%s%s: %s", base, path, resp.Status)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("detect %s%s: %w", base, path, err)
 	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
+	return resp.StatusCode, body, nil
+}
+
+// getJSON fetches base+path and decodes a 200 answer's JSON body (at most 1 MiB) into v.
+func getJSON(ctx context.Context, client *http.Client, base, path string, v any) error {
+	status, body, err := fetch(ctx, client, base, path)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("%s%s: %s", base, path, http.StatusText(status))
+	}
+	return json.Unmarshal(body, v)
 }
 
 func orDefault(s, def string) string {
@@ -191,13 +208,15 @@ func orDefault(s, def string) string {
 // openAIModels is GET /v1/models as OpenAI-compatible servers answer it; llama-server adds an
 // Ollama-style "models" list.
 type openAIModels struct {
-	Data []struct {
-		ID      string `json:"id"`
-		OwnedBy string `json:"owned_by"`
-	} `json:"data"`
+	Data   []openAIModel `json:"data"`
 	Models []struct {
 		Name string `json:"name"`
 	} `json:"models"`
+}
+
+type openAIModel struct {
+	ID      string `json:"id"`
+	OwnedBy string `json:"owned_by"`
 }
 
 func (m openAIModels) ids() []string {
@@ -210,58 +229,158 @@ func (m openAIModels) ids() []string {
 	return out
 }
 
-func (d Detector) probeOllama(ctx context.Context, client *http.Client) []Detected {
-	base := orDefault(d.OllamaURL, DefaultOllamaURL)
-	var models []string
+// identify tells which server answers at base by what it answers, not by its port, since any
+// of them can be started on another port and llama-server and LocalAI share 8080: Ollama says
+// "Ollama is running" at GET /; llama-server marks its models "owned_by":"llamacpp", lists them
+// twice and serves /props; vLLM marks them "owned_by":"vllm" and serves /version without a key;
+// LM Studio lists its models with their type at /api/v0/models (0.3.6+) and owns them as
+// "organization_owner"; LocalAI answers /readyz (503 while it loads). Anything else that lists
+// models at /v1/models is offered as an OpenAI-compatible server, named as such.
+func (d Detector) identify(ctx context.Context, client *http.Client, base string) []Detected {
+	base = strings.TrimRight(base, "/")
+	bc := backendFormOf(engine.BackendConfig{Backend: engine.BackendOpenAI, URL: base + "/v1"})
+	if status, body, err := fetch(ctx, client, base, "/"); err != nil {
+		return nil // nothing listens there
+	} else if status == http.StatusOK && strings.Contains(string(body), "Ollama is running") {
+		return []Detected{d.ollama(ctx, client, base, bc)}
+	}
+	var m openAIModels
+	status, body, _ := fetch(ctx, client, base, "/v1/models")
+	listed := status == http.StatusOK && json.Unmarshal(body, &m) == nil && (m.Data != nil || m.Models != nil)
+	owned := func(by string) bool {
+		return slices.ContainsFunc(m.Data, func(d openAIModel) bool { return d.OwnedBy == by })
+	}
+	server := func(name string) Detected {
+		return Detected{Name: name, Kind: protocol.KindLLM, Where: base, Models: m.ids(), Backend: bc, Ready: true}
+	}
+	switch {
+	case listed && (len(m.Models) > 0 || owned("llamacpp") || d.llamaProps(ctx, client, base)):
+		return []Detected{server("llama.cpp server")}
+	case listed && owned("vllm"):
+		return []Detected{server("vLLM")}
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		var v struct {
+			Version string `json:"version"`
+		}
+		if getJSON(ctx, client, base, "/version", &v) != nil || v.Version == "" {
+			return nil // a server that wants a key and says nothing else: not one we know
+		}
+		det := server("vLLM")
+		det.Ready, det.Note = false, "vLLM "+v.Version+" wants an API key: set api_key in Settings > Backends > llm."
+		return []Detected{det}
+	}
+	if lm, ok := lmStudioModels(ctx, client, base); ok || (listed && owned("organization_owner")) {
+		det := server("LM Studio")
+		if ok {
+			det.Models = lm
+		}
+		if len(det.Models) == 0 {
+			det.Note = "It lists no language model: download one in LM Studio."
+		}
+		return []Detected{det}
+	}
+	switch ready, _, _ := fetch(ctx, client, base, "/readyz"); {
+	case ready == http.StatusOK && listed:
+		return d.localAI(ctx, client, base, m.ids())
+	case ready == http.StatusServiceUnavailable && (listed || status == http.StatusServiceUnavailable):
+		det := server("LocalAI")
+		det.Note = "LocalAI is still loading; its models show once it is ready (Test in Settings)."
+		return []Detected{det}
+	}
+	if listed {
+		det := server("OpenAI-compatible server")
+		det.Note = "Not recognised as Ollama, llama.cpp, vLLM, LM Studio or LocalAI; offered for llm jobs through its OpenAI-compatible API."
+		return []Detected{det}
+	}
+	return nil
+}
+
+// ollama is the Ollama at base, with the models it has pulled (/api/tags, else /v1/models).
+func (d Detector) ollama(ctx context.Context, client *http.Client, base string, bc BackendForm) Detected {
+	models := []string{}
 	var tags struct {
 		Models []struct {
 			Name string `json:"name"`
 		} `json:"models"`
 	}
 	if err := getJSON(ctx, client, base, "/api/tags", &tags); err == nil {
-		models = []string{}
 		for _, m := range tags.Models {
 			models = append(models, m.Name)
 		}
 	} else {
 		var m openAIModels
-		if getJSON(ctx, client, base, "/v1/models", &m) != nil {
-			return nil
+		if getJSON(ctx, client, base, "/v1/models", &m) == nil {
+			models = m.ids()
 		}
-		models = m.ids()
 	}
 	note := ""
 	if len(models) == 0 {
 		note = "It lists no models yet: pull one (ollama pull llama3.2)."
 	}
-	return []Detected{{
-		Name: "Ollama", Kind: protocol.KindLLM, Where: base, Models: models, Ready: true, Note: note,
-		Backend: backendFormOf(engine.BackendConfig{Backend: engine.BackendOpenAI, URL: strings.TrimRight(base, "/") + "/v1"}),
-	}}
+	return Detected{Name: "Ollama", Kind: protocol.KindLLM, Where: base, Models: models, Backend: bc, Ready: true, Note: note}
 }
 
-// probePort8080 tells llama.cpp's server from LocalAI, which both listen on 8080 by default:
-// llama-server marks its models "owned_by": "llamacpp", lists them twice, and serves /props.
-func (d Detector) probePort8080(ctx context.Context, client *http.Client) []Detected {
-	base := orDefault(d.LlamaURL, DefaultLlamaURL)
-	var m openAIModels
-	if getJSON(ctx, client, base, "/v1/models", &m) != nil {
-		return nil
+func (d Detector) llamaProps(ctx context.Context, client *http.Client, base string) bool {
+	var props map[string]json.RawMessage
+	return getJSON(ctx, client, base, "/props", &props) == nil && props["default_generation_settings"] != nil
+}
+
+// lmStudioModels reads LM Studio's own list (GET /api/v0/models), whose items say their type:
+// the llm and vlm ones serve chat, embeddings ones do not. ok is false when base does not serve it.
+func lmStudioModels(ctx context.Context, client *http.Client, base string) (models []string, ok bool) {
+	var ans struct {
+		Data []struct {
+			ID   string `json:"id"`
+			Type string `json:"type"`
+		} `json:"data"`
 	}
-	models := m.ids()
-	llama := len(m.Models) > 0
-	for _, d := range m.Data {
-		llama = llama || d.OwnedBy == "llamacpp"
+	if getJSON(ctx, client, base, "/api/v0/models", &ans) != nil || ans.Data == nil {
+		return nil, false
 	}
-	if !llama {
-		var props map[string]json.RawMessage
-		llama = getJSON(ctx, client, base, "/props", &props) == nil && props["default_generation_settings"] != nil
+	models = []string{}
+	for _, m := range ans.Data {
+		if m.Type == "" {
+			return nil, false // not LM Studio's shape
+		}
+		if (m.Type == "llm" || m.Type == "vlm") && m.ID != "" {
+			models = append(models, m.ID)
+		}
 	}
-	bc := backendFormOf(engine.BackendConfig{Backend: engine.BackendOpenAI, URL: strings.TrimRight(base, "/") + "/v1"})
-	if llama {
-		return []Detected{{Name: "llama.cpp server", Kind: protocol.KindLLM, Where: base, Models: models, Backend: bc, Ready: true}}
+	return models, true
+}
+
+// localAI is the LocalAI at base: one suggestion per kind that /v1/models/capabilities lists
+// models for, since LocalAI serves every kind but video on one port and /v1/models mixes them;
+// without that list (an older LocalAI), one llm suggestion with every model and a note.
+func (d Detector) localAI(ctx context.Context, client *http.Client, base string, all []string) []Detected {
+	bc := backendFormOf(engine.BackendConfig{Backend: engine.BackendOpenAI, URL: base + "/v1"})
+	var ans struct {
+		Data []struct {
+			ID           string   `json:"id"`
+			Capabilities []string `json:"capabilities"`
+		} `json:"data"`
 	}
-	return []Detected{{Name: "LocalAI", Kind: protocol.KindLLM, Where: base, Models: models, Backend: bc, Ready: true,
+	var out []Detected
+	if getJSON(ctx, client, base, "/v1/models/capabilities", &ans) == nil {
+		for _, kc := range []struct {
+			kind protocol.Kind
+			cap  string
+		}{{protocol.KindLLM, "chat"}, {protocol.KindImage, "image"}, {protocol.KindTTS, "tts"}, {protocol.KindSTT, "transcript"}} {
+			var models []string
+			for _, m := range ans.Data {
+				if m.ID != "" && slices.Contains(m.Capabilities, kc.cap) {
+					models = append(models, m.ID)
+				}
+			}
+			if len(models) > 0 {
+				out = append(out, Detected{Name: "LocalAI", Kind: kc.kind, Where: base, Models: models, Backend: bc, Ready: true})
+			}
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	return []Detected{{Name: "LocalAI", Kind: protocol.KindLLM, Where: base, Models: all, Backend: bc, Ready: true,
 		Note: "LocalAI lists every model it has, whatever its kind: name the chat models in Settings to offer only those. It can serve images and speech too (Settings > Backends)."}}
 }
 

@@ -82,8 +82,9 @@ func TestDetectorFindsLocalBackends(t *testing.T) {
 	}
 	cfgDir := t.TempDir()
 	d := Detector{
-		OllamaURL:   fakeBackend(t, map[string]string{"/api/tags": ollamaTags}),
-		LlamaURL:    fakeBackend(t, map[string]string{"/v1/models": llamaModels}),
+		OllamaURL: fakeBackend(t, map[string]string{"/": "Ollama is running", "/api/tags": ollamaTags}),
+		LlamaURL:  fakeBackend(t, map[string]string{"/v1/models": llamaModels}),
+		VLLMURL:   closedURL(t), LMStudioURL: closedURL(t),
 		ComfyUIURL:  fakeBackend(t, map[string]string{"/system_stats": comfyStats}),
 		WorkflowDir: cfgDir,
 	}
@@ -144,14 +145,14 @@ func TestDetectorPort8080(t *testing.T) {
 	}{
 		{"llama-server by owned_by", map[string]string{"/v1/models": llamaModels}, "llama.cpp server", []string{"qwen2.5-7b-instruct"}},
 		{"llama-server by /props", map[string]string{"/v1/models": llamaPropsOnly, "/props": llamaPropsReply}, "llama.cpp server", []string{"model.gguf"}},
-		{"LocalAI", map[string]string{"/v1/models": localAIModels}, "LocalAI", []string{"gpt-4", "stablediffusion"}},
+		{"LocalAI", map[string]string{"/v1/models": localAIModels, "/readyz": ""}, "LocalAI", []string{"gpt-4", "stablediffusion"}},
 		{"something else on 8080", map[string]string{"/": "{}"}, "", nil},
 		{"not JSON", map[string]string{"/v1/models": "<html>"}, "", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fakePrograms(t)
-			d := Detector{OllamaURL: closedURL(t), ComfyUIURL: closedURL(t), LlamaURL: fakeBackend(t, tc.answers)}
+			d := Detector{OllamaURL: closedURL(t), ComfyUIURL: closedURL(t), VLLMURL: closedURL(t), LMStudioURL: closedURL(t), LlamaURL: fakeBackend(t, tc.answers)}
 			found, err := d.Detect(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -171,8 +172,8 @@ func TestDetectorPort8080(t *testing.T) {
 
 func TestDetectorOllamaFallsBackToV1Models(t *testing.T) {
 	fakePrograms(t)
-	d := Detector{LlamaURL: closedURL(t), ComfyUIURL: closedURL(t),
-		OllamaURL: fakeBackend(t, map[string]string{"/v1/models": `{"data":[{"id":"llama3.2"}]}`})}
+	d := Detector{LlamaURL: closedURL(t), ComfyUIURL: closedURL(t), VLLMURL: closedURL(t), LMStudioURL: closedURL(t),
+		OllamaURL: fakeBackend(t, map[string]string{"/": "Ollama is running", "/v1/models": `{"data":[{"id":"llama3.2"}]}`})}
 	found, err := d.Detect(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +186,7 @@ func TestDetectorOllamaFallsBackToV1Models(t *testing.T) {
 func TestDetectorNothingThereAndNoModel(t *testing.T) {
 	fakePrograms(t, "whisper-cpp") // a whisper without a model next to it
 	t.Setenv("HOME", t.TempDir())
-	d := Detector{OllamaURL: closedURL(t), LlamaURL: closedURL(t), ComfyUIURL: closedURL(t)}
+	d := Detector{OllamaURL: closedURL(t), LlamaURL: closedURL(t), ComfyUIURL: closedURL(t), VLLMURL: closedURL(t), LMStudioURL: closedURL(t)}
 	found, err := d.Detect(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +207,8 @@ func TestDetectorTalksToLoopbackOnly(t *testing.T) {
 	t.Setenv("HTTP_PROXY", redirector.URL)
 	t.Setenv("http_proxy", redirector.URL)
 	fakePrograms(t)
-	d := Detector{OllamaURL: "http://192.0.2.10:11434", LlamaURL: redirector.URL, ComfyUIURL: "http://studio.example.com:8188"}
+	d := Detector{OllamaURL: "http://192.0.2.10:11434", LlamaURL: redirector.URL, ComfyUIURL: "http://studio.example.com:8188",
+		VLLMURL: "http://192.0.2.10:8000", LMStudioURL: "http://192.0.2.10:1234"}
 	found, err := d.Detect(context.Background())
 	if err != nil {
 		t.Fatal(err)
