@@ -13,7 +13,7 @@ package app
 // never kept anywhere else, so the window cannot show something the OS does not hold.
 type AutoStart struct {
 	On      bool   `json:"on"`                // the user's session starts the worker at logon: what the checkbox shows
-	Service bool   `json:"service,omitempty"` // Windows: a Windows service (session 0, no tray) starts it with the computer
+	Service bool   `json:"service,omitempty"` // a service starts it headless, without the tray: a Windows service (session 0), a systemd user unit on Linux
 	Text    string `json:"text,omitempty"`    // what is in use, in words, for the window
 	Where   string `json:"where,omitempty"`   // the OS's own record: the logon entry and its command, the unit file
 }

@@ -1,8 +1,9 @@
 //go:build !windows
 
-// autostart_unix.go: "Start with this computer" on Linux and macOS is the user service of
-// app/service (a systemd user unit, a LaunchAgent), which already runs in the user's session at
-// login.
+// autostart_unix.go: the user service of app/service (a systemd user unit, a LaunchAgent) as an
+// autostarter. On macOS it is "Start with this computer" (autostart_darwin.go): the LaunchAgent
+// runs in the user's session at login. On Linux the checkbox writes a desktop autostart entry
+// instead (autostart_linux.go), and the unit is only read, as the headless alternative.
 
 package app
 
@@ -19,10 +20,6 @@ import (
 // userService is the autostarter of Linux and macOS: service.Control's install and uninstall,
 // with the unit file on disk as the record of whether it is set up.
 type userService struct{ opts service.Options }
-
-func newAutostarter(configPath string) autostarter {
-	return userService{opts: service.Options{ConfigPath: configPath}}
-}
 
 func (u userService) Enable() (string, error)  { return service.Control(u.opts, "install") }
 func (u userService) Disable() (string, error) { return service.Control(u.opts, "uninstall") }

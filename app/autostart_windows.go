@@ -39,8 +39,7 @@ func (e logonEntry) where(command string) string {
 	return `logon entry HKCU\` + autostartRunKey + `\` + e.value + ", which runs " + command
 }
 
-// command is what the entry runs: the window, as "studio-worker.exe" started by hand, with this
-// config file. --config is left out for the default file and written out otherwise, because
+// command is what the entry runs: the window, started hidden in the tray, with this config file. --config is left out for the default file and written out otherwise, because
 // Explorer starts the entry without $STUDIO_WORKER_CONFIG or any flag given to this process.
 func (e logonEntry) command() (string, error) {
 	if e.opts.ConfigPath == "" {
@@ -63,6 +62,7 @@ func (e logonEntry) command() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	cmd += " --tray" // at logon, in the tray: the creator did not ask for the window just now
 	if def, err := defaultConfigPath(); err == nil && strings.EqualFold(filepath.Clean(def), filepath.Clean(cfg)) {
 		return cmd, nil
 	}

@@ -73,7 +73,7 @@ func TestAutostartLogonEntry(t *testing.T) {
 	exe, cfg := testProgramAndConfig(t)
 	e := testLogonEntry(t, service.Options{ConfigPath: cfg, Executable: exe})
 	where := `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker (test), which runs `
-	wantCmd := `"` + exe + `" --config "` + cfg + `"`
+	wantCmd := `"` + exe + `" --tray --config "` + cfg + `"`
 
 	if got, err := e.Disable(); err != nil || got != "Not set: nothing to remove" {
 		t.Fatalf("off before = %q, %v", got, err)
@@ -101,7 +101,7 @@ func TestAutostartLogonEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{exe, "--config", cfg}; strings.Join(args, "|") != strings.Join(want, "|") {
+	if want := []string{exe, "--tray", "--config", cfg}; strings.Join(args, "|") != strings.Join(want, "|") {
 		t.Errorf("the entry splits into %q, want %q", args, want)
 	}
 
@@ -154,8 +154,8 @@ func TestAutostartDefaultConfigHasNoArguments(t *testing.T) {
 	if _, err := e.Enable(); err != nil {
 		t.Fatal(err)
 	}
-	if v, _, err := readRunValue(t, e.value); err != nil || v != `"`+exe+`"` {
-		t.Errorf("Run value = %q, %v; want %q", v, err, `"`+exe+`"`)
+	if v, _, err := readRunValue(t, e.value); err != nil || v != `"`+exe+`" --tray` {
+		t.Errorf("Run value = %q, %v; want %q", v, err, `"`+exe+`" --tray`)
 	}
 }
 
@@ -229,7 +229,7 @@ func TestAutostartCLIWindows(t *testing.T) {
 		}
 		return out.String()
 	}
-	where := `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker, which runs "` + self + `" --config "` + cfg + `"`
+	where := `logon entry HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Studio Worker, which runs "` + self + `" --tray --config "` + cfg + `"`
 	if got := run("on"); !strings.HasPrefix(got, "Starts at logon: "+where+"\n") {
 		t.Errorf("on printed %q, want it to start with %q", got, "Starts at logon: "+where)
 	}

@@ -20,8 +20,8 @@ func (w *wine) autostart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reg query %s: %v\n%s", runKey, err, entry)
 	}
-	// The exe's own path, quoted, and nothing else: the config is the default one.
-	want := regexp.MustCompile(`Studio Worker\s+REG_SZ\s+"Z:\\[^"]*\\studio-worker\.exe"\s*$`)
+	// The exe's own path, quoted, and --tray (start hidden): the config is the default one.
+	want := regexp.MustCompile(`Studio Worker\s+REG_SZ\s+"Z:\\[^"]*\\studio-worker\.exe" --tray\s*$`)
 	if !want.MatchString(strings.TrimSpace(entry)) {
 		t.Fatalf("the logon entry does not match %s:\n%s", want, entry)
 	}
