@@ -29,6 +29,20 @@ func sameModel(a, b string) bool {
 
 func untagged(m string) string { return strings.TrimSuffix(m, ":latest") }
 
+// withUntagged adds to a list a server gave the name without ":latest" of each model tagged so,
+// after it: the hub and the worker's admission match model names as written, and a job for
+// "llama3.2" must reach a worker whose Ollama lists "llama3.2:latest".
+func withUntagged(served []string) []string {
+	out := make([]string, 0, len(served))
+	for _, m := range served {
+		out = append(out, m)
+		if u := untagged(m); u != m && !slices.ContainsFunc(served, func(s string) bool { return strings.EqualFold(s, u) }) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // answeredModel is what a result says about the model that answered (spec §6): the model the
 // backend reported, only when it is not the one the job asked for, since repeating the job's own
 // model tells the hub nothing.

@@ -7,6 +7,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,5 +120,23 @@ func TestModelMissingWords(t *testing.T) {
 		if got := modelMissing(msg); got != want {
 			t.Errorf("modelMissing(%q) = %v, want %v", msg, got, want)
 		}
+	}
+}
+
+// TestOllamaModelsAreOfferedWithAndWithoutLatest: Ollama's /v1/models says "llama3.2:latest";
+// a job for "llama3.2" is routed by that exact name, so both are offered and both run.
+func TestOllamaModelsAreOfferedWithAndWithoutLatest(t *testing.T) {
+	f := newFakeOllama(t)
+	r := mustRouter(t, Config{protocol.KindLLM: {Backend: BackendOpenAI, URL: f.URL + "/v1"}}, Options{})
+	caps := r.Refresh(context.Background())
+	if got := caps.Models[protocol.KindLLM]; !slices.Equal(got, []string{"llama3.2:latest", "llama3.2"}) {
+		t.Fatalf("offered %v, want llama3.2:latest and llama3.2", got)
+	}
+	for _, model := range []string{"llama3.2", "llama3.2:latest"} {
+		t.Run(model, func(t *testing.T) {
+			if _, err := r.Run(context.Background(), newTestJob(t, protocol.KindLLM, model, `{"prompt":"hi"}`), nil); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		})
 	}
 }

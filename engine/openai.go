@@ -69,7 +69,7 @@ func (o *openAI) models(ctx context.Context) ([]string, error) {
 	defer resp.Body.Close()
 	served, listErr := readModelList(resp)
 	if len(o.cfg.Models) == 0 {
-		return served, listErr
+		return withUntagged(served), listErr
 	}
 	if listErr != nil {
 		return o.cfg.Models, nil
