@@ -39,7 +39,7 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return h.withDeadlines(mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -52,6 +52,13 @@ type Config struct {
 	RegisterMaxAddrs   int           // addresses tracked at once; a new one past it gets 429; default 10,000
 	PairingTTL         time.Duration // a pairing code older than this is refused like a wrong one; default 24h
 
+	// Every request body must bring MinBodyRate × BodyWindow bytes in each BodyWindow (a small one
+	// arrives whole within one), and every write of an answer complete within WriteTimeout, so
+	// that no client holds a connection by trickling (deadlines.go).
+	BodyWindow   time.Duration // default 20s
+	MinBodyRate  int64         // bytes a second; default 16 KiB
+	WriteTimeout time.Duration // default 30s
+
 	// clientAddr keys the registration limit; default: the IP of r.RemoteAddr. Tests set it,
 	// since every test request comes from 127.0.0.1.
 	clientAddr func(r *http.Request) string
@@ -99,6 +106,7 @@ type Hub struct {
 	clientAddr  func(r *http.Request) string
 	codeLog     logEvery // "registration refused" lines
 	throttleLog logEvery // "registration throttled" lines
+	slowLog     logEvery // bodies and answers cut off by their deadlines (deadlines.go)
 
 	mu      sync.Mutex
 	jobs    map[string]*job     // unfinished jobs, and finished ones until their row is committed
@@ -175,6 +183,15 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	if cfg.PairingTTL <= 0 {
 		cfg.PairingTTL = DefaultPairingTTL
 	}
+	if cfg.BodyWindow <= 0 {
+		cfg.BodyWindow = DefaultBodyWindow
+	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = DefaultMinBodyRate
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
 	if cfg.clientAddr == nil {
 		cfg.clientAddr = remoteIP
 	}
@@ -192,6 +209,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		clientAddr:  cfg.clientAddr,
 		codeLog:     logEvery{every: refusalLogEvery},
 		throttleLog: logEvery{every: refusalLogEvery},
+		slowLog:     logEvery{every: refusalLogEvery},
 		dirs: dirs{
 			results: filepath.Join(cfg.DataDir, "results"),
 			inputs:  filepath.Join(cfg.DataDir, "inputs"),

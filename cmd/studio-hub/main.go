@@ -160,6 +160,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.RegisterRate, "register-rate", hub.DefaultRegisterRate, "registration attempts per second from all addresses together")
 	fs.IntVar(&cfg.RegisterMaxAddrs, "register-max-addrs", hub.DefaultRegisterMaxAddrs, "client addresses the registration limit tracks at once; past it a new address gets 429")
 	fs.DurationVar(&cfg.PairingTTL, "pairing-ttl", hub.DefaultPairingTTL, "a pairing code older than this is refused like a wrong one")
+	fs.DurationVar(&cfg.BodyWindow, "body-window", hub.DefaultBodyWindow, "a request body must bring --min-body-rate × this in every such window (a small one arrives whole within one)")
+	cfg.MinBodyRate = hub.DefaultMinBodyRate
+	fs.Var(sizeFlag{&cfg.MinBodyRate}, "min-body-rate", "the least rate of a request body, in bytes a second (e.g. 16KiB)")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", hub.DefaultWriteTimeout, "each write of an answer must complete within this, or the connection is closed")
 	maxConns := fs.Int("max-conns", hub.DefaultMaxConns, "most connections open at once; past it new ones are closed (keep ulimit -n above it)")
 	idleTimeout := fs.Duration("idle-timeout", 60*time.Second, "how long an idle keep-alive HTTP connection stays open")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -176,6 +180,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// "no limit", which there is not (raise them instead, e.g. behind a proxy).
 	if cfg.RegisterAddrBurst <= 0 || cfg.RegisterAddrRefill <= 0 || cfg.RegisterRate <= 0 || cfg.RegisterMaxAddrs <= 0 {
 		return usageError{errors.New("--register-addr-burst, --register-addr-refill, --register-rate and --register-max-addrs must be positive")}
+	}
+	if cfg.BodyWindow <= 0 || cfg.MinBodyRate <= 0 || cfg.WriteTimeout <= 0 {
+		return usageError{errors.New("--body-window, --min-body-rate and --write-timeout must be positive")}
 	}
 	if cfg.PairingTTL <= 0 {
 		return usageError{fmt.Errorf("--pairing-ttl must be positive, not %s", cfg.PairingTTL)}
@@ -210,8 +217,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Every phase without a deadline of its own is one an idle or trickling client can hold
 	// forever: the header has one, idle keep-alive connections have one, and the cap bounds
-	// what is open at once. Bodies have none (a large upload takes as long as it takes), and
-	// neither do responses (results stream); WebSocket sessions exist only after auth.
+	// what is open at once. Bodies and answers get theirs from the hub's handler, which moves
+	// them with progress (--body-window, --min-body-rate, --write-timeout), since a large upload
+	// or result takes as long as it takes; WebSocket sessions exist only after auth.
 	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: *idleTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ln = hub.LimitListener(ln, *maxConns, log)
