@@ -163,8 +163,13 @@ func (w *Worker) Register(ctx context.Context, req RegisterRequest) error {
 	if req.Name == "" {
 		req.Name, _ = os.Hostname()
 	}
-	if err := session.CheckServerURL(req.ServerURL, cfg.AllowInsecure); err != nil {
-		return &ValidationError{Fields: map[string]string{"server_url": err.Error()}}
+	insecure := cfg.AllowInsecure
+	if req.AllowInsecure != nil { // the Settings form's box, ticked but not saved yet
+		insecure = *req.AllowInsecure
+	}
+	if err := session.CheckServerURL(req.ServerURL, insecure); err != nil {
+		field, why := registerProblem(err, req.ServerURL)
+		return &ValidationError{Fields: map[string]string{field: why}}
 	}
 	if req.PairingCode == "" {
 		return &ValidationError{Fields: map[string]string{"pairing_code": "enter the pairing code from your Studio"}}
@@ -173,12 +178,11 @@ func (w *Worker) Register(ctx context.Context, req RegisterRequest) error {
 	if err != nil {
 		return err
 	}
-	resp, err := session.Register(ctx, w.client, req.ServerURL, cfg.AllowInsecure, req.Name, req.PairingCode)
-	if errors.Is(err, session.ErrPairingRejected) {
-		return &ValidationError{Fields: map[string]string{"pairing_code": err.Error()}}
-	}
+	resp, err := session.Register(ctx, w.client, req.ServerURL, insecure, req.Name, req.PairingCode)
 	if err != nil {
-		return &ValidationError{Fields: map[string]string{"server_url": err.Error()}}
+		w.log.Warn("registration failed", "source", "worker", "server", hostOf(req.ServerURL), "err", err)
+		field, why := registerProblem(err, req.ServerURL)
+		return &ValidationError{Fields: map[string]string{field: why}}
 	}
 	if engines != nil {
 		if err := w.swapEngines(engines); err != nil {
@@ -188,6 +192,7 @@ func (w *Worker) Register(ctx context.Context, req RegisterRequest) error {
 	}
 	w.mu.Lock()
 	w.cfg.ServerURL, w.cfg.Name = req.ServerURL, req.Name
+	w.cfg.AllowInsecure = insecure
 	w.cfg.WorkerID, w.cfg.AuthToken = resp.WorkerID, resp.AuthToken
 	if engines != nil {
 		w.cfg.Engines = engines

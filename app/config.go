@@ -232,7 +232,8 @@ func (c *Config) Validate() error {
 	bad := func(key, msg string) error { return &ConfigError{Key: key, Msg: msg} }
 	if c.ServerURL != "" {
 		if err := session.CheckServerURL(c.ServerURL, c.AllowInsecure); err != nil {
-			return &ConfigError{Key: "server_url", Msg: err.Error(), Err: err}
+			_, why := registerProblem(err, c.ServerURL)
+			return &ConfigError{Key: "server_url", Msg: why, Err: err}
 		}
 	}
 	finite := func(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

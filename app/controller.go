@@ -64,6 +64,9 @@ type RegisterRequest struct {
 	// on the first-run page); they are checked before anything is sent. A pointer keeps the
 	// request comparable; nil keeps the engines as they are.
 	Engines *BackendForms `json:"engines,omitempty"`
+	// AllowInsecure, when set, is the Settings form's "Allow http://" box, which Register uses
+	// and saves; nil keeps the configured one (the first-run page has no such box).
+	AllowInsecure *bool `json:"allow_insecure,omitempty"`
 }
 
 // Settings is the part of the Config a person edits in the window.

@@ -15,8 +15,9 @@ import (
 )
 
 func (v *settingsView) doRegister() {
+	insecure := v.insecure.Checked
 	req := app.RegisterRequest{ServerURL: strings.TrimSpace(v.serverURL.Text), PairingCode: strings.TrimSpace(v.pairing.Text),
-		Name: strings.TrimSpace(v.name.Text)}
+		Name: strings.TrimSpace(v.name.Text), AllowInsecure: &insecure}
 	submitRegistration(v.act, req, registerForm{button: v.register, status: v.regStatus, pairing: v.pairing, showErrors: v.showErrors, done: v.load})
 }
 
