@@ -217,8 +217,8 @@ func TestTrayOverDBus(t *testing.T) {
 			t.Errorf("item %d is %v, want %q toggle %q/%d enabled %v", i, got, w.label, w.toggle, w.state, w.enabled)
 		}
 	}
-	if items[3].Label != "Finish current job, then pause" {
-		t.Errorf("item 3 is %v, want the drain item", items[3])
+	if items[3].Label != "Quit after this job" {
+		t.Errorf("item 3 is %v, want Quit after this job", items[3])
 	}
 	if t.Failed() {
 		failf("the menu is not the tray menu")

@@ -44,6 +44,13 @@ type GUIOptions struct {
 	// Raise delivers a value when another launch asks this window to show itself (the second
 	// launch then exits); nil when there is no window lock. It is never closed.
 	Raise <-chan struct{}
+	// QuitAfterJobs stops taking offers, lets the running jobs finish and their results reach
+	// the Studio, then stops the worker (what a first SIGTERM does); nil when the worker runs
+	// elsewhere.
+	QuitAfterJobs func()
+	// Stopped is closed when the worker behind the window has stopped (after QuitAfterJobs, or a
+	// signal): the window then closes. nil when the worker runs elsewhere.
+	Stopped <-chan struct{}
 }
 
 // CLI runs the studio-worker subcommands.

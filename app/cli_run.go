@@ -82,6 +82,7 @@ func (c *CLI) serveWorker(path string, cfg Config, logger *slog.Logger, sink *lo
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	graceful := make(chan struct{}, 1) // the window's "quit after this job": a SIGTERM from within
 	cs := NewControlServer(w, w, token, logger)
 	wg.Add(1)
 	go func() {
@@ -91,7 +92,7 @@ func (c *CLI) serveWorker(path string, cfg Config, logger *slog.Logger, sink *lo
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c.handleSignals(ctx, w, cancel, logger)
+		c.handleSignals(ctx, w, cancel, logger, graceful)
 	}()
 	logger.Info("Studio Worker started", "source", "worker", "version", c.Build.Version, "config", path, "log_file", sink.path, "server", hostOf(cfg.ServerURL))
 
@@ -99,6 +100,13 @@ func (c *CLI) serveWorker(path string, cfg Config, logger *slog.Logger, sink *lo
 	go func() { runErr <- w.Serve(ctx) }()
 	if gui != nil {
 		gopt.Quit = cancel
+		gopt.QuitAfterJobs = func() {
+			select {
+			case graceful <- struct{}{}:
+			default: // asked already
+			}
+		}
+		gopt.Stopped = ctx.Done()
 		guiErr := gui(w, w, gopt)
 		cancel()
 		if err := <-runErr; err != nil {
@@ -133,9 +141,10 @@ func (c *CLI) exitCode(err error) int {
 	return ExitError
 }
 
-// handleSignals: the first SIGINT/SIGTERM drains (no new offers, running jobs finish, results
-// are delivered) and then stops; the second stops at once, cancelling running jobs.
-func (c *CLI) handleSignals(ctx context.Context, w *Worker, stop context.CancelFunc, logger *slog.Logger) {
+// handleSignals: the first SIGINT/SIGTERM, or a value on graceful (the window's "quit after this
+// job"), drains (no new offers, running jobs finish, results are delivered) and then stops; a
+// signal after that stops at once, cancelling running jobs.
+func (c *CLI) handleSignals(ctx context.Context, w *Worker, stop context.CancelFunc, logger *slog.Logger, graceful <-chan struct{}) {
 	sigs := c.Signals
 	if sigs == nil {
 		ch := make(chan os.Signal, 2)
@@ -147,8 +156,10 @@ func (c *CLI) handleSignals(ctx context.Context, w *Worker, stop context.CancelF
 	case <-ctx.Done():
 		return
 	case <-sigs:
+		logger.Info("stopping: finishing the running jobs first (signal again to stop at once)", "source", "worker")
+	case <-graceful:
+		logger.Info("quitting after the running jobs, as you asked: no new offers meanwhile", "source", "worker")
 	}
-	logger.Info("stopping: finishing the running jobs first (signal again to stop at once)", "source", "worker")
 	w.Shutdown()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()

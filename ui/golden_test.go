@@ -22,7 +22,8 @@ func TestDashboardMarkup(t *testing.T) {
 		{"dashboard_auth_failed.xml", authFailedState()},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
-			h := newHarness(t, tc.state)
+			// The window of a double-click, which owns its worker (Quit after this job is there).
+			h := newHarness(t, tc.state, withOptions(Options{QuitAfterJobs: func() {}}))
 			h.ui.do(func() {
 				h.w.win.Resize(fyne.NewSize(960, 640))
 				layoutAll(h.w.win.Content())

@@ -16,7 +16,8 @@ import (
 // headerActions is what the header's controls do.
 type headerActions interface {
 	togglePause()
-	drain()
+	quitAfterJobs()
+	quitAfterState() quitAfter
 	setAutoAccept(on bool)
 	reconnect()
 	registerAgain()
@@ -34,8 +35,9 @@ type header struct {
 	fixBox    *fyne.Container
 	fixAction string
 	pause     *widget.Button
-	drain     *widget.Button
+	drain     *widget.Button // "Quit after this job" (quitafter.go)
 	auto      *widget.Check
+	act       headerActions
 	banner    *widget.Label
 	bannerBox *fyne.Container
 	note      *widget.Label
@@ -44,7 +46,7 @@ type header struct {
 }
 
 func newHeader(act headerActions) *header {
-	h := &header{dot: canvas.NewCircle(theme.Color(theme.ColorNameDisabled))}
+	h := &header{dot: canvas.NewCircle(theme.Color(theme.ColorNameDisabled)), act: act}
 	h.title = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	h.title.SizeName = theme.SizeNameSubHeadingText
 	h.title.Truncation = fyne.TextTruncateEllipsis
@@ -70,7 +72,7 @@ func newHeader(act headerActions) *header {
 	h.fixBox.Hide()
 
 	h.pause = widget.NewButtonWithIcon(labelPause, theme.MediaPauseIcon(), act.togglePause)
-	h.drain = widget.NewButtonWithIcon(labelDrain, theme.MediaStopIcon(), act.drain)
+	h.drain = widget.NewButtonWithIcon(labelQuitAfter, theme.LogoutIcon(), act.quitAfterJobs)
 	h.auto = widget.NewCheck(labelAutoAccept, act.setAutoAccept)
 
 	h.banner = widget.NewLabel("")
@@ -113,9 +115,16 @@ func (h *header) update(s app.State, now time.Time) {
 		h.pause.Importance = widget.MediumImportance
 	}
 	h.pause.Refresh()
-	if len(s.Running) == 0 || s.Paused || s.Draining {
+	switch it := quitAfterItem(s, h.act.quitAfterState()); {
+	case h.act.quitAfterState() == quitAfterOff:
+		h.drain.Hide() // the window does not own the worker: quitting it leaves the worker running
+	case it.Disabled:
+		h.drain.Show()
+		h.drain.SetText(it.Label)
 		h.drain.Disable()
-	} else {
+	default:
+		h.drain.Show()
+		h.drain.SetText(it.Label)
 		h.drain.Enable()
 	}
 	setChecked(h.auto, s.AutoAccept)

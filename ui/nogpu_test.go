@@ -121,7 +121,7 @@ func TestNoGPUWindowSaysWhichJobsItCannotTake(t *testing.T) {
 		if !h.vram.Visible() || !strings.HasPrefix(h.vram.Text, "No NVIDIA GPU found: jobs that need VRAM are not offered to this computer.") {
 			t.Errorf("header VRAM line (shown %v): %q", h.vram.Visible(), h.vram.Text)
 		}
-		if got := TrayMenu(win.state, time.Now())[0].Label; got != "Idle — no GPU: only jobs that need no VRAM" {
+		if got := TrayMenu(win.state, time.Now(), quitAfterOff)[0].Label; got != "Idle — no GPU: only jobs that need no VRAM" {
 			t.Errorf("tray status %q", got)
 		}
 		texts := shownTexts(win.win.Content())

@@ -214,7 +214,12 @@ func TestRegister(t *testing.T) {
 	waitFor(t, "Register", func() bool { return len(h.ctl.Registrations()) == 1 })
 	h.waitUI("registered", func() bool { return subtleText(v.regStatus) == "Registered. Connecting…" })
 	want := app.RegisterRequest{ServerURL: "https://studio.example.com", PairingCode: "123-456", Name: "studio-pc"}
-	if got := h.ctl.Registrations()[0]; got != want {
+	got := h.ctl.Registrations()[0]
+	if got.AllowInsecure == nil || *got.AllowInsecure {
+		t.Errorf("registered with AllowInsecure %v, want the form's box (off)", got.AllowInsecure)
+	}
+	got.AllowInsecure = nil
+	if got != want {
 		t.Errorf("registered %+v, want %+v", got, want)
 	}
 	waitFor(t, "the settings to reload", func() bool { return h.ctl.count("Settings") == 2 })

@@ -24,7 +24,7 @@ const (
 	TrayAutoAccept TrayAction = "auto_accept" // toggles auto-accept
 	TrayPause      TrayAction = "pause"
 	TrayResume     TrayAction = "resume"
-	TrayDrain      TrayAction = "drain"   // finish the running job, then pause
+	TrayQuitAfter  TrayAction = "quit_after" // quit once the running jobs are done and delivered
 	TrayOpen       TrayAction = "open"    // show the window
 	TrayQuit       TrayAction = "quit"    // asks first when a job is running
 	TrayAccept     TrayAction = "accept"  // accept the offer TrayItem.JobID
@@ -54,15 +54,16 @@ const (
 	labelAutoAccept = "Auto-accept offers"
 	labelPause      = "Pause"
 	labelResume     = "Resume"
-	labelDrain      = "Finish current job, then pause"
+	labelQuitAfter  = "Quit after this job"
+	labelQuitting   = "Quitting after this job…"
 	labelOpen       = "Open Studio Worker"
 	labelQuit       = "Quit" // Fyne recognises this label as the tray's quit item and keeps our action
 )
 
 // TrayMenu is the tray menu for a state at a time: a status line; each offer that waits for the
-// creator with its countdown, Accept and Decline; the auto-accept toggle, pause or resume, drain;
-// then open and quit.
-func TrayMenu(s app.State, now time.Time) []TrayItem {
+// creator with its countdown, Accept and Decline; the auto-accept toggle, pause or resume, quit
+// after this job; then open and quit.
+func TrayMenu(s app.State, now time.Time, qa quitAfter) []TrayItem {
 	pauseOrResume := TrayItem{Label: labelPause, Action: TrayPause}
 	if s.Paused || s.Draining {
 		pauseOrResume = TrayItem{Label: labelResume, Action: TrayResume}
@@ -90,8 +91,7 @@ func TrayMenu(s app.State, now time.Time) []TrayItem {
 	return append(items,
 		TrayItem{Label: labelAutoAccept, Checked: s.AutoAccept, Action: TrayAutoAccept},
 		pauseOrResume,
-		// Draining only means something while a job runs and the worker is not already stopping.
-		TrayItem{Label: labelDrain, Action: TrayDrain, Disabled: len(s.Running) == 0 || s.Paused || s.Draining},
+		quitAfterItem(s, qa),
 		TrayItem{Separator: true},
 		TrayItem{Label: labelOpen, Action: TrayOpen},
 		TrayItem{Label: labelQuit, Action: TrayQuit},

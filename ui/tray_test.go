@@ -41,7 +41,7 @@ func TestTrayMenu(t *testing.T) {
 		autoChecked bool
 		pauseLabel  string
 		pauseAction TrayAction
-		drainOff    bool
+		quitAfterOff bool
 		icon        string
 	}
 	for _, tc := range []struct {
@@ -54,7 +54,7 @@ func TestTrayMenu(t *testing.T) {
 		{"idle with a backend down", backendDown, want{"Idle — the llm backend is down since 16:52", true, labelPause, TrayPause, true, assets.IconIdle}},
 		{"busy", busy, want{"Busy: image · sdxl-turbo", true, labelPause, TrayPause, false, assets.IconBusy}},
 		{"busy with two jobs, auto-accept off", two, want{"Busy: image · sdxl-turbo (+1)", false, labelPause, TrayPause, false, assets.IconBusy}},
-		{"draining", draining, want{"Finishing job 7f3a9c21…, then pausing", false, labelResume, TrayResume, true, assets.IconBusy}},
+		{"draining", draining, want{"Finishing job 7f3a9c21…, then pausing", false, labelResume, TrayResume, false, assets.IconBusy}},
 		{"paused", paused, want{"Paused", true, labelResume, TrayResume, true, assets.IconPaused}},
 		{"yielding", yielding, want{"Yielding to game.exe", true, labelPause, TrayPause, true, assets.IconYielding}},
 		{"reconnecting", reconnecting, want{"Reconnecting (attempt 3)", true, labelPause, TrayPause, true, assets.IconOffline}},
@@ -65,12 +65,12 @@ func TestTrayMenu(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.state.Offers = nil // TestTrayMenuOffers has them
-			items := TrayMenu(tc.state, t0)
+			items := TrayMenu(tc.state, t0, quitAfterAvailable)
 			wantItems := []TrayItem{
 				{Label: tc.want.status, Disabled: true},
 				{Label: labelAutoAccept, Checked: tc.want.autoChecked, Action: TrayAutoAccept},
 				{Label: tc.want.pauseLabel, Action: tc.want.pauseAction},
-				{Label: labelDrain, Action: TrayDrain, Disabled: tc.want.drainOff},
+				{Label: labelQuitAfter, Action: TrayQuitAfter, Disabled: tc.want.quitAfterOff},
 				{Separator: true},
 				{Label: labelOpen, Action: TrayOpen},
 				{Label: labelQuit, Action: TrayQuit},
@@ -97,7 +97,7 @@ func TestFyneMenuFromItems(t *testing.T) {
 	var ran []TrayAction
 	s := busyState()
 	s.Offers = nil
-	m := fyneMenu(TrayMenu(s, t0), func(it TrayItem) { ran = append(ran, it.Action) })
+	m := fyneMenu(TrayMenu(s, t0, quitAfterAvailable), func(it TrayItem) { ran = append(ran, it.Action) })
 	if len(m.Items) != 7 {
 		t.Fatalf("%d items", len(m.Items))
 	}
@@ -114,7 +114,7 @@ func TestFyneMenuFromItems(t *testing.T) {
 	for _, i := range []int{1, 2, 3, 5, 6} {
 		m.Items[i].Action()
 	}
-	want := []TrayAction{TrayAutoAccept, TrayPause, TrayDrain, TrayOpen, TrayQuit}
+	want := []TrayAction{TrayAutoAccept, TrayPause, TrayQuitAfter, TrayOpen, TrayQuit}
 	if len(ran) != len(want) {
 		t.Fatalf("ran %v", ran)
 	}
@@ -159,7 +159,7 @@ func TestTrayMenuOffers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := idle
 			s.Offers = tt.offers
-			items := TrayMenu(s, t0)
+			items := TrayMenu(s, t0, quitAfterAvailable)
 			if items[0].Label != tt.status {
 				t.Errorf("status %q, want %q", items[0].Label, tt.status)
 			}
@@ -196,7 +196,7 @@ func TestTrayTooltipHasTheWindowsPercent(t *testing.T) {
 	if got, want := TrayTooltip(s), "Studio Worker — Busy: image · sdxl-turbo · 9 %"; got != want {
 		t.Errorf("tooltip %q, want %q", got, want)
 	}
-	for _, it := range TrayMenu(s, t0) {
+	for _, it := range TrayMenu(s, t0, quitAfterAvailable) {
 		if strings.Contains(it.Label, "%") {
 			t.Errorf("a menu item shows a figure that is not the window's: %q", it.Label)
 		}

@@ -98,8 +98,8 @@ func TestTrayFollowsState(t *testing.T) {
 	}
 
 	// A click in the tray menu reaches the Controller.
-	h.ui.do(func() { menuItem(t, tray.Menus()[2], labelDrain).Action() })
-	waitFor(t, "Drain from the tray", func() bool { return h.ctl.called("Drain") })
+	h.ui.do(func() { menuItem(t, tray.Menus()[2], labelPause).Action() })
+	waitFor(t, "Pause from the tray", func() bool { return h.ctl.called("Pause") })
 }
 
 func TestClosingTheWindowWithATrayHidesIt(t *testing.T) {

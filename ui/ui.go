@@ -36,6 +36,11 @@ type Options struct {
 	// Raise delivers a value each time a second launch asks this window to show itself (the
 	// single-instance lock in app); nil when there is none.
 	Raise <-chan struct{}
+	// QuitAfterJobs lets the running jobs finish and deliver, then stops the worker ("Quit after
+	// this job"); nil when the worker runs elsewhere, and the item is off.
+	QuitAfterJobs func()
+	// Stopped is closed when the worker behind the window stopped by itself: the window closes.
+	Stopped <-chan struct{}
 }
 
 // env is what the window takes from its surroundings; tests replace it.
@@ -123,6 +128,8 @@ type Window struct {
 	demoBar   *demoBar
 	page      string // which content the window shows: pageFirstRun, pageMain or pageDemo
 	skipped   bool   // the user skipped the first-run page
+	// quittingAfter: "Quit after this job" was chosen (quitafter.go).
+	quittingAfter bool
 }
 
 // New builds the window on an existing Fyne app and subscribes to src. It must be called on the
@@ -186,6 +193,9 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 	}
 	if opts.Raise != nil {
 		w.spawn(w.followRaises)
+	}
+	if opts.Stopped != nil {
+		w.spawn(w.followStopped)
 	}
 	w.settings.load()
 	if opts.ShowOnStart || !w.hasTray {
@@ -311,7 +321,7 @@ func (w *Window) updateTray(s app.State) {
 	if w.tray == nil {
 		return
 	}
-	items := TrayMenu(s, w.env.now())
+	items := TrayMenu(s, w.env.now(), w.quitAfterState())
 	if !slices.Equal(items, w.trayItems) { // rebuilding a tray menu is a round of D-Bus calls: only on change
 		w.trayItems = items
 		w.tray.SetSystemTrayMenu(fyneMenu(items, w.trayAction))
@@ -383,8 +393,8 @@ func (w *Window) trayAction(it TrayItem) {
 		w.run("Pause", w.ctl.Pause, nil)
 	case TrayResume:
 		w.run("Resume", w.ctl.Resume, nil)
-	case TrayDrain:
-		w.run("Finish, then pause", w.ctl.Drain, nil)
+	case TrayQuitAfter:
+		w.quitAfterJobs()
 	case TrayOpen:
 		w.Show()
 	case TrayQuit:
@@ -438,7 +448,6 @@ func (w *Window) togglePause() {
 	w.run("Pause", w.ctl.Pause, nil)
 }
 
-func (w *Window) drain() { w.run("Finish, then pause", w.ctl.Drain, nil) }
 
 func (w *Window) setAutoAccept(on bool) {
 	w.run("Auto-accept", func(ctx context.Context) error { return w.ctl.SetAutoAccept(ctx, on) }, func(err error) {

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,22 +167,54 @@ func TestCancelRunningJob(t *testing.T) {
 	h.waitUI("the job to leave the list", func() bool { return h.w.dash.running.get(id) == nil && h.w.dash.runningEmpty.Visible() })
 }
 
-func TestDrainButton(t *testing.T) {
-	h := newHarness(t, idleState())
+// TestQuitAfterThisJob: the one "stop soon" besides Pause (finding 8: "Pause" and "Finish current
+// job, then pause" did the same for a creator; finding 9: no "quit after this job").
+func TestQuitAfterThisJob(t *testing.T) {
+	var mu sync.Mutex
+	asked := 0
+	stopped := make(chan struct{})
+	h := newHarness(t, idleState(), withOptions(Options{Stopped: stopped, QuitAfterJobs: func() {
+		mu.Lock()
+		asked++
+		mu.Unlock()
+	}}))
+	b := h.w.header.drain
 	h.ui.do(func() {
-		if !h.w.header.drain.Disabled() {
-			t.Error("drain is enabled with nothing running")
+		if !b.Visible() || !b.Disabled() || b.Text != labelQuitAfter {
+			t.Errorf("with nothing running: %q visible %v disabled %v", b.Text, b.Visible(), b.Disabled())
 		}
 	})
 	h.publish(replaceWith(busyState()))
 	h.ui.do(func() {
-		if h.w.header.drain.Disabled() {
-			t.Fatal("drain is disabled while a job runs")
+		if b.Disabled() {
+			t.Fatal("Quit after this job is off while a job runs")
 		}
-		test.Tap(h.w.header.drain)
+		test.Tap(b)
+		if b.Text != labelQuitting || !b.Disabled() || !strings.Contains(h.w.header.note.Text, "quits once the running job is done") {
+			t.Errorf("after the click: %q disabled %v, note %q", b.Text, b.Disabled(), h.w.header.note.Text)
+		}
 	})
-	waitFor(t, "Drain", func() bool { return h.ctl.called("Drain") })
-	h.waitUI("Resume to show while draining", func() bool { return h.w.header.pause.Text == labelResume && h.w.header.drain.Disabled() })
+	mu.Lock()
+	n := asked
+	mu.Unlock()
+	if n != 1 || h.quitCount() != 0 {
+		t.Fatalf("asked the worker %d times, quit %d times; want 1 and 0 (it quits when the worker has stopped)", n, h.quitCount())
+	}
+	close(stopped) // the worker finished and stopped
+	waitFor(t, "the window to quit after its worker stopped", func() bool { return h.quitCount() == 1 })
+}
+
+// TestQuitAfterThisJobIsNotOfferedForAWorkerElsewhere: a window attached to a service cannot stop it.
+func TestQuitAfterThisJobIsNotOfferedForAWorkerElsewhere(t *testing.T) {
+	h := newHarness(t, busyState())
+	h.ui.do(func() {
+		if h.w.header.drain.Visible() {
+			t.Errorf("%q shows for a worker the window does not own", h.w.header.drain.Text)
+		}
+		if it := quitAfterItem(h.w.state, h.w.quitAfterState()); !it.Disabled {
+			t.Errorf("tray item %+v is on", it)
+		}
+	})
 }
 
 func TestTickerMovesCountdownsWithoutNewState(t *testing.T) {
@@ -278,7 +311,6 @@ func TestTrayActionsCallTheController(t *testing.T) {
 		call   string
 	}{
 		{TrayAutoAccept, "SetAutoAccept true"},
-		{TrayDrain, "Drain"},
 		{TrayResume, "Resume"},
 		{TrayPause, "Pause"},
 	} {
