@@ -25,10 +25,10 @@ const (
 	TrayPause      TrayAction = "pause"
 	TrayResume     TrayAction = "resume"
 	TrayQuitAfter  TrayAction = "quit_after" // quit once the running jobs are done and delivered
-	TrayOpen       TrayAction = "open"    // show the window
-	TrayQuit       TrayAction = "quit"    // asks first when a job is running
-	TrayAccept     TrayAction = "accept"  // accept the offer TrayItem.JobID
-	TrayDecline    TrayAction = "decline" // decline the offer TrayItem.JobID
+	TrayOpen       TrayAction = "open"       // show the window
+	TrayQuit       TrayAction = "quit"       // asks first when a job is running
+	TrayAccept     TrayAction = "accept"     // accept the offer TrayItem.JobID
+	TrayDecline    TrayAction = "decline"    // decline the offer TrayItem.JobID
 )
 
 // maxTrayOffers is how many waiting offers the tray lists; the window lists them all. The hub

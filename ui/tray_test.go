@@ -37,12 +37,12 @@ func TestTrayMenu(t *testing.T) {
 	backendDown.EngineDownSince = map[string]time.Time{"llm": time.Date(2026, 12, 3, 16, 52, 0, 0, time.Local)}
 
 	type want struct {
-		status      string
-		autoChecked bool
-		pauseLabel  string
-		pauseAction TrayAction
+		status       string
+		autoChecked  bool
+		pauseLabel   string
+		pauseAction  TrayAction
 		quitAfterOff bool
-		icon        string
+		icon         string
 	}
 	for _, tc := range []struct {
 		name  string

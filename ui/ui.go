@@ -448,7 +448,6 @@ func (w *Window) togglePause() {
 	w.run("Pause", w.ctl.Pause, nil)
 }
 
-
 func (w *Window) setAutoAccept(on bool) {
 	w.run("Auto-accept", func(ctx context.Context) error { return w.ctl.SetAutoAccept(ctx, on) }, func(err error) {
 		if err != nil {
