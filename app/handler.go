@@ -331,7 +331,7 @@ func (w *Worker) Event(e session.Event) {
 		if rj.Status == "failed" {
 			w.log.Warn("job failed", "source", "worker", "job_id", ev.JobID, "retryable", ev.Retryable, "err", ev.Err)
 		} else {
-			w.log.Info("job "+rj.Status, "source", "worker", "job_id", ev.JobID, "seconds", ev.Duration.Seconds())
+			w.log.Info("job "+rj.Status, "source", "worker", "job_id", ev.JobID, "took", ev.Duration.Round(time.Millisecond)) // "40.01s", not seconds=40.009892105
 		}
 	case session.DeliveredEvent:
 		if ev.Bytes > 0 {

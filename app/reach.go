@@ -86,7 +86,7 @@ func vramStatusLine(st State) string {
 	case ReachUserLimitNoGPU:
 		return fmt.Sprintf("no GPU seen, so free VRAM is unknown: jobs that need up to %s GB are offered (your VRAM cap)", gbWord(r.LimitGB))
 	case ReachNoGPU:
-		line := "No NVIDIA GPU found: jobs that need VRAM are not offered to this computer"
+		line := "No GPU seen: jobs that need VRAM are not offered to this computer"
 		if kinds := st.ServedKinds(); len(kinds) > 0 {
 			line += "; it takes " + strings.Join(kinds, ", ") + " jobs that need none"
 		}

@@ -63,7 +63,7 @@ func TestNoGPUWorkerSaysWhichJobsReachIt(t *testing.T) {
 		t.Errorf("mode reason %q, want %q", st.ModeReason, want)
 	}
 	text := StatusText(st)
-	if want := "No NVIDIA GPU found: jobs that need VRAM are not offered to this computer; it takes llm, image, tts, stt, video jobs that need none"; statusLine(text, "VRAM") != want {
+	if want := "No GPU seen: jobs that need VRAM are not offered to this computer; it takes llm, image, tts, stt, video jobs that need none"; statusLine(text, "VRAM") != want {
 		t.Errorf("status text's VRAM line is not %q:\n%s", want, text)
 	}
 	if strings.Contains(text, "Ready") {

@@ -197,11 +197,13 @@ func (d *dashboard) updateGPUs(s app.State) {
 	if len(g.Cards) == 0 {
 		// Never a blank bar: say why there is nothing to show.
 		d.gpus.sync([]string{"none"}, func(string) *gpuCard { return newGPUCard() })
-		title := "No NVIDIA GPU found"
-		if g.Source == "nvml" {
-			title = "No GPU reported by the NVIDIA driver"
+		// One claim in the title, the reason under it: "No NVIDIA GPU found" over "No NVIDIA
+		// driver found" read as two different troubles (finding 8).
+		why := g.Problem
+		if why == "" && g.Source == "nvml" {
+			why = "The NVIDIA driver runs but reports no GPU: VRAM checks are off."
 		}
-		d.gpus.get("none").setNone(title, orDefault(g.Problem, "No NVIDIA driver found: VRAM checks are off."))
+		d.gpus.get("none").setNone("No GPU seen", orDefault(why, "No NVIDIA driver found: VRAM checks are off."))
 		return
 	}
 	ids := make([]string, len(g.Cards))
@@ -383,7 +385,7 @@ func (r *offerRow) set(o app.PendingOffer, now time.Time) {
 	r.expires = o.ExpiresAt
 	r.icon.SetResource(kindIcon(o.Kind))
 	r.title.SetText(jobLabel(o.Kind, o.Model))
-	setSubtle(r.sub, gbEstimate(o.VRAMGBEstimate)+" VRAM · job "+shortID(o.JobID))
+	setSubtle(r.sub, vramNeed(o.VRAMGBEstimate)+" · job "+shortID(o.JobID))
 	showIf(r.accept, o.WaitingForUser)
 	showIf(r.decline, o.WaitingForUser)
 	showIf(r.deciding, !o.WaitingForUser)

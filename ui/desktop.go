@@ -34,8 +34,8 @@ type desktopNotifier interface {
 
 // offerWords is an offer notification's title and body.
 func offerWords(o app.PendingOffer, now time.Time) (string, string) {
-	return "An offer waits for you", fmt.Sprintf("%s · %s VRAM — %s.", jobLabel(o.Kind, o.Model),
-		gbEstimate(o.VRAMGBEstimate), trayCountdown(o.ExpiresAt, now))
+	return "An offer waits for you", fmt.Sprintf("%s · %s — %s.", jobLabel(o.Kind, o.Model),
+		vramNeed(o.VRAMGBEstimate), trayCountdown(o.ExpiresAt, now))
 }
 
 // fyneNotifier is Fyne's notification: no actions, so an offer's says where to answer.

@@ -136,10 +136,14 @@ type logView struct {
 	follow  *widget.Check
 	count   *widget.RichText
 	file    *widget.RichText
+	whole   *widget.Label // the selected line in full: the list cuts long ones with "…"
 	lost    uint64
 	copy    func(string)
 	content fyne.CanvasObject
 }
+
+// logWholeHint stands where the selected line is shown in full until one is selected.
+const logWholeHint = "Click a line to read it whole here (and select its text to copy it)."
 
 func newLogView(loc *time.Location, copyText func(string)) *logView {
 	v := &logView{buf: logBuffer{max: maxLogLines, minLevel: 1}, loc: loc, copy: copyText}
@@ -160,6 +164,18 @@ func newLogView(loc *time.Location, copyText func(string)) *logView {
 			l.SetText(line.text)
 		},
 	)
+	v.whole = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Monospace: true})
+	v.whole.Wrapping = fyne.TextWrapWord
+	v.whole.Selectable = true
+	v.whole.Importance = widget.LowImportance
+	v.whole.SetText(logWholeHint)
+	v.list.OnSelected = func(id widget.ListItemID) {
+		if id < 0 || id >= len(v.buf.shown) {
+			return
+		}
+		v.whole.Importance = levelImportance(v.buf.shown[id].level)
+		v.whole.SetText(v.buf.shown[id].text)
+	}
 	v.search = widget.NewEntry()
 	v.search.SetPlaceHolder("Search the log")
 	v.search.OnChanged = func(string) { v.applyFilter() }
@@ -179,7 +195,8 @@ func newLogView(loc *time.Location, copyText func(string)) *logView {
 	copyBtn := widget.NewButtonWithIcon("Copy", theme.ContentCopyIcon(), func() { v.copy(v.buf.text()) })
 	bar := container.NewBorder(nil, nil, container.New(&fixedWidth{width: 200}, v.level), container.NewHBox(v.follow, copyBtn),
 		container.NewBorder(nil, nil, widget.NewIcon(theme.SearchIcon()), nil, v.search))
-	v.content = container.NewBorder(bar, container.NewBorder(nil, nil, nil, v.count, v.file), nil, nil, v.list)
+	bottom := container.NewVBox(widget.NewSeparator(), v.whole, container.NewBorder(nil, nil, nil, v.count, v.file))
+	v.content = container.NewBorder(bar, bottom, nil, nil, v.list)
 	v.updateCount()
 	return v
 }

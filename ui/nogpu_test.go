@@ -118,7 +118,7 @@ func TestNoGPUWindowSaysWhichJobsItCannotTake(t *testing.T) {
 		if want := "No GPU — taking only llm, image, tts, stt and video jobs that need no VRAM"; h.mode.Text != want {
 			t.Errorf("header mode %q, want %q", h.mode.Text, want)
 		}
-		if !h.vram.Visible() || !strings.HasPrefix(h.vram.Text, "No NVIDIA GPU found: jobs that need VRAM are not offered to this computer.") {
+		if !h.vram.Visible() || !strings.HasPrefix(h.vram.Text, "No GPU seen: jobs that need VRAM are not offered to this computer.") {
 			t.Errorf("header VRAM line (shown %v): %q", h.vram.Visible(), h.vram.Text)
 		}
 		if got := TrayMenu(win.state, time.Now(), quitAfterOff)[0].Label; got != "Idle — no GPU: only jobs that need no VRAM" {

@@ -124,7 +124,7 @@ func TestVRAMNote(t *testing.T) {
 		{app.VRAMReach{Basis: app.ReachUserLimit, LimitGB: 20, TotalGB: 24}, ""},
 		{app.VRAMReach{Basis: app.ReachPending}, ""},
 		{app.VRAMReach{Basis: app.ReachNoGPU},
-			"No NVIDIA GPU found: jobs that need VRAM are not offered to this computer. If it has a GPU the worker cannot see, set a VRAM cap in Settings."},
+			"No GPU seen: jobs that need VRAM are not offered to this computer. If it has a GPU the worker cannot see, set a VRAM cap in Settings."},
 		{app.VRAMReach{Basis: app.ReachUserLimitNoGPU, LimitGB: 7.5},
 			"No GPU seen: free VRAM is unknown, so jobs are offered up to your VRAM cap of 7.5 GB."},
 	} {
@@ -152,6 +152,8 @@ func TestFormatting(t *testing.T) {
 		{gb(14540), "14.2"},
 		{gbEstimate(1.5), "1.5 GB"},
 		{gbEstimate(6), "6 GB"},
+		{vramNeed(6), "6 GB VRAM"},
+		{vramNeed(0), "no VRAM need stated"}, // finding 8: "VRAM unknown VRAM"
 		{percent(0.644), "64 %"},
 		{percent(2), "100 %"},
 		{shortID("7f3a9c21-5be0"), "7f3a9c21…"},

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 
 	"studioworker/app"
@@ -440,6 +441,42 @@ func TestSlowWindowLosesNoticesNotStates(t *testing.T) {
 		}
 		if n := len(h.w.logs.buf.lines); n > maxLogLines {
 			t.Errorf("log view holds %d lines", n)
+		}
+	})
+}
+
+// TestLongLogLineCanBeReadWhole: the list cuts a long line with "…"; selecting it shows it whole
+// (finding 8).
+func TestLongLogLineCanBeReadWhole(t *testing.T) {
+	h := newHarness(t, idleState())
+	long := "the backend answered: " + strings.Repeat("a long explanation with many words ", 20) + "END"
+	h.obs.Notify(app.Notice{Kind: app.NoticeLog, Time: t0, Level: protocol.LevelWarn, Source: "engine", Text: long})
+	h.sync()
+	h.ui.do(func() {
+		v := h.w.logs
+		if v.whole.Text != logWholeHint {
+			t.Errorf("before a selection the pane says %q", v.whole.Text)
+		}
+		for i, l := range v.buf.shown {
+			if strings.HasSuffix(l.text, "END") {
+				v.list.Select(i)
+			}
+		}
+		if !strings.HasSuffix(v.whole.Text, "END") || !strings.Contains(v.whole.Text, "engine: the backend answered") || v.whole.Wrapping != fyne.TextWrapWord {
+			t.Errorf("the selected line shows as %q (wrapping %v)", v.whole.Text, v.whole.Wrapping)
+		}
+	})
+}
+
+// TestOfferWithoutAVRAMNeedReadsRight: "VRAM unknown VRAM" (finding 8).
+func TestOfferWithoutAVRAMNeedReadsRight(t *testing.T) {
+	s := idleState()
+	s.Offers = []app.PendingOffer{{JobID: "job-5", Kind: protocol.KindTTS, Model: "kokoro", ExpiresAt: t0.Add(time.Minute), WaitingForUser: true}}
+	h := newHarness(t, s)
+	h.ui.do(func() {
+		got := subtleText(h.w.dash.offers.get("job-5").sub)
+		if got != "no VRAM need stated · job job-5" {
+			t.Errorf("offer line %q", got)
 		}
 	})
 }

@@ -193,7 +193,7 @@ func noGPUMode(s app.State) string {
 func vramNote(s app.State) string {
 	switch s.VRAM.Basis {
 	case app.ReachNoGPU:
-		return "No NVIDIA GPU found: jobs that need VRAM are not offered to this computer. " +
+		return "No GPU seen: jobs that need VRAM are not offered to this computer. " +
 			"If it has a GPU the worker cannot see, set a VRAM cap in Settings."
 	case app.ReachUserLimitNoGPU:
 		return fmt.Sprintf("No GPU seen: free VRAM is unknown, so jobs are offered up to your VRAM cap of %s GB.",
@@ -290,10 +290,18 @@ func expiresIn(at, now time.Time) string {
 // gb formats megabytes as gigabytes with one decimal.
 func gb(mb int64) string { return fmt.Sprintf("%.1f", float64(mb)/1024) }
 
+// vramNeed is an offer's VRAM estimate as a phrase: "6 GB VRAM", or that it states none.
+func vramNeed(g float64) string {
+	if g <= 0 {
+		return "no VRAM need stated"
+	}
+	return gbEstimate(g) + " VRAM"
+}
+
 // gbEstimate formats an offer's VRAM estimate: "1.5 GB", "6 GB".
 func gbEstimate(g float64) string {
 	if g <= 0 {
-		return "VRAM unknown"
+		return "unknown"
 	}
 	if g == math.Trunc(g) {
 		return fmt.Sprintf("%.0f GB", g)
