@@ -319,3 +319,29 @@ func TestASubmitWhoseClientHangsUpIsStillOffered(t *testing.T) {
 		t.Fatalf("offer %+v", c)
 	}
 }
+
+// TestAJobRunsAtMostMaxAttemptsTimes: with the default max_attempts (3), a job whose every run
+// fails retryably is offered and run exactly 3 times (contract §4: attempts grows with each run
+// that ends without a result, the job fails when it reaches max_attempts), then reads failed with
+// attempts 3 and is never offered again: the next offer is of a later job.
+func TestAJobRunsAtMostMaxAttemptsTimes(t *testing.T) {
+	e := startHub(t, func(c *Config) { c.RetryCoolOff = 20 * time.Millisecond })
+	a := e.connect(e.register("a"), hello(llmCaps, nil, nil))
+	id := e.submit(llmJob("m1"))
+	for run := 1; run <= DefaultMaxAttempts; run++ {
+		a.offerFor(id)
+		a.send(protocol.Accept{JobID: id})
+		a.send(protocol.Fail{JobID: id, Error: "out of memory", Retryable: true})
+		expect[protocol.FailAck](a)
+		a.send(protocol.ReadyForMore{})
+		if run < DefaultMaxAttempts {
+			e.waitJob(id, "queued again", func(i protocol.JobInfo) bool { return i.Attempts == run && !i.Status.Done() })
+		}
+	}
+	info := e.waitJob(id, "failed", statusIs(protocol.JobFailed))
+	if info.Attempts != DefaultMaxAttempts || !strings.Contains(info.Error, "out of memory") {
+		t.Fatalf("info %+v", info)
+	}
+	later := e.submit(llmJob("m1"))
+	a.offerFor(later) // not id: a failed job is offered to nobody
+}

@@ -109,6 +109,13 @@ type worker struct {
 
 func connect(t *testing.T, base string, creds protocol.RegisterResponse, models protocol.ModelsPerKind, inFlight []string) *worker {
 	t.Helper()
+	return connectHello(t, base, creds, protocol.Hello{Protocol: 1, AgentVersion: "crash-test", InFlight: inFlight, Capabilities: protocol.Capabilities{
+		VRAMThresholdGB: 24, MaxConcurrentJobs: 4, SupportedModelsPerKind: models}})
+}
+
+// connectHello is connect with the whole hello given, for a worker that lists its outbox too.
+func connectHello(t *testing.T, base string, creds protocol.RegisterResponse, hello protocol.Hello) *worker {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	hdr := http.Header{}
@@ -133,8 +140,7 @@ func connect(t *testing.T, base string, creds protocol.RegisterResponse, models 
 		}
 	}()
 	t.Cleanup(func() { ws.CloseNow() })
-	w.send(protocol.Hello{Protocol: 1, AgentVersion: "crash-test", InFlight: inFlight, Capabilities: protocol.Capabilities{
-		VRAMThresholdGB: 24, MaxConcurrentJobs: 4, SupportedModelsPerKind: models}})
+	w.send(hello)
 	if _, ok := w.next().(protocol.Welcome); !ok {
 		t.Fatal("no welcome")
 	}
