@@ -90,6 +90,7 @@ func commands() []command {
 		{"pause", "studio-worker pause", "stop taking offers", control("pause")},
 		{"resume", "studio-worker resume", "take offers again", control("resume")},
 		{"drain", "studio-worker drain", "finish the running job, then pause", control("drain")},
+		{"auto-accept", "studio-worker auto-accept on|off", "take offers as they fit, or make each wait for you", (*CLI).cmdAutoAccept},
 		{"gpu", "studio-worker gpu [--json]", "show what the worker sees of the GPUs", (*CLI).cmdGPU},
 		{"version", "studio-worker version", "print the version and the protocol version", (*CLI).cmdVersion},
 	}

@@ -1,6 +1,6 @@
 // cli_control.go: the commands that talk to a running worker over its control socket — status,
-// pause, resume and drain — and, with none running, remember pause and resume in the config for
-// the next start. The socket itself is control_*.go's; the status in words is status_text.go's.
+// pause, resume, drain and auto-accept — and, with none running, remember pause, resume and
+// auto-accept in the config for the next start. The socket itself is control_*.go's; the status in words is status_text.go's.
 
 package app
 
@@ -91,5 +91,44 @@ func (c *CLI) cmdControl(action string, args []string) int {
 	if err == nil {
 		fmt.Fprintf(c.Stdout, "%s — %s\n", st.Mode, st.ModeReason)
 	}
+	return ExitOK
+}
+
+// cmdAutoAccept is `studio-worker auto-accept on|off`: the tray's toggle from a terminal; with
+// no worker running, it is remembered for the next start.
+func (c *CLI) cmdAutoAccept(args []string) int {
+	if len(args) == 0 || (args[0] != "on" && args[0] != "off") {
+		c.errorf("auto-accept needs on or off: `studio-worker auto-accept on` takes offers as they fit, `off` makes each wait for you")
+		return ExitUsage
+	}
+	on := args[0] == "on"
+	path, ok := c.parse("auto-accept", args[1:], nil)
+	if !ok {
+		return ExitUsage
+	}
+	words := map[bool]string{true: "offers are taken as they fit", false: "each offer waits for you to accept it"}[on]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := DialControl(ctx, path)
+	if err != nil {
+		cfg, lerr := LoadConfig(path)
+		if lerr != nil {
+			c.errorf("%v", err)
+			return ExitError
+		}
+		cfg.AutoAccept = on
+		if err := SaveConfig(path, cfg); err != nil {
+			c.errorf("%v", err)
+			return ExitError
+		}
+		fmt.Fprintf(c.Stdout, "No worker is running; when it starts, %s.\n", words)
+		return ExitOK
+	}
+	defer cl.Close()
+	if err := cl.SetAutoAccept(ctx, on); err != nil {
+		c.errorf("auto-accept %s: %v", args[0], err)
+		return ExitError
+	}
+	fmt.Fprintf(c.Stdout, "Auto-accept %s: %s.\n", args[0], words)
 	return ExitOK
 }

@@ -36,6 +36,8 @@ func TestCLIUsageAndOfflineCommands(t *testing.T) {
 		{"status with no worker", []string{"status", "--config", cfgPath}, ExitError, "", "no Studio Worker is running"},
 		{"drain with no worker", []string{"drain", "--config", cfgPath}, ExitError, "", "no Studio Worker is running"},
 		{"pause with no worker is remembered", []string{"pause", "--config", cfgPath}, ExitOK, "start paused", ""},
+		{"auto-accept without on or off", []string{"auto-accept", "--config", cfgPath}, ExitUsage, "", "auto-accept needs on or off"},
+		{"auto-accept off with no worker is remembered", []string{"auto-accept", "off", "--config", cfgPath}, ExitOK, "each offer waits for you", ""},
 		{"window without a window", []string{"--config", cfgPath}, ExitUsage, "", "no window"},
 		{"demo bad jobs", []string{"demo", "--jobs", "0"}, ExitUsage, "", "--jobs"},
 	}
@@ -52,8 +54,8 @@ func TestCLIUsageAndOfflineCommands(t *testing.T) {
 		})
 	}
 	cfg, err := LoadConfig(cfgPath)
-	if err != nil || !cfg.Paused {
-		t.Fatalf("pause with no worker running was not saved: %v %v", err, cfg.Paused)
+	if err != nil || !cfg.Paused || cfg.AutoAccept {
+		t.Fatalf("pause and auto-accept off with no worker running were not saved: %v paused=%v auto_accept=%v", err, cfg.Paused, cfg.AutoAccept)
 	}
 }
 

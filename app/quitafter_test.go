@@ -81,3 +81,23 @@ func TestQuitAfterThisJobFinishesItFirst(t *testing.T) {
 		t.Fatalf("the running job was not finished before quitting: %+v", info)
 	}
 }
+
+// TestAutoAcceptFromTheCommandLine: `studio-worker auto-accept off|on` reaches a running worker
+// (finding 9: no CLI switch for auto-accept).
+func TestAutoAcceptFromTheCommandLine(t *testing.T) {
+	env := newTestEnv(t)
+	for _, tt := range []struct {
+		arg  string
+		want bool
+	}{{"off", false}, {"on", true}} {
+		var out, errb syncBuffer
+		cli := &CLI{Stdout: &out, Stderr: &errb}
+		if code := cli.Run([]string{"auto-accept", tt.arg, "--config", env.path}); code != ExitOK {
+			t.Fatalf("auto-accept %s: exit %d, %s", tt.arg, code, errb.String())
+		}
+		env.waitState("auto-accept "+tt.arg, func(s State) bool { return s.AutoAccept == tt.want })
+		if cfg, err := LoadConfig(env.path); err != nil || cfg.AutoAccept != tt.want {
+			t.Fatalf("saved auto_accept after %s: %v, %v", tt.arg, cfg.AutoAccept, err)
+		}
+	}
+}
