@@ -75,6 +75,8 @@ type sizes struct {
 	recoveryJobs     int
 	recoveryWorkers  int
 	llmRounds        int
+	hostileConns     int
+	hostileOffers    time.Duration
 }
 
 func fullSizes() sizes {
@@ -85,7 +87,8 @@ func fullSizes() sizes {
 		idle:         60 * time.Second,
 		scaleWorkers: 1000, scaleOffers: 10 * time.Second,
 		recoveryJobs: 2000, recoveryWorkers: 8,
-		llmRounds: 30,
+		llmRounds:    30,
+		hostileConns: 10000, hostileOffers: 5 * time.Second,
 	}
 }
 
@@ -97,7 +100,8 @@ func quickSizes() sizes {
 		idle:         10 * time.Second,
 		scaleWorkers: 100, scaleOffers: 3 * time.Second,
 		recoveryJobs: 400, recoveryWorkers: 8,
-		llmRounds: 5,
+		llmRounds:    5,
+		hostileConns: 1000, hostileOffers: 2 * time.Second,
 	}
 }
 
@@ -116,6 +120,7 @@ func figures() []figure {
 		{"scale", runScale},
 		{"recovery", runRecovery},
 		{"llm", runLLM},
+		{"hostile", runHostile},
 	}
 }
 

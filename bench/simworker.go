@@ -34,6 +34,7 @@ type simFleet struct {
 
 	mu       sync.Mutex
 	offered  map[string]time.Time
+	acked    map[string]time.Time // complete_ack arrivals, for a figure that waits for each job to end
 	changed  chan struct{}
 	hbAcks   []time.Duration // heartbeat → heartbeat_ack round trips
 	failures []string
@@ -42,7 +43,7 @@ type simFleet struct {
 const maxSimRecords = 1 << 16
 
 func newSimFleet() *simFleet {
-	return &simFleet{offered: map[string]time.Time{}, changed: make(chan struct{})}
+	return &simFleet{offered: map[string]time.Time{}, acked: map[string]time.Time{}, changed: make(chan struct{})}
 }
 
 func simCapabilities(name string) protocol.Capabilities {
@@ -184,6 +185,8 @@ func (sf *simFleet) read(ctx context.Context, w *simWorker) {
 					return
 				}
 			}
+		case protocol.CompleteAck:
+			sf.recordAck(f.JobID, now)
 		case protocol.HeartbeatAck:
 			if sent := w.lastHB.Swap(0); sent != 0 {
 				sf.recordHBAck(now.Sub(time.Unix(0, sent)))
@@ -204,6 +207,16 @@ func (sf *simFleet) recordOffer(id string, at time.Time) {
 	sf.changed = make(chan struct{})
 }
 
+func (sf *simFleet) recordAck(id string, at time.Time) {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if len(sf.acked) < maxSimRecords {
+		sf.acked[id] = at
+	}
+	close(sf.changed)
+	sf.changed = make(chan struct{})
+}
+
 func (sf *simFleet) recordHBAck(d time.Duration) {
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
@@ -212,15 +225,25 @@ func (sf *simFleet) recordHBAck(d time.Duration) {
 	}
 }
 
-var errNoOffer = errors.New("no offer")
+var errNotSeen = errors.New("no such frame")
 
 // waitOffered returns when a simulated worker received the offer of job id.
 func (sf *simFleet) waitOffered(ctx context.Context, id string, timeout time.Duration) (time.Time, error) {
+	return sf.wait(ctx, sf.offered, id, timeout)
+}
+
+// waitAcked returns when a simulated worker received the complete_ack of job id.
+func (sf *simFleet) waitAcked(ctx context.Context, id string, timeout time.Duration) (time.Time, error) {
+	return sf.wait(ctx, sf.acked, id, timeout)
+}
+
+// wait returns when seen (offered or acked) has id.
+func (sf *simFleet) wait(ctx context.Context, seen map[string]time.Time, id string, timeout time.Duration) (time.Time, error) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
 		sf.mu.Lock()
-		at, ok := sf.offered[id]
+		at, ok := seen[id]
 		ch := sf.changed
 		sf.mu.Unlock()
 		if ok {
@@ -231,7 +254,7 @@ func (sf *simFleet) waitOffered(ctx context.Context, id string, timeout time.Dur
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
 		case <-t.C:
-			return time.Time{}, fmt.Errorf("%w for job %s after %v (fleet failures: %v)", errNoOffer, id, timeout, sf.failureList())
+			return time.Time{}, fmt.Errorf("%w for job %s after %v (fleet failures: %v)", errNotSeen, id, timeout, sf.failureList())
 		}
 	}
 }
