@@ -193,8 +193,9 @@ func TestParseLogLine(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&buf, nil)).With("source", "session")
 	log.Info("result uploaded", "job_id", "j42", "bytes", int64(1<<30), "note", `a "quoted" value with spaces`)
 	log.Info("job done", "source", "worker", "job_id", "j43", "seconds", 1.25)
+	log.Info("job done", "source", "worker", "job_id", "j44", "took", 40010*time.Millisecond)
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 2 {
+	if len(lines) != 3 {
 		t.Fatalf("want 2 lines, got %q", buf.String())
 	}
 	r, source, ok := parseLogLine(lines[0])
@@ -214,6 +215,14 @@ func TestParseLogLine(t *testing.T) {
 	}
 	if p.seconds["j43"] != 1.25 {
 		t.Errorf("seconds of j43 = %v, want 1.25", p.seconds["j43"])
+	}
+	r3, source3, ok := parseLogLine(lines[2])
+	if !ok {
+		t.Fatalf("line 3 not parsed: %q", lines[2])
+	}
+	p.record(r3, source3)
+	if p.seconds["j44"] != 40.01 {
+		t.Errorf("seconds of j44 (took=40.01s) = %v, want 40.01", p.seconds["j44"])
 	}
 	for _, bad := range []string{"", "not a log line", `time=yesterday level=INFO msg=x`, `time=2026-01-01T00:00:00Z level=LOUD msg=x`, `msg="unterminated`} {
 		if _, _, ok := parseLogLine(bad); ok {

@@ -157,7 +157,7 @@ func parseLogLine(line string) (slog.Record, string, bool) {
 		return slog.Record{}, "", false
 	}
 	r := slog.NewRecord(t, level, kv["msg"], 0)
-	for _, k := range []string{"job_id", "seconds", "bytes"} {
+	for _, k := range []string{"job_id", "seconds", "took", "bytes"} {
 		if v, ok := kv[k]; ok {
 			r.AddAttrs(slog.String(k, v))
 		}

@@ -23,7 +23,7 @@ type probe struct {
 	mu        sync.Mutex
 	started   map[string]time.Time
 	ended     map[string]time.Time
-	seconds   map[string]float64 // "job done" seconds: the run's duration as the session measured it
+	seconds   map[string]float64 // "job done" took (or seconds): the run's duration as the session measured it
 	uploaded  map[string]upload  // "result uploaded"
 	runs      int                // "job started" lines, re-runs included
 	connected int
@@ -65,6 +65,10 @@ func (p *probe) record(r slog.Record, source string) {
 			jobID = a.Value.String()
 		case "seconds":
 			seconds = numberOf(a.Value)
+		case "took":
+			// app.Worker logs a job's end with took (a duration rounded to the millisecond)
+			// since f5d1066, where it said seconds.
+			seconds = durationOf(a.Value).Seconds()
 		case "bytes":
 			size = int64(numberOf(a.Value))
 		}
@@ -219,6 +223,16 @@ func numberOf(v slog.Value) float64 {
 	}
 	f, _ := strconv.ParseFloat(v.String(), 64)
 	return f
+}
+
+// durationOf reads a duration attribute, whether it came as a time.Duration (in-process) or as
+// text such as "40.01s" (parsed from a worker process's log).
+func durationOf(v slog.Value) time.Duration {
+	if v.Kind() == slog.KindDuration {
+		return v.Duration()
+	}
+	d, _ := time.ParseDuration(v.String())
+	return d
 }
 
 type probeHandler struct {
