@@ -162,8 +162,9 @@ func (s *Session) runJob(j *job) {
 	s.finish(j, res, err, start)
 }
 
-// finish records a job's end: its result or fail goes to the outbox (durable) before anything is
-// sent, then it is delivered, then ready_for_more tells the hub the slot is free.
+// finish records a job's end: its result or fail is written to the outbox before anything is
+// sent, then it is delivered and ready_for_more tells the hub the slot is free, then the entry is
+// flushed to disk (a file result is flushed before its upload).
 func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 	id, claim := j.claim.JobID, j.claim
 	ended := JobEndedEvent{JobID: id, Kind: claim.Kind, Model: claim.Model, Duration: time.Since(start)}
@@ -212,12 +213,15 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 	}
 
 	var it *outboxItem
+	var st *staged           // a frame entry, written but not yet flushed: committed once its frame is out
+	var stagedIt *outboxItem // its item, committed even when the job was cancelled meanwhile
 	if entry != nil {
 		var err error
 		if entry.Type == itemFile {
 			it, err = s.out.putFile(id, claim.Kind, file, entry.Ext, entry.Prompt)
 		} else {
-			it, err = s.out.put(*entry)
+			it, st, err = s.out.stage(*entry)
+			stagedIt = it
 		}
 		if err != nil {
 			// The spool is broken (disk full?): the result cannot be kept, so say so at once
@@ -253,6 +257,13 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 	}
 	if c != nil {
 		_ = c.write(protocol.ReadyForMore{})
+	}
+	// The flushes come after the frames: the hub stores the result while this disk syncs, instead
+	// of after (stage says why that loses nothing).
+	if st != nil {
+		if err := s.out.commit(stagedIt, st); err != nil {
+			s.note(slog.LevelError, id, "could not spool the job's end; it is delivered from memory", "err", err)
+		}
 	}
 }
 
