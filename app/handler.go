@@ -275,11 +275,19 @@ func (w *Worker) Event(e session.Event) {
 			outcome = string(ev.Reason) // an accept that was overruled was released by the session already
 		}
 		w.update(func(s *State) {
-			s.Offers = slices.DeleteFunc(s.Offers, func(o PendingOffer) bool { return o.JobID == ev.JobID })
 			if !ev.Accepted {
 				s.Counters.Declined[string(ev.Reason)]++
+				rj := RecentJob{JobID: ev.JobID, Status: "declined", Error: declineWords(ev.Reason), Ended: now}
+				if i := slices.IndexFunc(s.Offers, func(o PendingOffer) bool { return o.JobID == ev.JobID }); i >= 0 {
+					rj.Kind, rj.Model = s.Offers[i].Kind, s.Offers[i].Model
+				}
+				s.addRecent(rj)
 			}
+			s.Offers = slices.DeleteFunc(s.Offers, func(o PendingOffer) bool { return o.JobID == ev.JobID })
 		})
+		if !ev.Accepted {
+			w.hist.touch()
+		}
 		w.obs.Notify(Notice{Kind: NoticeOfferResolved, Time: now, JobID: ev.JobID, Outcome: outcome, Text: "Offer " + shortID(ev.JobID) + ": " + outcome})
 	case session.JobStartedEvent:
 		c := ev.Claim
@@ -298,10 +306,16 @@ func (w *Worker) Event(e session.Event) {
 		w.jobProgress(ev.JobID, ev.Fraction, ev.Message)
 	case session.JobEndedEvent:
 		w.mu.Lock()
-		thumb := w.thumbs[ev.JobID]
+		kept := w.thumbs[ev.JobID]
 		delete(w.thumbs, ev.JobID)
 		w.mu.Unlock()
-		rj := RecentJob{JobID: ev.JobID, Kind: ev.Kind, Model: ev.Model, Duration: ev.Duration, Ended: now, File: thumb}
+		rj := RecentJob{JobID: ev.JobID, Kind: ev.Kind, Model: ev.Model, Duration: ev.Duration, Ended: now,
+			File: kept.Thumb, Preview: kept.Preview, Media: kept.Media}
+		if ev.File != "" {
+			if fi, err := os.Stat(ev.File); err == nil {
+				rj.Bytes = fi.Size()
+			}
+		}
 		switch {
 		case ev.Cancelled:
 			rj.Status = "cancelled"
@@ -310,9 +324,18 @@ func (w *Worker) Event(e session.Event) {
 		default:
 			rj.Status = "done"
 		}
+		var days []DayTally
+		if rj.Status == "cancelled" {
+			w.hist.touch()
+		} else {
+			days = w.hist.count(rj)
+		}
 		w.update(func(s *State) {
 			s.Running = slices.DeleteFunc(s.Running, func(r RunningJob) bool { return r.JobID == ev.JobID })
 			s.addRecent(rj)
+			if days != nil {
+				s.Days = days
+			}
 			switch rj.Status {
 			case "done":
 				s.Counters.Done++

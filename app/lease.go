@@ -41,15 +41,32 @@ func (l *jobLease) Run(ctx context.Context, job session.Job, progress func(float
 	if err != nil {
 		return session.Result{}, err
 	}
-	if job.Claim.Kind == protocol.KindImage && res.File != "" {
+	if res.File != "" {
 		// Before the session has the file: once the hub acknowledges it, it is gone.
-		if thumb, err := makeThumbnail(res.File, w.thumbDir(), job.Claim.JobID); err == nil {
+		if kept := w.keepResult(job.Claim, res.File); kept != (keptResult{}) {
 			w.mu.Lock()
-			w.thumbs[job.Claim.JobID] = thumb
+			w.thumbs[job.Claim.JobID] = kept
 			w.mu.Unlock()
-		} else {
-			w.log.Debug("no thumbnail", "source", "worker", "job_id", job.Claim.JobID, "err", err)
 		}
 	}
 	return session.Result{JSON: res.JSON, File: res.File, Ext: res.Ext, Prompt: res.Prompt}, nil
+}
+
+// keepResult keeps what the window shows of a result: a thumbnail and a preview of an image, a
+// copy of speech to be played. What cannot be kept is only logged: the job goes on.
+func (w *Worker) keepResult(c protocol.Claim, file string) keptResult {
+	var k keptResult
+	var err error
+	switch c.Kind {
+	case protocol.KindImage:
+		if k.Thumb, err = makeThumbnail(file, w.thumbDir(), c.JobID); err == nil {
+			k.Preview, err = makePreview(file, w.thumbDir(), c.JobID)
+		}
+	case protocol.KindTTS:
+		k.Media, err = keepMedia(file, w.thumbDir(), c.JobID)
+	}
+	if err != nil {
+		w.log.Debug("the window keeps no copy of this result", "source", "worker", "job_id", c.JobID, "err", err)
+	}
+	return k
 }

@@ -17,7 +17,7 @@ import (
 type ledger struct {
 	slots   map[string]*slot         // job id -> a job taken at an offer, until its lease ends
 	pending map[string]*pendingOffer // job id -> an offer waiting for the creator, until its deadline
-	thumbs  map[string]string        // job id -> thumbnail of its image result, until its end is recorded
+	thumbs  map[string]keptResult    // job id -> what is kept of its result (thumbs.go), until its end is recorded
 	// cancelled is the jobs the creator cancelled here, declined when offered again; the
 	// oldest are forgotten past maxCancelledKept.
 	cancelled map[string]time.Time
@@ -27,7 +27,7 @@ type ledger struct {
 }
 
 func newLedger() ledger {
-	return ledger{slots: map[string]*slot{}, pending: map[string]*pendingOffer{}, thumbs: map[string]string{},
+	return ledger{slots: map[string]*slot{}, pending: map[string]*pendingOffer{}, thumbs: map[string]keptResult{},
 		cancelled: map[string]time.Time{}}
 }
 

@@ -90,11 +90,14 @@ type RecentJob struct {
 	JobID    string        `json:"job_id"`
 	Kind     protocol.Kind `json:"kind"`
 	Model    string        `json:"model"`
-	Status   string        `json:"status"` // done, failed, cancelled
-	Error    string        `json:"error,omitempty"`
+	Status   string        `json:"status"`          // done, failed, cancelled, declined (an offer this worker said no to)
+	Error    string        `json:"error,omitempty"` // why it failed, or why it was declined
 	Duration time.Duration `json:"duration_ns"`
 	Ended    time.Time     `json:"ended"`
-	File     string        `json:"file,omitempty"` // a small PNG thumbnail of an image result
+	File     string        `json:"file,omitempty"`    // a small PNG thumbnail of an image result
+	Preview  string        `json:"preview,omitempty"` // a larger PNG of it, for the job's details
+	Media    string        `json:"media,omitempty"`   // a copy of a speech result, to be played
+	Bytes    int64         `json:"bytes,omitempty"`   // the result file's size, binary kinds
 }
 
 // Counters count what the worker did since it started.
@@ -140,7 +143,8 @@ type State struct {
 	VRAM            VRAMReach            `json:"vram"`        // which jobs a hub can offer as far as VRAM goes (reach.go)
 	Running         []RunningJob         `json:"running"`     //
 	Offers          []PendingOffer       `json:"offers"`      //
-	Recent          []RecentJob          `json:"recent"`      // newest first, at most 100
+	Recent          []RecentJob          `json:"recent"`      // newest first, at most 100, kept across restarts
+	Days            []DayTally           `json:"days"`        // the last seven days' work, oldest first, kept across restarts (history.go)
 	Counters        Counters             `json:"counters"`    //
 	LogFile         string               `json:"log_file"`    // where the log file is
 	ConfigPath      string               `json:"config_path"` //
@@ -165,6 +169,10 @@ func (s State) Clone() State {
 	c.Running = slices.Clone(s.Running)
 	c.Offers = slices.Clone(s.Offers)
 	c.Recent = slices.Clone(s.Recent)
+	c.Days = make([]DayTally, len(s.Days))
+	for i, d := range s.Days {
+		c.Days[i] = d.clone()
+	}
 	c.Counters.Declined = maps.Clone(s.Counters.Declined)
 	if c.Counters.Declined == nil {
 		c.Counters.Declined = map[string]int{}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -67,6 +68,7 @@ type Worker struct {
 	sess          *session.Session
 	restart       chan struct{} // signals Run to rebuild the session (register, settings)
 	ledger                      // the jobs taken and the offers waiting (ledger.go), guarded by mu
+	hist          *history      // what this worker did, across restarts (history.go)
 	yielder       *gpu.Yielder
 	yield         gpu.YieldState
 	serveCtx      context.Context      // set by Serve; routers started later live under it
@@ -147,7 +149,15 @@ func NewWorker(opts Options) (*Worker, error) {
 		interval = gpu.DefaultInterval
 	}
 	w.mon = gpu.NewMonitor(sampler, interval, opts.Logger.With("source", "gpu"), gpu.MonitorOptions{OnSnapshot: w.onSnapshot})
-	w.obs = NewObservers(w.initialState())
+	histPath := ""
+	if opts.ConfigPath != "" {
+		histPath = filepath.Join(filepath.Dir(opts.ConfigPath), historyFile)
+	}
+	var recent []RecentJob
+	w.hist, recent = loadHistory(histPath, opts.Logger)
+	st := w.initialState()
+	st.Recent, st.Days = recent, w.hist.week()
+	w.obs = NewObservers(st)
 	w.rebuildCaps()
 	return w, nil
 }
@@ -209,6 +219,11 @@ func (w *Worker) Serve(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		w.refreshAutoStart()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.hist.run(ctx, func() []RecentJob { return w.obs.Snapshot().Recent })
 	}()
 	w.mu.Lock()
 	w.serveCtx = ctx
