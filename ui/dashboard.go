@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
-	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
@@ -26,6 +25,7 @@ type jobActions interface {
 	cancelJob(id string)
 	acceptOffer(id string)
 	declineOffer(id string)
+	showJob(j app.RecentJob) // a recent job's details (history.go)
 }
 
 // dashboard shows the GPUs, the running jobs, the pending offers and the recent jobs. Rows are
@@ -45,6 +45,7 @@ type dashboard struct {
 	offers        keyedRows[*offerRow]
 
 	recentHeading *widget.Label
+	tally         *widget.Label // today and this week (history.go)
 	recentEmpty   *widget.RichText
 	recent        keyedRows[*recentRow]
 
@@ -64,13 +65,15 @@ func newDashboard(act jobActions) *dashboard {
 	d.offersEmpty = subtle("No offers waiting.")
 	d.recentHeading = heading("Recent jobs")
 	d.recentEmpty = subtle("No jobs finished yet.")
+	d.tally = widget.NewLabel("")
+	d.tally.Wrapping = fyne.TextWrapWord
 
 	body := container.NewVBox(
 		d.warnings,
 		d.gpuBox,
 		panel(heading("Running"), d.runningEmpty, d.running.box),
 		panel(d.offersHeading, d.offersEmpty, d.offers.box),
-		panel(d.recentHeading, d.recentEmpty, d.recent.box),
+		panel(d.recentHeading, d.tally, d.recentEmpty, d.recent.box),
 	)
 	d.content = container.NewVScroll(container.NewPadded(body))
 	return d
@@ -128,13 +131,14 @@ func (d *dashboard) update(s app.State, now time.Time) {
 	for i, r := range recent {
 		ids[i] = r.JobID + "/" + r.Ended.String() // a job id may end twice (cancelled, then retried)
 	}
-	d.recent.sync(ids, func(string) *recentRow { return newRecentRow() })
+	d.recent.sync(ids, func(string) *recentRow { return newRecentRow(d.act) })
 	for i, r := range recent {
 		d.recent.get(ids[i]).set(r, now.Location())
 	}
 	showIf(d.recentEmpty, len(recent) == 0)
 	c := s.Counters
 	d.recentHeading.SetText(fmt.Sprintf("Recent jobs — %d done, %d failed, %d cancelled since start", c.Done, c.Failed, c.Cancelled))
+	d.tally.SetText(tallyLine(s.Days, now))
 }
 
 // tick refreshes what moves with the clock alone.
@@ -393,59 +397,6 @@ func (r *offerRow) set(o app.PendingOffer, now time.Time) {
 }
 
 func (r *offerRow) tick(now time.Time) { r.countdown.SetText(expiresIn(r.expires, now)) }
-
-// recentRow is a finished job: status, what, how long, and a thumbnail for an image.
-type recentRow struct {
-	status *widget.Icon
-	title  *widget.Label
-	sub    *widget.RichText
-	when   *widget.RichText
-	thumb  *canvas.Image
-	file   string
-	obj    fyne.CanvasObject
-}
-
-func newRecentRow() *recentRow {
-	r := &recentRow{status: widget.NewIcon(theme.ConfirmIcon()), title: boldLabel(""), sub: subtle(""), when: subtle("")}
-	r.sub.Truncation = fyne.TextTruncateEllipsis
-	r.thumb = &canvas.Image{FillMode: canvas.ImageFillContain, ScaleMode: canvas.ImageScaleSmooth}
-	r.thumb.SetMinSize(fyne.NewSize(48, 48))
-	r.thumb.Hide()
-	r.obj = container.NewBorder(nil, nil, container.NewHBox(r.status, container.NewCenter(r.thumb)), r.when, container.NewVBox(r.title, r.sub))
-	return r
-}
-
-func (r *recentRow) object() fyne.CanvasObject { return r.obj }
-
-func (r *recentRow) set(j app.RecentJob, loc *time.Location) {
-	switch j.Status {
-	case "done":
-		r.status.SetResource(theme.NewSuccessThemedResource(theme.ConfirmIcon()))
-	case "failed":
-		r.status.SetResource(theme.NewErrorThemedResource(theme.ErrorIcon()))
-	default:
-		r.status.SetResource(theme.NewDisabledResource(theme.CancelIcon()))
-	}
-	r.title.SetText(jobLabel(j.Kind, j.Model))
-	setSubtle(r.sub, humanDuration(j.Duration)+" · "+recentStatus(j))
-	if !j.Ended.IsZero() {
-		setSubtle(r.when, j.Ended.In(loc).Format("15:04:05"))
-	}
-	file := ""
-	if j.Kind == protocol.KindImage && j.Status == "done" && thumbnailable(j.File) {
-		file = j.File
-	}
-	if file != r.file {
-		r.file = file
-		if file == "" {
-			r.thumb.Hide()
-		} else {
-			r.thumb.File = file
-			r.thumb.Show()
-			r.thumb.Refresh()
-		}
-	}
-}
 
 // thumbnailable reports whether Fyne can decode the result file for a thumbnail.
 func thumbnailable(path string) bool {

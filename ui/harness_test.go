@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -287,14 +288,29 @@ func (c *fakeClock) Add(d time.Duration) {
 // notificationRecorder is the test app with its notifications kept, in order.
 type notificationRecorder struct {
 	fyne.App
-	mu   sync.Mutex
-	sent []*fyne.Notification
+	mu     sync.Mutex
+	sent   []*fyne.Notification
+	opened []string
 }
 
 func (a *notificationRecorder) SendNotification(n *fyne.Notification) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.sent = append(a.sent, n)
+}
+
+// OpenURL records what the window asked the desktop to open (a result to play).
+func (a *notificationRecorder) OpenURL(u *url.URL) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.opened = append(a.opened, u.String())
+	return nil
+}
+
+func (a *notificationRecorder) Opened() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.opened)
 }
 
 func (a *notificationRecorder) Sent() []*fyne.Notification {

@@ -346,6 +346,8 @@ func recentStatus(r app.RecentJob) string {
 		return "failed"
 	case "cancelled":
 		return "cancelled"
+	case "declined":
+		return orDefault(r.Error, "declined") // "declined by you", "declined: paused"
 	}
 	return r.Status
 }
