@@ -88,10 +88,13 @@ func (o *openAI) chat(parent, ctx context.Context, st *stall, job Job, progress 
 }
 
 // tokenProgress is the stream's callback, called once per token: progress against budget tokens,
-// 95 % at most until the answer is read, and "N tokens". It costs one short string per token.
+// 95 % at most until the answer is read, and "N tokens". It costs one short string per token,
+// built in place (Itoa and + made two).
 func tokenProgress(progress Progress, budget int) func(int) {
 	return func(tokens int) {
-		progress(0.95*float64(tokens)/float64(budget), strconv.Itoa(tokens)+" tokens")
+		var b [32]byte
+		msg := string(append(strconv.AppendInt(b[:0], int64(tokens), 10), " tokens"...))
+		progress(0.95*float64(tokens)/float64(budget), msg)
 	}
 }
 
@@ -110,35 +113,120 @@ type chatChunk struct {
 	Model string          `json:"model"`
 }
 
-// readChatStream reads a streamed chat completion (server-sent events, "data: {json}" lines
-// ending with "data: [DONE]"). Usage comes in a last chunk when the server honours
-// stream_options; without it, completion tokens are the content chunks counted.
-func readChatStream(body io.Reader, onToken func(int)) (protocol.LLMResult, error) {
-	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	var (
-		text   strings.Builder
-		res    protocol.LLMResult
-		chunks int
-		usage  *protocol.Usage
-		done   bool
-	)
-	for sc.Scan() {
-		line := sc.Bytes()
+// streamChunk is what readChatStream reads of one chunk, reused from chunk to chunk: with one
+// json.Decoder a chunk then costs the token's string and nothing else (issue 16: the per-token
+// cost). A null or absent content or finish_reason leaves the field as reset left it.
+type streamChunk struct {
+	Choices []struct {
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *protocol.Usage `json:"usage"`
+	Error json.RawMessage `json:"error"`
+	Model json.RawMessage `json:"model"` // raw, so its buffer is reused: only the first is read
+}
+
+// reset empties c for the next chunk, keeping its buffers: the decoder leaves alone the fields a
+// chunk does not carry, and decodes a slice's elements over what they held.
+func (c *streamChunk) reset() {
+	clear(c.Choices[:cap(c.Choices)])
+	c.Choices = c.Choices[:0]
+	c.Usage = nil
+	c.Error = c.Error[:0]
+	c.Model = c.Model[:0]
+}
+
+// sseData is the data of a server-sent event stream's "data:" lines as one stream of JSON
+// values, a newline after each, for one json.Decoder: unlike json.Unmarshal per line, a Decoder
+// keeps its scanner and decoding state from value to value, which is most of what a chunk cost
+// (issue 16). It ends (io.EOF) at "data: [DONE]", at an "error:" line, at an empty data line and
+// at the end of the body, and says which; a failed read of the body is passed on and kept.
+type sseData struct {
+	sc      *bufio.Scanner
+	pending []byte // the rest of the current line's data, then its newline
+	sep     bool   // the newline after the current line's data is due
+	done    bool   // "data: [DONE]" was read
+	errLine []byte // an "error:" line's text (older llama-server), copied
+	empty   bool   // a "data:" line without data
+	readErr error  // the scanner's error
+}
+
+func (s *sseData) Read(p []byte) (int, error) {
+	for len(s.pending) == 0 {
+		if s.sep {
+			s.sep = false
+			p[0] = '\n'
+			return 1, nil
+		}
+		if s.done || s.errLine != nil || s.empty || s.readErr != nil {
+			return 0, io.EOF
+		}
+		if !s.sc.Scan() {
+			if s.readErr = s.sc.Err(); s.readErr != nil {
+				return 0, s.readErr
+			}
+			return 0, io.EOF
+		}
+		line := s.sc.Bytes()
 		if data, ok := bytes.CutPrefix(line, []byte("error:")); ok {
-			return res, streamError(data) // older llama-server: an "error:" line instead of a chunk
+			s.errLine = append([]byte{}, data...)
+			return 0, io.EOF
 		}
 		data, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
 			continue // comments, event names, blank separators
 		}
 		data = bytes.TrimSpace(data)
-		if string(data) == "[DONE]" {
-			done = true
+		switch {
+		case string(data) == "[DONE]":
+			s.done = true
+			return 0, io.EOF
+		case len(data) == 0:
+			s.empty = true
+			return 0, io.EOF
+		}
+		// The scanner's buffer holds until the next Scan, which comes only once this is read.
+		s.pending, s.sep = data, true
+	}
+	n := copy(p, s.pending)
+	s.pending = s.pending[n:]
+	return n, nil
+}
+
+// readChatStream reads a streamed chat completion (server-sent events, "data: {json}" lines
+// ending with "data: [DONE]"). Usage comes in a last chunk when the server honours
+// stream_options; without it, completion tokens are the content chunks counted.
+func readChatStream(body io.Reader, onToken func(int)) (protocol.LLMResult, error) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	src := &sseData{sc: sc}
+	dec := json.NewDecoder(src)
+	var (
+		text   strings.Builder
+		res    protocol.LLMResult
+		chunks int
+		usage  *protocol.Usage
+		ch     streamChunk
+		model  json.RawMessage
+	)
+	for {
+		ch.reset()
+		err := dec.Decode(&ch)
+		if errors.Is(err, io.EOF) && src.readErr == nil {
 			break
 		}
-		var ch chatChunk
-		if err := json.Unmarshal(data, &ch); err != nil {
+		if src.readErr != nil {
+			if errors.Is(src.readErr, bufio.ErrTooLong) {
+				return res, backendFailed(true, "openai stream: a line longer than 4 MiB")
+			}
+			// The connection broke inside the body (a reset, or closed inside a chunk): the
+			// server may be gone, so its kind is withdrawn and probed again at once.
+			return res, backendDown("openai stream", src.readErr)
+		}
+		if err != nil {
+			// A chunk cut short by the end of the body reads as an unexpected EOF.
 			return res, backendFailed(true, "openai stream: unreadable chunk: %v", err)
 		}
 		if len(ch.Error) > 0 && string(ch.Error) != "null" {
@@ -147,29 +235,30 @@ func readChatStream(body io.Reader, onToken func(int)) (protocol.LLMResult, erro
 		if ch.Usage != nil {
 			usage = ch.Usage
 		}
-		if res.Model == "" {
-			res.Model = ch.Model
+		if len(model) == 0 && len(ch.Model) > 0 {
+			model = append(model, ch.Model...)
 		}
 		for _, c := range ch.Choices {
-			if c.Delta.Content != nil && *c.Delta.Content != "" {
-				text.WriteString(*c.Delta.Content)
+			if c.Delta.Content != "" {
+				text.WriteString(c.Delta.Content)
 				chunks++
 				onToken(chunks)
 			}
-			if c.FinishReason != nil && *c.FinishReason != "" {
-				res.FinishReason = *c.FinishReason
+			if c.FinishReason != "" {
+				res.FinishReason = c.FinishReason
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return res, backendFailed(true, "openai stream: a line longer than 4 MiB")
-		}
-		// The connection broke inside the body (a reset, or closed inside a chunk): the server
-		// may be gone, so its kind is withdrawn and probed again at once.
-		return res, backendDown("openai stream", err)
+	switch {
+	case src.errLine != nil:
+		return res, streamError(src.errLine) // older llama-server: an "error:" line instead of a chunk
+	case src.empty:
+		return res, backendFailed(true, "openai stream: unreadable chunk: a data line without data")
 	}
-	if !done {
+	if len(model) > 0 {
+		_ = json.Unmarshal(model, &res.Model) // a model that is not a string is no model
+	}
+	if !src.done {
 		return res, stoppedMidAnswer(chunks)
 	}
 	res.Text = text.String()
