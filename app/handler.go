@@ -308,9 +308,10 @@ func (w *Worker) Event(e session.Event) {
 		w.mu.Lock()
 		kept := w.thumbs[ev.JobID]
 		delete(w.thumbs, ev.JobID)
+		inDemo := w.demo != nil
 		w.mu.Unlock()
 		rj := RecentJob{JobID: ev.JobID, Kind: ev.Kind, Model: ev.Model, Duration: ev.Duration, Ended: now,
-			File: kept.Thumb, Preview: kept.Preview, Media: kept.Media}
+			File: kept.Thumb, Preview: kept.Preview, Media: kept.Media, Demo: inDemo}
 		if ev.File != "" {
 			if fi, err := os.Stat(ev.File); err == nil {
 				rj.Bytes = fi.Size()
@@ -325,9 +326,11 @@ func (w *Worker) Event(e session.Event) {
 			rj.Status = "done"
 		}
 		var days []DayTally
-		if rj.Status == "cancelled" {
+		switch {
+		case rj.Demo: // the demo's jobs are not this computer's work
+		case rj.Status == "cancelled":
 			w.hist.touch()
-		} else {
+		default:
 			days = w.hist.count(rj)
 		}
 		w.update(func(s *State) {

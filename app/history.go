@@ -228,7 +228,11 @@ func (h *history) flush(recent func() []RecentJob) {
 	}
 	h.dirty = false
 	h.mu.Unlock()
-	doc.Recent = recent()
+	for _, r := range recent() {
+		if !r.Demo {
+			doc.Recent = append(doc.Recent, r)
+		}
+	}
 	data, err := json.MarshalIndent(doc, "", " ")
 	if err == nil {
 		err = durable.WriteFile(h.path, data, 0o600)

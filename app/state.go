@@ -98,6 +98,7 @@ type RecentJob struct {
 	Preview  string        `json:"preview,omitempty"` // a larger PNG of it, for the job's details
 	Media    string        `json:"media,omitempty"`   // a copy of a speech result, to be played
 	Bytes    int64         `json:"bytes,omitempty"`   // the result file's size, binary kinds
+	Demo     bool          `json:"demo,omitempty"`    // run for the window's demo: shown, never kept or counted
 }
 
 // Counters count what the worker did since it started.

@@ -55,6 +55,16 @@ func TestDemoFromTheWindow(t *testing.T) {
 	if st.Conn.State != "connected" || !strings.HasPrefix(st.ServerURL, "http://127.0.0.1:") {
 		t.Fatalf("during the demo: conn %+v server %q", st.Conn, st.ServerURL)
 	}
+	// The demo's jobs show, but are not this computer's work: not in today's tally, and marked
+	// so that the history file never keeps them.
+	if len(st.Days) != 0 {
+		t.Errorf("the demo's jobs were counted as work: %+v", st.Days)
+	}
+	for _, r := range st.Recent {
+		if !r.Demo {
+			t.Errorf("a demo job is not marked as one: %+v", r)
+		}
+	}
 	// A setting changed during the demo is saved, without the demo's hub or credentials.
 	if err := e.client.SetAutoAccept(ctx, true); err != nil {
 		t.Fatal(err)
