@@ -175,18 +175,20 @@ func (w *Window) showJob(j app.RecentJob) {
 	form := container.New(layout2Columns{})
 	for _, r := range rows {
 		k := widget.NewLabelWithStyle(r[0], fyne.TextAlignTrailing, fyne.TextStyle{Bold: true})
-		v := widget.NewLabel(r[1])
-		v.Wrapping = fyne.TextWrapWord
+		// Broken by hand: a wrapping label beside an image has no width to wrap to yet when
+		// the dialog sizes itself, and comes out one letter wide.
+		v := widget.NewLabel(breakLines(r[1], 56))
 		v.Selectable = true
 		form.Add(k)
 		form.Add(v)
 	}
 	parts := []fyne.CanvasObject{form}
+	var picture fyne.CanvasObject
 	if pic := firstExisting(j.Preview, j.File); pic != "" && j.Kind == protocol.KindImage {
 		img := canvas.NewImageFromFile(pic)
 		img.FillMode = canvas.ImageFillContain
-		img.SetMinSize(fyne.NewSize(480, 360))
-		parts = append(parts, img)
+		img.SetMinSize(fyne.NewSize(360, 360)) // beside the facts, so the dialog fits a small window
+		picture = img
 	}
 	if j.Media != "" && fileExists(j.Media) {
 		media := j.Media
@@ -200,7 +202,11 @@ func (w *Window) showJob(j app.RecentJob) {
 			}
 		}))
 	}
-	d := dialog.NewCustom("Job details", "Close", container.NewVBox(parts...), w.win)
+	var content fyne.CanvasObject = container.NewVBox(parts...)
+	if picture != nil {
+		content = container.NewHBox(content, picture)
+	}
+	d := dialog.NewCustom("Job details", "Close", content, w.win)
 	d.Show()
 }
 
@@ -258,4 +264,27 @@ func firstExisting(paths ...string) string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// breakLines breaks text at spaces into lines of at most width runes (a longer word stays whole).
+func breakLines(text string, width int) string {
+	var out, line strings.Builder
+	n := 0
+	for _, word := range strings.Fields(text) {
+		wl := len([]rune(word))
+		if n > 0 && n+1+wl > width {
+			out.WriteString(line.String())
+			out.WriteByte('\n')
+			line.Reset()
+			n = 0
+		}
+		if n > 0 {
+			line.WriteByte(' ')
+			n++
+		}
+		line.WriteString(word)
+		n += wl
+	}
+	out.WriteString(line.String())
+	return out.String()
 }

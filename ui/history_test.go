@@ -119,3 +119,15 @@ func TestRecentJobsDetailsDeclinesAndTally(t *testing.T) {
 		t.Fatalf("Play opened %q", got)
 	}
 }
+
+func TestBreakLines(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"short", "short"},
+		{"the backend answered with an error that is rather long indeed", "the backend answered\nwith an error that is\nrather long indeed"},
+		{"averyveryverylongwordthatdoesnotfit x", "averyveryverylongwordthatdoesnotfit\nx"},
+	} {
+		if got := breakLines(tt.in, 22); got != tt.want {
+			t.Errorf("breakLines(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

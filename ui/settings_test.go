@@ -314,3 +314,23 @@ func TestAutoStartClickNotUndoneByAnOlderState(t *testing.T) {
 		return v.service.Checked && !v.service.Disabled() && strings.HasPrefix(subtleText(v.serviceStatus), "Starts at logon (Windows logon entry)")
 	})
 }
+
+// TestRefusedSaveSaysItOnceNextToTheField: the worker's ValidationError shows by its field, not a
+// second time in a red banner above the tabs (seen under Xvfb: "Save the settings failed: invalid
+// settings: server_url: …").
+func TestRefusedSaveSaysItOnceNextToTheField(t *testing.T) {
+	h := newHarness(t, idleState())
+	why := "This address uses plain http:// to another computer."
+	h.ctl.failWith("SaveSettings", &app.ValidationError{Fields: map[string]string{"server_url": why}})
+	v := h.w.settings
+	h.ui.do(func() { test.Tap(v.save) })
+	h.waitUI("the field's error", func() bool { return v.errs["server_url"].Visible() })
+	h.ui.do(func() {
+		if v.errs["server_url"].Text != why {
+			t.Errorf("field error %q", v.errs["server_url"].Text)
+		}
+		if h.w.header.bannerBox.Visible() {
+			t.Errorf("a banner says it again: %q", h.w.header.banner.Text)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -414,7 +415,10 @@ func (w *Window) run(what string, call func(context.Context) error, done func(er
 			w.env.log.Warn("action failed", "action", what, "err", err)
 		}
 		w.onUI(func() {
-			if err != nil {
+			var ve *app.ValidationError
+			// A form puts its ValidationError next to the fields; a banner above would say the
+			// same again, in the engineer's words ("invalid settings: server_url: …").
+			if err != nil && !(done != nil && errors.As(err, &ve)) {
 				w.header.showError(what + " failed: " + err.Error())
 			}
 			if done != nil {
