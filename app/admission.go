@@ -1,3 +1,7 @@
+// admission.go: the policy that decides an offer — accept, wait for the creator, or decline with
+// the protocol's reason — as a pure function of what the worker knows at that moment. It must not
+// know where that comes from (the ledger, the GPU watch, the config) nor talk to the session.
+
 package app
 
 import (

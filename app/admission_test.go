@@ -1,3 +1,5 @@
+// admission_test.go: the admission policy's table — every decline reason and the VRAM arithmetic.
+
 package app
 
 import (

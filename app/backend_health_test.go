@@ -1,3 +1,5 @@
+// backend_health_test.go: when a backend went down is kept and said (State.EngineDownSince).
+
 package app
 
 import (

@@ -1,3 +1,6 @@
+// config.go: the worker's config file — its fields, defaults, validation with errors that name the
+// key and the next step, and loading and saving it durably. It must not know who changes it.
+
 package app
 
 import (

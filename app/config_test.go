@@ -1,3 +1,5 @@
+// config_test.go: the config file's errors name the key, its defaults round-trip, its path precedence.
+
 package app
 
 import (

@@ -1,3 +1,7 @@
+// controller.go: what a window or the CLI can ask of a worker (Controller, Source) and the forms
+// they send (RegisterRequest, Settings), in app's own types only, so the window needs neither engine
+// nor hub. It must not know whether the worker is in this process or behind the control socket.
+
 package app
 
 import (

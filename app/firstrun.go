@@ -1,3 +1,7 @@
+// firstrun.go: what the first-run page finds on this machine — the inference backends on local
+// ports, by what each answers, and the command-line programs on PATH. It talks to loopback only and
+// must not know the window.
+
 package app
 
 // The first run: finding the inference backends already on this machine, so the first-run page

@@ -1,3 +1,6 @@
+// firstrun_control.go: the first-run page's calls (detect the backends, start and stop the demo)
+// over the control socket, both ends. It must not know what detection finds.
+
 package app
 
 import (

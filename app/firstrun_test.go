@@ -1,3 +1,5 @@
+// firstrun_test.go: backend detection against fake local servers, and registration with ticked engines.
+
 package app
 
 import (

@@ -1,3 +1,7 @@
+// firstrun_worker.go: the worker's side of the first run — backend detection, the window's demo
+// (a local hub the worker registers with in memory, never in the config), and the engines a
+// registration brings. It must not know the window.
+
 package app
 
 import (

@@ -1,3 +1,6 @@
+// logfile.go: the worker's log file — where it lives on each OS, bounded by rotation. It must not
+// know what is logged.
+
 package app
 
 import (

@@ -1,3 +1,5 @@
+// logfile_test.go: the log file's rotation and its bound.
+
 package app
 
 import (

@@ -1,3 +1,7 @@
+// observers.go: the one State and the notices, published to every subscriber (windows, the control
+// socket's event stream) with the newest state kept and notices bounded, losses counted. It must
+// not know what a State means.
+
 package app
 
 import (

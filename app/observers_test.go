@@ -1,3 +1,5 @@
+// observers_test.go: state and notice fan-out — snapshot first, slow subscribers never block, copies, bounds.
+
 package app
 
 import (

@@ -1,3 +1,7 @@
+// state.go: the worker's State as a window or the CLI sees it — connection, mode, GPU, running
+// jobs, offers, recent jobs, counters, history — and the notices beside it. It holds types and their
+// copies only; who writes them is the Worker's business.
+
 package app
 
 import (

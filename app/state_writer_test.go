@@ -1,3 +1,5 @@
+// state_writer_test.go: the State has one writer — a Pause racing job events ends paused, and config saves end with the newest.
+
 package app
 
 import (

@@ -1,3 +1,6 @@
+// thumbs.go: what the worker keeps of a result after the hub has it — a thumbnail and a preview of
+// an image, a copy of speech — bounded in size and count. It must not know the window.
+
 package app
 
 import (

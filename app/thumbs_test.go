@@ -1,3 +1,5 @@
+// thumbs_test.go: thumbnails are small, bounded in count, and refused for what is not an image.
+
 package app
 
 import (

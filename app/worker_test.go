@@ -1,3 +1,5 @@
+// worker_test.go: the worker against the real hub over real sockets, and the test env others use.
+
 package app
 
 import (

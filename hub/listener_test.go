@@ -1,3 +1,5 @@
+// listener_test.go: the hub's listener turns connections away past its cap.
+
 package hub
 
 import (

@@ -1,3 +1,5 @@
+// revoke_test.go: a revoked worker's token stops working and its live session ends with 4001.
+
 package hub
 
 import (

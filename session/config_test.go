@@ -1,3 +1,5 @@
+// config_test.go: the session's backoff, its server URL rules and the configs it refuses.
+
 package session
 
 import (

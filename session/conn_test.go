@@ -1,3 +1,5 @@
+// conn_test.go: one connection — credentials refused at the upgrade, proxy pages, error frames and close codes, malformed and unknown frames, shutdown.
+
 package session
 
 import (

@@ -1,3 +1,5 @@
+// handler_test.go: a test Handler that records what the session asks of it.
+
 package session
 
 import (

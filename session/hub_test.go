@@ -1,3 +1,5 @@
+// hub_test.go: a scripted hub for the session's tests.
+
 package session
 
 import (

@@ -258,13 +258,29 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 	if c != nil {
 		_ = c.write(protocol.ReadyForMore{})
 	}
-	// The flushes come after the frames: the hub stores the result while this disk syncs, instead
-	// of after (stage says why that loses nothing).
+	// The flush comes after the frame, and only when no ack came soon (stage and settle say why
+	// that loses nothing): the hub stores the result meanwhile, instead of after.
 	if st != nil {
-		if err := s.out.commit(stagedIt, st); err != nil {
+		var connDone <-chan struct{}
+		if c != nil {
+			connDone = c.ctx.Done()
+		}
+		if err := s.out.settle(stagedIt, st, connDone, s.stopped()); err != nil {
 			s.note(slog.LevelError, id, "could not spool the job's end; it is delivered from memory", "err", err)
 		}
 	}
+}
+
+// stopped is closed when the Run in progress ends (already closed when none runs).
+func (s *Session) stopped() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runCtx == nil {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return s.runCtx.Done()
 }
 
 func (s *Session) stopping() bool {

@@ -1,3 +1,5 @@
+// jobs_test.go: a job's run, its progress and its end as the session reports them.
+
 package session
 
 import (

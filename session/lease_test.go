@@ -1,3 +1,5 @@
+// lease_test.go: every lease is run or released exactly once.
+
 package session
 
 import (

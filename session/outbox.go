@@ -74,6 +74,15 @@ type outboxItem struct {
 	// committing: a staged entry whose file is not yet in place (stage → commit). Whoever
 	// removes it meanwhile leaves the file to commit, which deletes it once it is there.
 	committing bool
+	gone       chan struct{} // a staged entry's: closed when it is removed (ack, cancel, replaced)
+}
+
+// markRemoved marks it removed and wakes whoever waits on gone; the caller holds outbox.mu.
+func (it *outboxItem) markRemoved() {
+	if !it.removed && it.gone != nil {
+		close(it.gone)
+	}
+	it.removed = true
 }
 
 type outbox struct {
@@ -83,6 +92,9 @@ type outbox struct {
 	// syncFile flushes a staged entry to disk: (*os.File).Sync, replaced only by tests that
 	// need to see what happens before it.
 	syncFile func(*os.File) error
+	// flushAfter is how long a staged entry waits for its ack before it is flushed
+	// (defaultFlushAfter; tests shorten it).
+	flushAfter time.Duration
 
 	mu    sync.Mutex
 	items map[string]*outboxItem
@@ -110,7 +122,7 @@ func openOutbox(dir string, log *slog.Logger) (*outbox, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	o := &outbox{dir: dir, log: log, items: map[string]*outboxItem{}, syncFile: (*os.File).Sync}
+	o := &outbox{dir: dir, log: log, items: map[string]*outboxItem{}, syncFile: (*os.File).Sync, flushAfter: defaultFlushAfter}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
@@ -282,8 +294,8 @@ type staged struct {
 }
 
 // stage writes a JSON result's or a fail's entry under a temporary name, without flushing it, and
-// adds it to the outbox in memory, so that its frame can be sent at once; commit then makes it
-// durable while the hub takes the frame. Sending before the fsync loses nothing a crash would
+// adds it to the outbox in memory, so that its frame can be sent at once; settle then drops it
+// when the hub acknowledges it soon, or makes it durable (commit). Sending before the fsync loses nothing a crash would
 // not: a crash before commit leaves the temporary file, which openOutbox removes, exactly as a
 // crash before a durable write would, and the hub may by then hold the result. What it saves is
 // the flush (about a millisecond, more for a long answer) in front of every result. File results
@@ -313,8 +325,50 @@ func (o *outbox) stage(m outboxMeta) (*outboxItem, *staged, error) {
 	it := o.insert(m, name)
 	o.mu.Lock()
 	it.committing = !it.removed
+	if !it.removed {
+		it.gone = make(chan struct{})
+	}
 	o.mu.Unlock()
 	return it, st, nil
+}
+
+// defaultFlushAfter bounds how long a delivered JSON result or fail stays unflushed waiting for
+// its ack. An ack usually comes within milliseconds (the hub's commit plus a round trip), and an
+// entry acknowledged before it is flushed is never flushed at all: the flush would keep on disk
+// something about to be deleted, and on the machine of a hub beside the worker it queues behind
+// the hub's own commit. Long enough for a round trip across the internet, short enough that a
+// result whose ack is lost is soon on disk.
+const defaultFlushAfter = 500 * time.Millisecond
+
+// settle ends a staged entry: when its ack (or the hub's cancel) removes it within flushAfter,
+// the unflushed file is dropped; otherwise, or at once when the connection it was sent on ends
+// (connDone) or the session stops (stop), it is committed.
+func (o *outbox) settle(it *outboxItem, st *staged, connDone, stop <-chan struct{}) error {
+	t := time.NewTimer(o.flushAfter)
+	defer t.Stop()
+	select {
+	case <-it.gone:
+		o.drop(it, st)
+		return nil
+	case <-t.C:
+	case <-connDone:
+	case <-stop:
+	}
+	select {
+	case <-it.gone: // removed as the wait ended: an ack still wins over a stop
+		o.drop(it, st)
+		return nil
+	default:
+	}
+	return o.commit(it, st)
+}
+
+// drop forgets a staged entry that was removed before it was flushed.
+func (o *outbox) drop(it *outboxItem, st *staged) {
+	o.mu.Lock()
+	it.committing = false
+	o.mu.Unlock()
+	st.discard()
 }
 
 func (st *staged) discard() {
@@ -359,7 +413,7 @@ func (o *outbox) insert(m outboxMeta, metaName string) *outboxItem {
 	old := o.items[m.JobID]
 	if old != nil {
 		// The same job run again (re-offered after a retryable fail): the new entry wins.
-		old.removed = true
+		old.markRemoved()
 		if old.cancel != nil {
 			old.cancel()
 		}
@@ -382,7 +436,7 @@ func (o *outbox) remove(jobID string) bool {
 		return false
 	}
 	delete(o.items, jobID)
-	it.removed = true
+	it.markRemoved()
 	if it.cancel != nil {
 		it.cancel()
 	}
@@ -424,7 +478,7 @@ func (o *outbox) convertToFail(it *outboxItem, msg string, retryable bool) (*out
 		_ = os.Remove(filepath.Join(o.dir, name))
 		return nil, false
 	}
-	it.removed = true
+	it.markRemoved()
 	o.seq++
 	n := &outboxItem{meta: m, metaName: name, seq: o.seq}
 	o.items[m.JobID] = n

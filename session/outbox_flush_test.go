@@ -1,6 +1,6 @@
 // outbox_flush_test.go: a JSON result's or a fail's frame goes to the hub before its outbox entry
-// is flushed to disk, and the entry still ends on disk, or not at all once acknowledged. It must
-// not know how the hub stores what it receives.
+// is flushed to disk; the entry is flushed only when no ack comes soon, and ends on disk, or not
+// at all once acknowledged. It must not know how the hub stores what it receives.
 
 package session
 
@@ -8,32 +8,42 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"studioworker/protocol"
 )
 
-// TestAResultIsSentBeforeItsEntryIsFlushed: the flush of the entry is held until the scripted
-// hub has the job's frame (the old order, flush then send, never sends it while held); an ack
-// that comes during the flush leaves no entry behind, and without one the entry is on disk and
-// reloads.
+// TestAResultIsSentBeforeItsEntryIsFlushed: a JSON result's or a fail's frame reaches the
+// scripted hub while its entry is not yet flushed (the old order, flush then send, never sent it
+// while the flush was held); an entry acknowledged soon is never flushed and leaves nothing on
+// disk; one not acknowledged is flushed after flushAfter, or at once when the connection drops,
+// and reloads; an ack during the flush leaves nothing either.
 func TestAResultIsSentBeforeItsEntryIsFlushed(t *testing.T) {
+	const (
+		ackAtOnce      = "ack at once"
+		noAck          = "no ack"
+		ackDuringFlush = "ack during the flush"
+		dropConnection = "drop the connection"
+	)
 	for _, tc := range []struct {
-		name      string
-		fail      bool          // the run fails: a fail frame, not complete_json
-		ackDuring bool          // the hub acks while the flush is held
-		frame     protocol.Type // what the hub must see while the flush is held
-		ack       func(id string) protocol.Frame
+		hub        string
+		fail       bool          // the run fails: a fail frame, not complete_json
+		flushAfter time.Duration // how long the entry waits for its ack
+		wantFlush  bool
+		wantEntry  bool
 	}{
-		{name: "a result, acknowledged during the flush", ackDuring: true, frame: protocol.TypeCompleteJSON,
-			ack: func(id string) protocol.Frame { return protocol.CompleteAck{JobID: id, Status: protocol.AckStored} }},
-		{name: "a result, not acknowledged", frame: protocol.TypeCompleteJSON},
-		{name: "a fail, acknowledged during the flush", fail: true, ackDuring: true, frame: protocol.TypeFail,
-			ack: func(id string) protocol.Frame { return protocol.FailAck{JobID: id} }},
-		{name: "a fail, not acknowledged", fail: true, frame: protocol.TypeFail},
+		{hub: ackAtOnce, flushAfter: time.Minute},
+		{hub: ackAtOnce, fail: true, flushAfter: time.Minute},
+		{hub: noAck, flushAfter: 20 * time.Millisecond, wantFlush: true, wantEntry: true},
+		{hub: noAck, fail: true, flushAfter: 20 * time.Millisecond, wantFlush: true, wantEntry: true},
+		{hub: ackDuringFlush, flushAfter: time.Millisecond, wantFlush: true},
+		{hub: ackDuringFlush, fail: true, flushAfter: time.Millisecond, wantFlush: true},
+		{hub: dropConnection, flushAfter: time.Minute, wantFlush: true, wantEntry: true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		name := tc.hub + map[bool]string{false: ", a result", true: ", a fail"}[tc.fail]
+		t.Run(name, func(t *testing.T) {
 			hub := newScriptHub(t)
 			h := newTestHandler()
 			if tc.fail {
@@ -44,8 +54,12 @@ func TestAResultIsSentBeforeItsEntryIsFlushed(t *testing.T) {
 			cfg := testConfig(t, hub.srv.URL)
 			s := newSession(t, cfg, h)
 			flushing, release := make(chan struct{}), make(chan struct{})
+			var flushes atomic.Int32
+			s.out.flushAfter = tc.flushAfter
 			s.out.syncFile = func(f *os.File) error {
-				close(flushing)
+				if flushes.Add(1) == 1 {
+					close(flushing)
+				}
 				<-release
 				return f.Sync()
 			}
@@ -54,36 +68,58 @@ func TestAResultIsSentBeforeItsEntryIsFlushed(t *testing.T) {
 
 			c.send(protocol.Offer{Claim: claim("job-1", protocol.KindLLM)})
 			c.expect(t, protocol.TypeAccept)
-			select {
-			case <-flushing:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the entry was not flushed after the job ended")
-			}
-			f := c.expect(t, tc.frame)
+			frame := map[bool]protocol.Type{false: protocol.TypeCompleteJSON, true: protocol.TypeFail}[tc.fail]
+			f := c.expect(t, frame)
 			if cj, ok := f.(protocol.CompleteJSON); ok {
 				var res protocol.LLMResult
 				if err := json.Unmarshal(cj.Result, &res); err != nil || res.Text != "done job-1" {
 					t.Fatalf("complete_json = %+v (%v)", cj, err)
 				}
 			}
-			if tc.ackDuring {
-				c.send(tc.ack("job-1"))
+			ack := func() {
+				if tc.fail {
+					c.send(protocol.FailAck{JobID: "job-1"})
+				} else {
+					c.send(protocol.CompleteAck{JobID: "job-1", Status: protocol.AckStored})
+				}
 				h.waitEvent(t, "delivered", func(e Event) bool { d, ok := e.(DeliveredEvent); return ok && d.JobID == "job-1" })
+			}
+			waitFlush := func() {
+				select {
+				case <-flushing:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the entry was not flushed")
+				}
+			}
+			switch tc.hub {
+			case ackAtOnce:
+				ack()
+			case noAck:
+				waitFlush()
+			case ackDuringFlush:
+				waitFlush()
+				ack()
+			case dropConnection:
+				_ = c.ws.CloseNow()
+				waitFlush() // long before flushAfter
 			}
 			close(release)
 			if err := r.stop(t); err != nil {
 				t.Fatalf("Run: %v", err)
 			}
 
+			if got := flushes.Load() > 0; got != tc.wantFlush {
+				t.Errorf("flushed: %v, want %v", got, tc.wantFlush)
+			}
 			entries := outboxEntries(t, cfg.SpoolDir+"/outbox")
-			if tc.ackDuring {
+			if !tc.wantEntry {
 				if len(entries) != 0 {
-					t.Fatalf("after an ack during the flush the outbox holds %v, want nothing", entries)
+					t.Fatalf("the outbox holds %v, want nothing", entries)
 				}
 				return
 			}
 			if len(entries) != 1 {
-				t.Fatalf("outbox holds %v, want one entry", entries)
+				t.Fatalf("the outbox holds %v, want one entry", entries)
 			}
 			o, err := openOutbox(cfg.SpoolDir+"/outbox", discardLogger())
 			if err != nil {

@@ -1,3 +1,5 @@
+// realhub_test.go: the session against the real hub over real sockets.
+
 package session
 
 import (

@@ -1,3 +1,5 @@
+// session_test.go: hello, heartbeats, offers decided by the handler, jobs completed, hub cancels.
+
 package session
 
 import (

@@ -1,3 +1,5 @@
+// store_test.go: the outbox and the log shipper: durable across reopen, bounded, crash leftovers cleaned.
+
 package session
 
 import (

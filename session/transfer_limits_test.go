@@ -1,3 +1,5 @@
+// transfer_limits_test.go: input size limits and redirect rules on downloads.
+
 package session
 
 import (
