@@ -135,7 +135,7 @@ func runDispatch(ctx context.Context, e *env) (figureResult, error) {
 			post = append(post, t1.Sub(t0))
 			after = append(after, started.Sub(t1))
 		}
-		if err := waitJobDone(ctx, hc, id, 10*time.Second); err != nil {
+		if _, err := waitJobDone(ctx, hc, id, 10*time.Second); err != nil {
 			return res, err
 		}
 	}
@@ -156,28 +156,29 @@ func runDispatch(ctx context.Context, e *env) (figureResult, error) {
 	return res, nil
 }
 
-// waitJobDone polls the hub until the job's status is final. It polls tightly: a zero-work job is
-// done a few milliseconds after it starts, and a slower poll would only stretch the figure's wall
-// time (the sample is already taken).
-func waitJobDone(ctx context.Context, hc *hub.Client, id string, timeout time.Duration) error {
+// waitJobDone polls the hub until the job's status is final and returns its last answer, which
+// carries a JSON result. It polls tightly: a zero-work job is done a few milliseconds after it
+// starts, and a slower poll would only stretch the figure's wall time (the sample is already
+// taken).
+func waitJobDone(ctx context.Context, hc *hub.Client, id string, timeout time.Duration) (protocol.JobInfo, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		info, err := hc.Job(ctx, id)
 		if err != nil {
-			return fmt.Errorf("job %s: %w", id, err)
+			return info, fmt.Errorf("job %s: %w", id, err)
 		}
 		if info.Status.Done() {
 			if info.Status != protocol.JobCompleted {
-				return fmt.Errorf("job %s ended %s: %s", id, info.Status, info.Error)
+				return info, fmt.Errorf("job %s ended %s: %s", id, info.Status, info.Error)
 			}
-			return nil
+			return info, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("job %s still %s after %v", id, info.Status, timeout)
+			return info, fmt.Errorf("job %s still %s after %v", id, info.Status, timeout)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return info, ctx.Err()
 		case <-time.After(time.Millisecond):
 		}
 	}

@@ -192,16 +192,16 @@ func hubChat(ctx context.Context, hc *hub.Client, pr *probe, n int) (time.Durati
 	if err != nil {
 		return 0, sp, fmt.Errorf("submit: %w", err)
 	}
-	if err := waitJobDone(ctx, hc, id, 60*time.Second); err != nil {
+	// The answer that says the job is completed carries its JSON result (GET /v1/jobs/{id}), as
+	// a client reads it: a GET of /result after it would read the same bytes a second time,
+	// which the direct request has no counterpart of (the figure did so before issue 16's fix).
+	info, err := waitJobDone(ctx, hc, id, 60*time.Second)
+	if err != nil {
 		return 0, sp, err
-	}
-	var out bytes.Buffer
-	if _, err := hc.Result(ctx, id, &out); err != nil {
-		return 0, sp, fmt.Errorf("result of %s: %w", id, err)
 	}
 	d := time.Since(t0)
 	var res protocol.LLMResult
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+	if err := json.Unmarshal(info.Result, &res); err != nil {
 		return 0, sp, fmt.Errorf("result of %s: %w", id, err)
 	}
 	if res.Usage.CompletionTokens != n {
