@@ -261,7 +261,11 @@ func (w *Worker) TestBackend(ctx context.Context, kind protocol.Kind, f BackendF
 	if b.APIKey == "(set)" {
 		b.APIKey = w.Config().Engines[kind].APIKey
 	}
-	return engine.ProbeBackend(ctx, kind, b, w.client)
+	models, err := engine.ProbeBackend(ctx, kind, b, w.client)
+	if err != nil {
+		return nil, &ValidationError{Fields: map[string]string{"engines." + string(kind): backendProblem(err, f)}}
+	}
+	return models, nil
 }
 
 // SetService turns "start with this computer" on or off through this OS's autostarter, then

@@ -83,3 +83,30 @@ func rootCause(err error) string {
 	}
 	return msg
 }
+
+// backendProblem says why a backend's Test failed, in a sentence with the next step. A command
+// line backend's own words are kept (they name the program); a server's network failure is said
+// as for a Studio address.
+func backendProblem(err error, f BackendForm) string {
+	where := f.URL
+	if u, perr := url.Parse(f.URL); perr == nil && u.Host != "" {
+		where = u.Host
+	}
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	switch {
+	case f.URL == "":
+		return "The test failed: " + rootCause(err) + "."
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "Nothing answers at " + where + ". Start the backend, or check its address and port."
+	case errors.As(err, &dnsErr):
+		return "No computer named " + dnsErr.Name + " could be found. Check the backend's address."
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return "The backend at " + where + " did not answer in time. It may still be loading a model: try again in a moment."
+	case strings.Contains(err.Error(), "401"), strings.Contains(err.Error(), "403"):
+		return "The backend at " + where + " refused the API key. Check the key, or leave it empty if the server needs none."
+	case strings.Contains(err.Error(), "404"):
+		return "The backend at " + where + " answers, but not as this kind of backend (404). Check the address (an OpenAI-compatible server's ends in /v1) and the backend chosen."
+	}
+	return "The backend at " + where + " did not answer as expected: " + rootCause(err) + "."
+}

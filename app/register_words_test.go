@@ -116,3 +116,28 @@ func TestRegisterProblemTable(t *testing.T) {
 		})
 	}
 }
+
+// TestBackendTestSaysWhatToDo: Settings' Test against a backend that is not running says so in a
+// sentence, next to that backend (not "Test failed: backend not reachable: openai models: Get …").
+func TestBackendTestSaysWhatToDo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	w, err := NewWorker(Options{ConfigPath: filepath.Join(t.TempDir(), "config.json"), Config: DefaultConfig(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.TestBackend(context.Background(), "llm", BackendForm{Backend: "openai", URL: "http://" + closed + "/v1"})
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("TestBackend = %v, want a ValidationError", err)
+	}
+	got := ve.Fields["engines.llm"]
+	if want := "Nothing answers at " + closed + ". Start the backend, or check its address and port."; got != want {
+		t.Errorf("engines.llm: %q, want %q", got, want)
+	}
+}

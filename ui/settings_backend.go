@@ -6,6 +6,7 @@ package ui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -188,7 +189,14 @@ func (v *settingsView) doTest(f *backendForm) {
 		switch {
 		case err != nil:
 			setSubtle(f.result, "")
-			setError(f.err, "Test failed: "+err.Error())
+			var ve *app.ValidationError
+			if errors.As(err, &ve) && len(ve.Fields) == 1 {
+				for _, why := range ve.Fields {
+					setError(f.err, why) // the worker's sentence, next to this backend
+				}
+			} else {
+				setError(f.err, "Test failed: "+err.Error())
+			}
 		case len(found) == 0:
 			setError(f.err, "")
 			setSubtle(f.result, "It answered, but lists no models.")

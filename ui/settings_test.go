@@ -334,3 +334,19 @@ func TestRefusedSaveSaysItOnceNextToTheField(t *testing.T) {
 		}
 	})
 }
+
+// TestBackendTestFailureIsASentenceByTheBackend: the worker's sentence shows by the backend it is
+// about, and no banner says it again.
+func TestBackendTestFailureIsASentenceByTheBackend(t *testing.T) {
+	h := newHarness(t, idleState())
+	why := "Nothing answers at 127.0.0.1:8080. Start the backend, or check its address and port."
+	h.ctl.failWith("TestBackend", &app.ValidationError{Fields: map[string]string{"engines.llm": why}})
+	f := h.w.settings.kinds[protocol.KindLLM]
+	h.ui.do(func() { test.Tap(f.test) })
+	h.waitUI("the backend's error", func() bool { return f.err.Visible() })
+	h.ui.do(func() {
+		if f.err.Text != why || h.w.header.bannerBox.Visible() {
+			t.Errorf("error %q, banner shown %v", f.err.Text, h.w.header.bannerBox.Visible())
+		}
+	})
+}
