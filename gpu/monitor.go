@@ -1,3 +1,6 @@
+// monitor.go: the GPU monitor — samples a Sampler on an interval, keeps the latest snapshot and
+// hands each to its listener. It must not know what the worker does with them.
+
 package gpu
 
 import (

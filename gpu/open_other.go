@@ -1,5 +1,8 @@
 //go:build !(linux && cgo) && !darwin && !windows
 
+// open_other.go: where no GPU library can be opened (Linux without cgo, the BSDs), the sampler that
+// says so.
+
 package gpu
 
 // Open returns a sampler that reports no GPUs: NVML is only reachable from

@@ -1,3 +1,6 @@
+// ownpids.go: this process and its children, whose GPU use is the worker's own, not a program
+// to yield to.
+
 package gpu
 
 // maxAncestry bounds the walk up the process tree, in case /proc changes

@@ -1,3 +1,5 @@
+// ownpids_linux.go: a process's parent, from /proc/PID/stat.
+
 package gpu
 
 import (

@@ -1,3 +1,6 @@
+// simulated.go: a simulated GPU (the demo, tests, gpu.simulated in the config) whose figures
+// are set, not measured, and say so.
+
 package gpu
 
 import (

@@ -1,3 +1,6 @@
+// snapshot.go: a sample of the GPUs — devices, memory, the processes using them, and a problem in
+// words when there is none to read — and its text for `studio-worker gpu`. It must not know NVML.
+
 package gpu
 
 import (

@@ -1,3 +1,6 @@
+// yield.go: when the worker steps aside — another program's graphics use above a threshold, and
+// back after it has gone a while. It decides from snapshots and must not know the session.
+
 package gpu
 
 import (

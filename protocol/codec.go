@@ -1,3 +1,6 @@
+// codec.go: frames to and from JSON — every frame type of the contract, strict about what it
+// must have and lenient about what it may add. It must not know connections.
+
 package protocol
 
 import (

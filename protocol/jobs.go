@@ -1,3 +1,6 @@
+// jobs.go: each job kind's input and result as the contract gives them. It must not know the
+// backends that make them.
+
 package protocol
 
 import "time"

@@ -1,3 +1,6 @@
+// types.go: the contract's names — frame types, kinds, states, reasons, paths, close codes — and
+// the frames' shapes. It must not know the hub or the worker.
+
 package protocol
 
 import (

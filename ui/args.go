@@ -1,3 +1,6 @@
+// args.go: a command line and a comma list as the Settings fields show and read them, quoting
+// kept. It must not know which backend runs the command.
+
 package ui
 
 import (

@@ -1,3 +1,7 @@
+// dashboard.go: the Dashboard tab — warnings, the GPU cards, the running jobs with Cancel, the
+// offers with Accept and Decline, and the Recent panel's frame (history.go fills it). Rows are kept
+// by id across states. It must not know how the worker decides or runs a job.
+
 package ui
 
 import (

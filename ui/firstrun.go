@@ -1,3 +1,7 @@
+// firstrun.go: the first-run page — what Studio Worker does, the Studio's address and pairing
+// code, the backends found on this machine, and the demo. It must not know how detection or
+// registration work: the Controller does them.
+
 package ui
 
 import (

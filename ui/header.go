@@ -1,3 +1,6 @@
+// header.go: the band above the tabs — the connection, what the worker does, Pause or Resume,
+// Quit after this job, auto-accept, and the error banner and note. It must not know the tabs.
+
 package ui
 
 import (

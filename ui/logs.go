@@ -1,3 +1,6 @@
+// logs.go: the Logs tab — a bounded buffer of log lines with a level filter, search, copy, and
+// the selected line in full. It must not know where the lines come from.
+
 package ui
 
 import (

@@ -1,3 +1,6 @@
+// notify.go: which notices become desktop notifications (sign-in needed, yielding, a backend down
+// or back, failed jobs at most once a minute). How they reach the desktop is desktop*.go's.
+
 package ui
 
 import (

@@ -1,5 +1,8 @@
 //go:build linux
 
+// trayhost_linux.go: whether a StatusNotifier host is on the session bus to show the tray icon;
+// without one the window is the only way to control the app.
+
 package ui
 
 import (

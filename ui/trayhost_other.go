@@ -1,5 +1,7 @@
 //go:build !linux
 
+// trayhost_other.go: Windows and macOS always have a tray.
+
 package ui
 
 // trayHostPresent: Windows and macOS always have a place for tray icons.

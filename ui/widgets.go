@@ -1,3 +1,6 @@
+// widgets.go: the window's own widgets — the VRAM bar and the GPU sparkline. They draw what they
+// are given and must not know the State.
+
 package ui
 
 import (

@@ -1,3 +1,6 @@
+// words.go: the window's words — a State's connection, mode, durations, sizes and reasons in
+// sentences a creator reads. Pure functions; they must not know the widgets.
+
 package ui
 
 import (
