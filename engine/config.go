@@ -88,6 +88,12 @@ type BackendConfig struct {
 	NonZeroExitRetryable *bool `json:"nonzero_exit_retryable,omitempty"`
 	// KillGraceS is how long a cancelled command has between SIGTERM and SIGKILL (default 5).
 	KillGraceS float64 `json:"kill_grace_s,omitempty"`
+	// Probe is the exec backend's health check, an argv run (never through a shell) at every
+	// check of the backends: exit 0 within the probe timeout says the kind can be offered. Without
+	// it the check is only that Command's program is installed. It is for a command that needs
+	// something else to be up (a local server it calls, a mounted model folder), and it is not
+	// defaulted to `program --version`: a script may ignore its arguments and start real work.
+	Probe []string `json:"probe,omitempty"`
 
 	// MaxPromptChars caps prompt, negative_prompt, text and the messages together (default 100000).
 	MaxPromptChars int `json:"max_prompt_chars,omitempty"`
@@ -242,6 +248,7 @@ func (bc BackendConfig) validate(kind protocol.Kind) []error {
 	only("ext", bc.Ext != "", BackendExec)
 	only("nonzero_exit_retryable", bc.NonZeroExitRetryable != nil, BackendExec)
 	only("kill_grace_s", bc.KillGraceS != 0, BackendExec)
+	only("probe", len(bc.Probe) > 0, BackendExec)
 	only("stall_timeout_s", bc.StallTimeoutS != 0, BackendOpenAI, BackendComfyUI)
 
 	switch bc.Backend {
@@ -294,6 +301,14 @@ func (bc BackendConfig) validate(kind protocol.Kind) []error {
 				if !slices.Contains(execPlaceholders, m[1]) {
 					bad(key, "unknown placeholder {%s} (known: {%s})", m[1], strings.Join(execPlaceholders, "} {"))
 				}
+			}
+		}
+		if len(bc.Probe) > 0 && strings.TrimSpace(bc.Probe[0]) == "" {
+			bad("probe", "the program to run first, then its arguments, as a list")
+		}
+		for i, a := range bc.Probe {
+			if placeholderRE.MatchString(a) {
+				bad(fmt.Sprintf("probe[%d]", i), "a probe runs without a job: no placeholders")
 			}
 		}
 		if ext := bc.resultExt(kind); kind.BinaryResult() && !kind.AllowedExt(ext) {

@@ -40,10 +40,13 @@ type execBackend struct {
 
 func (e *execBackend) name() string { return BackendExec }
 
-// models checks that the program can be found; the models are the configured ones, or the
-// program's name.
-func (e *execBackend) models(context.Context) ([]string, error) {
+// models checks that the program can be found and, when a probe is configured, that the probe
+// succeeds within ctx; the models are the configured ones, or the program's name.
+func (e *execBackend) models(ctx context.Context) ([]string, error) {
 	if _, err := exec.LookPath(e.cfg.Command[0]); err != nil {
+		return nil, err
+	}
+	if err := e.probe(ctx); err != nil {
 		return nil, err
 	}
 	if len(e.cfg.Models) > 0 {
@@ -51,6 +54,51 @@ func (e *execBackend) models(context.Context) ([]string, error) {
 	}
 	return []string{filepath.Base(e.cfg.Command[0])}, nil
 }
+
+// maxProbeOutput bounds what a probe's output may make this process hold: its last words say why.
+const maxProbeOutput = 64 << 10
+
+// probe runs the configured probe, if any, until ctx ends (the refresh's probe timeout, or the
+// Test button's). A non-zero exit, a program that cannot start and one still running when ctx
+// ends are failures, with the end of what it wrote cut to 1 KiB.
+func (e *execBackend) probe(ctx context.Context) error {
+	if len(e.cfg.Probe) == 0 {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, e.cfg.Probe[0], e.cfg.Probe[1:]...)
+	out := &tailBuffer{max: maxProbeOutput}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = time.Second // a child that keeps the pipes open does not hold the check
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (still running when the check gave up)", ctx.Err())
+	}
+	if text := strings.TrimSpace(out.String()); text != "" {
+		return fmt.Errorf("probe %s: %w: %s", e.cfg.Probe[0], err, clip(text, out.total-(len(out.b)-len(text)), true))
+	}
+	return fmt.Errorf("probe %s: %w", e.cfg.Probe[0], err)
+}
+
+// tailBuffer keeps the last max bytes written to it, and counts them all.
+type tailBuffer struct {
+	max   int
+	b     []byte
+	total int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.total += len(p)
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }
 
 // values returns the placeholder values of a job, validating its input.
 func (e *execBackend) values(job Job) (map[string]string, string, error) {

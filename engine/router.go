@@ -169,6 +169,11 @@ func New(cfg Config, opts Options) (*Router, error) {
 	// whether an exec backend's program is installed.
 	r.caps = Capabilities{Engine: r.engine, Models: map[protocol.Kind][]string{}, VRAMGB: map[protocol.Kind]float64{}, Down: map[protocol.Kind]string{}}
 	for k, b := range r.backends {
+		if e, ok := b.(*execBackend); ok && len(e.cfg.Probe) > 0 {
+			// A probe runs a program, with the refresh's timeout: not here.
+			r.caps.Down[k] = NotCheckedYet
+			continue
+		}
 		switch b.(type) {
 		case *synthetic, *execBackend:
 			ms, err := b.models(context.Background())
@@ -201,9 +206,16 @@ func newBackend(kind protocol.Kind, bc BackendConfig, client *http.Client, logge
 }
 
 // ProbeBackend asks one backend configuration which models it serves, for the UI's Test button.
+// Without a deadline on ctx it waits DefaultProbeTimeout, as a check of the backends does: an exec
+// probe that never ends must not hold the button.
 func ProbeBackend(ctx context.Context, kind protocol.Kind, bc BackendConfig, client *http.Client) ([]string, error) {
 	if err := (Config{kind: bc}).Validate(); err != nil {
 		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultProbeTimeout)
+		defer cancel()
 	}
 	if client == nil {
 		client = &http.Client{}
