@@ -7,99 +7,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
-	"github.com/godbus/dbus/v5/prop"
 )
-
-// registeredItem is a StatusNotifierItem as a watcher knows it: the bus name that owns it and
-// the object path where it lives.
-type registeredItem struct {
-	Name string
-	Path dbus.ObjectPath
-}
-
-const (
-	watcherName  = "org.kde.StatusNotifierWatcher"
-	watcherPath  = dbus.ObjectPath("/StatusNotifierWatcher")
-	watcherIface = "org.kde.StatusNotifierWatcher"
-)
-
-// fakeStatusNotifierWatcher stands in for the desktop shell's tray host (KDE's, or GNOME's
-// AppIndicator extension), which cannot run here: it owns org.kde.StatusNotifierWatcher on the
-// test's bus, says a host is there, and records every item that registers, as a shell would
-// before it draws the icon and asks for the menu.
-type fakeStatusNotifierWatcher struct {
-	conn       *dbus.Conn
-	props      *prop.Properties
-	registered chan registeredItem // one per registration; a full buffer drops, never blocks D-Bus
-
-	mu    sync.Mutex
-	items []string // "busname/path", as RegisteredStatusNotifierItems lists them
-}
-
-func startFakeStatusNotifierWatcher(t *testing.T, busAddr string) *fakeStatusNotifierWatcher {
-	t.Helper()
-	conn, err := dbus.Connect(busAddr)
-	if err != nil {
-		t.Fatalf("watcher: connect to the private bus: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	w := &fakeStatusNotifierWatcher{conn: conn, registered: make(chan registeredItem, 8)}
-
-	if err := conn.ExportMethodTable(map[string]any{
-		"RegisterStatusNotifierItem": w.registerItem,
-		"RegisterStatusNotifierHost": func(string) *dbus.Error { return nil },
-	}, watcherPath, watcherIface); err != nil {
-		t.Fatalf("watcher: export methods: %v", err)
-	}
-	w.props, err = prop.Export(conn, watcherPath, prop.Map{
-		watcherIface: {
-			"RegisteredStatusNotifierItems":  {Value: []string{}, Emit: prop.EmitTrue},
-			"IsStatusNotifierHostRegistered": {Value: true, Emit: prop.EmitTrue},
-			"ProtocolVersion":                {Value: int32(0), Emit: prop.EmitTrue},
-		},
-	})
-	if err != nil {
-		t.Fatalf("watcher: export properties: %v", err)
-	}
-	// The name last: once it is owned, an item may register at any moment.
-	reply, err := conn.RequestName(watcherName, dbus.NameFlagDoNotQueue)
-	if err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("watcher: own %s: reply %v, %v", watcherName, reply, err)
-	}
-	return w
-}
-
-// registerItem is org.kde.StatusNotifierWatcher.RegisterStatusNotifierItem. The argument is
-// either a bus name (the item lives at /StatusNotifierItem) or an object path on the caller's
-// own connection; fyne.io/systray sends the path.
-func (w *fakeStatusNotifierWatcher) registerItem(sender dbus.Sender, service string) *dbus.Error {
-	it := registeredItem{Name: string(sender), Path: "/StatusNotifierItem"}
-	if strings.HasPrefix(service, "/") {
-		it.Path = dbus.ObjectPath(service)
-	} else if service != "" {
-		it.Name = service
-	}
-	if !it.Path.IsValid() {
-		return dbus.MakeFailedError(fmt.Errorf("invalid object path %q", service))
-	}
-	w.mu.Lock()
-	w.items = append(w.items, it.Name+string(it.Path))
-	items := append([]string(nil), w.items...)
-	w.mu.Unlock()
-	w.props.SetMust(watcherIface, "RegisteredStatusNotifierItems", items)
-	_ = w.conn.Emit(watcherPath, watcherIface+".StatusNotifierItemRegistered", it.Name+string(it.Path))
-	select {
-	case w.registered <- it:
-	default:
-	}
-	return nil
-}
 
 // dbusMenuItem is one entry of a com.canonical.dbusmenu layout, with the properties a tray host
 // draws it from. Absent properties take the defaults the dbusmenu spec gives them.

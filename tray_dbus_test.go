@@ -35,7 +35,11 @@ func TestTrayOverDBus(t *testing.T) {
 	}
 
 	busAddr := dbustest.StartPrivateBus(t, daemon)
-	watcher := startFakeStatusNotifierWatcher(t, busAddr)
+	watcher, err := dbustest.StartFakeStatusNotifierWatcher(busAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { watcher.Close() })
 	host, err := dbus.Connect(busAddr) // the test's side: what the shell's tray host asks with
 	if err != nil {
 		t.Fatalf("connect to the private bus: %v", err)
@@ -75,9 +79,9 @@ func TestTrayOverDBus(t *testing.T) {
 	}
 
 	// 1. The item registers with the watcher, as it would with the shell.
-	var item registeredItem
+	var item dbustest.RegisteredItem
 	select {
-	case item = <-watcher.registered:
+	case item = <-watcher.Registered():
 	case <-exited:
 		failf("the demo exited before its tray item registered")
 	case <-time.After(2 * time.Minute):

@@ -33,62 +33,18 @@ func runIdle(ctx context.Context, e *env) (figureResult, error) {
 	if err := sleepCtx(ctx, 3*time.Second); err != nil {
 		return res, err
 	}
-	pid := wp.pid()
-	cpu0, err := readCPU(pid)
+	up0, down0 := t.up.Load(), t.down.Load()
+	m, err := measureIdle(ctx, wp.pid(), e.size.idle)
 	if err != nil {
 		return res, err
 	}
-	sched0, err := readSchedCPU(pid)
-	if err != nil {
-		return res, err
-	}
-	wake0, err := readWakeups(pid)
-	if err != nil {
-		return res, err
-	}
-	up0, down0, t0 := t.up.Load(), t.down.Load(), time.Now()
-	sampler := startRSSSampler(ctx, pid, time.Second)
-	if err := sleepCtx(ctx, e.size.idle); err != nil {
-		sampler.stop()
-		return res, err
-	}
-	cpu1, err := readCPU(pid)
-	if err != nil {
-		sampler.stop()
-		return res, err
-	}
-	sched1, err := readSchedCPU(pid)
-	if err != nil {
-		sampler.stop()
-		return res, err
-	}
-	wake1, err := readWakeups(pid)
-	if err != nil {
-		sampler.stop()
-		return res, err
-	}
-	up1, down1, window := t.up.Load(), t.down.Load(), time.Since(t0)
-	samples, err := sampler.stop()
-	if err != nil {
-		return res, err
-	}
-	rssEnd, err := readRSS(pid)
-	if err != nil {
-		return res, err
-	}
-	peak, _ := maxRSSBetween(samples, t0, time.Now())
-	peak = max(peak, rssEnd)
+	up1, down1, window := t.up.Load(), t.down.Load(), m.window
 
-	// The scheduler's exact count is the figure; utime+stime (10 ms ticks) is kept beside it.
-	cpuPct := 100 * (sched1 - sched0).Seconds() / window.Seconds()
+	cpuPct := m.cpuPct()
+	peak := m.rssPeak
 	perMin := func(n int64) float64 { return float64(n) / window.Minutes() }
-	res.detail("window_s", window.Seconds())
-	res.detail("cpu_seconds_schedstat", (sched1 - sched0).Seconds())
-	res.detail("cpu_seconds_utime_stime", (cpu1 - cpu0).Seconds())
-	res.detail("context_switches_per_s", float64(wake1-wake0)/window.Seconds())
+	m.details(&res, "")
 	res.detail("load_avg_at_end", loadAvg()) // the machine's load decides what a wakeup costs
-	res.detail("rss_end_mib", float64(rssEnd)/(1<<20))
-	res.detail("rss_peak_mib", float64(peak)/(1<<20))
 	res.detail("bytes_sent", up1-up0)
 	res.detail("bytes_received", down1-down0)
 	label := fmt.Sprintf("idle worker (%.0f s)", window.Seconds())
@@ -97,6 +53,84 @@ func runIdle(ctx context.Context, e *env) (figureResult, error) {
 	res.add(row{Figure: label + ": bytes sent", Value: perMin(up1 - up0), Unit: "B/min"})
 	res.add(row{Figure: label + ": bytes received", Value: perMin(down1 - down0), Unit: "B/min"})
 	return res, nil
+}
+
+// idleMeasure is what one idle window saw of a process.
+type idleMeasure struct {
+	window   time.Duration
+	sched    time.Duration // CPU time in the window, the scheduler's exact count
+	stat     time.Duration // the same from utime+stime (10 ms ticks), kept beside it
+	switches int64         // context switches in the window
+	rssEnd   int64
+	rssPeak  int64   // the highest sample in the window, or rssEnd if higher
+	rssMean  float64 // the mean of the samples in the window
+}
+
+// cpuPct is the CPU used in the window, in % of one core.
+func (m idleMeasure) cpuPct() float64 { return 100 * m.sched.Seconds() / m.window.Seconds() }
+
+// details records m under the figure's details, each key prefixed with prefix.
+func (m idleMeasure) details(res *figureResult, prefix string) {
+	res.detail(prefix+"window_s", m.window.Seconds())
+	res.detail(prefix+"cpu_seconds_schedstat", m.sched.Seconds())
+	res.detail(prefix+"cpu_seconds_utime_stime", m.stat.Seconds())
+	res.detail(prefix+"context_switches_per_s", float64(m.switches)/m.window.Seconds())
+	res.detail(prefix+"rss_end_mib", float64(m.rssEnd)/(1<<20))
+	res.detail(prefix+"rss_peak_mib", float64(m.rssPeak)/(1<<20))
+	res.detail(prefix+"rss_mean_mib", m.rssMean/(1<<20))
+}
+
+// measureIdle watches process pid for d: its CPU time (/proc/PID/task/*/schedstat, with
+// /proc/PID/stat beside it), its context switches, and its RSS sampled every second.
+func measureIdle(ctx context.Context, pid int, d time.Duration) (idleMeasure, error) {
+	var m idleMeasure
+	cpu0, err := readCPU(pid)
+	if err != nil {
+		return m, err
+	}
+	sched0, err := readSchedCPU(pid)
+	if err != nil {
+		return m, err
+	}
+	wake0, err := readWakeups(pid)
+	if err != nil {
+		return m, err
+	}
+	t0 := time.Now()
+	sampler := startRSSSampler(ctx, pid, time.Second)
+	if err := sleepCtx(ctx, d); err != nil {
+		sampler.stop()
+		return m, err
+	}
+	cpu1, err := readCPU(pid)
+	if err != nil {
+		sampler.stop()
+		return m, err
+	}
+	sched1, err := readSchedCPU(pid)
+	if err != nil {
+		sampler.stop()
+		return m, err
+	}
+	wake1, err := readWakeups(pid)
+	if err != nil {
+		sampler.stop()
+		return m, err
+	}
+	m.window = time.Since(t0)
+	samples, err := sampler.stop()
+	if err != nil {
+		return m, err
+	}
+	if m.rssEnd, err = readRSS(pid); err != nil {
+		return m, err
+	}
+	end := time.Now()
+	peak, _ := maxRSSBetween(samples, t0, end)
+	m.rssPeak = max(peak, m.rssEnd)
+	m.rssMean = meanRSSBetween(samples, t0, end)
+	m.sched, m.stat, m.switches = sched1-sched0, cpu1-cpu0, wake1-wake0
+	return m, nil
 }
 
 // sleepCtx waits d unless ctx ends first.

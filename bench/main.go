@@ -117,6 +117,7 @@ func figures() []figure {
 		{"throughput", runThroughput},
 		{"upload", runUpload},
 		{"idle", runIdle},
+		{"idle_gui", runIdleGUI},
 		{"scale", runScale},
 		{"recovery", runRecovery},
 		{"llm", runLLM},
@@ -184,6 +185,9 @@ func run(args []string) int {
 			failed = true
 			res.Err = err.Error()
 			log.Error("figure failed", "name", f.name, "err", err)
+		}
+		if res.Skipped != "" {
+			log.Warn("figure skipped", "name", f.name, "why", res.Skipped)
 		}
 		rep.Figures = append(rep.Figures, res)
 	}

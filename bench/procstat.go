@@ -211,3 +211,20 @@ func maxRSSBetween(samples []rssSample, from, to time.Time) (rss int64, ok bool)
 	}
 	return rss, ok
 }
+
+// meanRSSBetween is the mean of the samples taken in [from, to], 0 when none was.
+func meanRSSBetween(samples []rssSample, from, to time.Time) float64 {
+	var sum float64
+	n := 0
+	for _, s := range samples {
+		if s.at.Before(from) || s.at.After(to) {
+			continue
+		}
+		sum += float64(s.rss)
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}

@@ -36,6 +36,9 @@ type figureResult struct {
 	Rows    []row          `json:"rows"`
 	Details map[string]any `json:"details,omitempty"`
 	Err     string         `json:"error,omitempty"`
+	// Why the figure measured nothing, when it could not run here (a tool it needs is missing):
+	// not a failure of the code it measures, so the run still passes.
+	Skipped string `json:"skipped,omitempty"`
 	// Set on a figure merged into a results file made by another run (--into): where and when
 	// this figure was measured, since the file's machine and commit are the other run's.
 	Merged *merged `json:"merged,omitempty"`
@@ -46,6 +49,9 @@ type merged struct {
 	Mode        string    `json:"mode"`
 	Machine     machine   `json:"machine"`
 }
+
+// skip records why the figure could not run on this machine.
+func (f *figureResult) skip(why string) { f.Skipped = why }
 
 func (f *figureResult) add(r row) { f.Rows = append(f.Rows, r) }
 
@@ -241,6 +247,9 @@ func (r *report) print(w io.Writer) {
 		if f.Err != "" {
 			fmt.Fprintf(tw, "%s\tFAILED: %s\t\t\t\t\n", f.Name, oneLine(f.Err))
 		}
+		if f.Skipped != "" {
+			fmt.Fprintf(tw, "%s\tSKIPPED: %s\t\t\t\t\n", f.Name, oneLine(f.Skipped))
+		}
 		for _, row := range f.Rows {
 			fmt.Fprintln(tw, strings.Join(row.cells(), "\t"))
 		}
@@ -254,6 +263,9 @@ func (r *report) printMarkdown(w io.Writer) {
 	for _, f := range r.Figures {
 		if f.Err != "" {
 			fmt.Fprintf(w, "| %s | FAILED: %s | | | | |\n", f.Name, oneLine(f.Err))
+		}
+		if f.Skipped != "" {
+			fmt.Fprintf(w, "| %s | SKIPPED: %s | | | | |\n", f.Name, oneLine(f.Skipped))
 		}
 		for _, row := range f.Rows {
 			fmt.Fprintf(w, "| %s |\n", strings.Join(row.cells(), " | "))

@@ -61,16 +61,8 @@ const maxTail = 40
 
 // startWorkerProc registers a worker with the hub and runs it as a process against serverURL.
 func startWorkerProc(ctx context.Context, e *env, dir string, hc *hub.Client, serverURL, name string) (*workerProc, error) {
-	reg, err := hc.Register(ctx, name, "any")
+	path, err := writeWorkerConfig(ctx, dir, hc, serverURL, name)
 	if err != nil {
-		return nil, fmt.Errorf("register %s: %w", name, err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "cache"), 0o700); err != nil {
-		return nil, err
-	}
-	cfg := workerConfig(serverURL, reg.WorkerID, reg.AuthToken, name, 1)
-	path := filepath.Join(dir, "config.json")
-	if err := app.SaveConfig(path, cfg); err != nil {
 		return nil, err
 	}
 	args := []string{workerModeArg}
@@ -80,6 +72,30 @@ func startWorkerProc(ctx context.Context, e *env, dir string, hc *hub.Client, se
 	cmd := exec.Command(e.self, append(args, "--config", path)...)
 	// Its log file and caches go to the run's folder, not the user's.
 	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(dir, "cache"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	return runWorkerProc(ctx, cmd)
+}
+
+// writeWorkerConfig registers a worker named name with the hub and writes its config, pointed at
+// serverURL, to dir/config.json (with dir/cache beside it); it returns the config's path.
+func writeWorkerConfig(ctx context.Context, dir string, hc *hub.Client, serverURL, name string) (string, error) {
+	reg, err := hc.Register(ctx, name, "any")
+	if err != nil {
+		return "", fmt.Errorf("register %s: %w", name, err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "cache"), 0o700); err != nil {
+		return "", err
+	}
+	cfg := workerConfig(serverURL, reg.WorkerID, reg.AuthToken, name, 1)
+	path := filepath.Join(dir, "config.json")
+	if err := app.SaveConfig(path, cfg); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// runWorkerProc starts cmd, a worker that logs slog text lines on stderr (the bench's worker
+// mode, or the real studio-worker binary), and returns once its session is connected.
+func runWorkerProc(ctx context.Context, cmd *exec.Cmd) (*workerProc, error) {
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
