@@ -138,6 +138,20 @@ func openOutbox(dir string, log *slog.Logger) (*outbox, error) {
 		switch {
 		case e.IsDir():
 		case strings.HasSuffix(name, tmpSuffix):
+			// A staged entry (sent before its flush) or a durable write cut short. One that
+			// reads whole is the result of a worker killed before the flush: the page cache
+			// survived the process, so keep it (and the hub learns of it in hello.outbox);
+			// one cut short, or lost with the machine's power, is removed.
+			final, ok := stagedFinalName(name)
+			if ok {
+				if _, err := os.Stat(filepath.Join(dir, final)); errors.Is(err, os.ErrNotExist) {
+					if m, err := readMeta(filepath.Join(dir, name)); err == nil && (m.Type == itemJSON || m.Type == itemFail) &&
+						durable.Rename(filepath.Join(dir, name), filepath.Join(dir, final)) == nil {
+						metas = append(metas, loaded{m, final})
+						continue
+					}
+				}
+			}
 			_ = os.Remove(filepath.Join(dir, name)) // an interrupted write
 		case strings.HasSuffix(name, metaSuffix):
 			m, err := readMeta(filepath.Join(dir, name))
@@ -184,6 +198,19 @@ func openOutbox(dir string, log *slog.Logger) (*outbox, error) {
 		_ = os.Remove(filepath.Join(dir, name))
 	}
 	return o, nil
+}
+
+// stagedFinalName is the entry name a temporary file stands for: ".<entry>.json.<random>.tmp".
+func stagedFinalName(tmp string) (string, bool) {
+	rest, ok := strings.CutPrefix(tmp, ".")
+	if !ok {
+		return "", false
+	}
+	i := strings.LastIndex(rest, metaSuffix+".")
+	if i <= 0 {
+		return "", false
+	}
+	return rest[:i+len(metaSuffix)], true
 }
 
 func readMeta(path string) (outboxMeta, error) {
@@ -295,9 +322,10 @@ type staged struct {
 
 // stage writes a JSON result's or a fail's entry under a temporary name, without flushing it, and
 // adds it to the outbox in memory, so that its frame can be sent at once; settle then drops it
-// when the hub acknowledges it soon, or makes it durable (commit). Sending before the fsync loses nothing a crash would
-// not: a crash before commit leaves the temporary file, which openOutbox removes, exactly as a
-// crash before a durable write would, and the hub may by then hold the result. What it saves is
+// when the hub acknowledges it soon, or makes it durable (commit). Sending before the fsync loses
+// nothing a killed worker would keep: the file is written whole before the frame is sent, and
+// openOutbox takes a whole temporary entry back, so it is delivered after the restart; only a
+// power cut within flushAfter can lose it, when the hub most likely holds the result already. What it saves is
 // the flush (about a millisecond, more for a long answer) in front of every result. File results
 // go through putFile, durable before their upload starts.
 func (o *outbox) stage(m outboxMeta) (*outboxItem, *staged, error) {

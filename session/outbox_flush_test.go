@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,7 +140,11 @@ func TestAResultIsSentBeforeItsEntryIsFlushed(t *testing.T) {
 
 // TestAStagedEntryThatIsNeverFlushedIsGoneAfterARestart: a crash between stage and commit leaves
 // only the temporary file, which the next start removes, as after a crash inside a durable write.
-func TestAStagedEntryThatIsNeverFlushedIsGoneAfterARestart(t *testing.T) {
+// TestAStagedEntryOfAKilledWorkerIsDeliveredAfterTheRestart: a worker killed after it sent a
+// result and before the flush keeps the result (the file was written whole before the send, and
+// the page cache outlives the process), so the restart lists it in hello.outbox and delivers it;
+// a temporary file cut short is removed.
+func TestAStagedEntryOfAKilledWorkerIsDeliveredAfterTheRestart(t *testing.T) {
 	dir := t.TempDir()
 	o, err := openOutbox(dir, discardLogger())
 	if err != nil {
@@ -149,15 +155,23 @@ func TestAStagedEntryThatIsNeverFlushedIsGoneAfterARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = st.f.Close() // the process dies here: no flush, no rename
+	// And a write cut short, as a crash inside a durable write leaves it.
+	if err := os.WriteFile(filepath.Join(dir, ".job-2.abc.json.123.tmp"), []byte(`{"version":1,"job_id":"jo`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	o2, err := openOutbox(dir, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o2.len() != 0 {
-		t.Fatalf("a staged entry reloaded: %d entries", o2.len())
+	if o2.len() != 1 {
+		t.Fatalf("after the restart %d entries, want the staged one", o2.len())
 	}
-	if left := outboxEntries(t, dir); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
+	if ids := o2.ids(); len(ids) != 1 || ids[0] != "job-1" {
+		t.Fatalf("outbox after the restart: %v", ids)
+	}
+	left := outboxEntries(t, dir)
+	if len(left) != 1 || strings.HasSuffix(left[0], tmpSuffix) {
+		t.Fatalf("files after the restart: %v, want the entry in place and no temporary file", left)
 	}
 }
 
