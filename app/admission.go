@@ -69,6 +69,17 @@ type AdmissionInput struct {
 	// SafetyMarginMB is kept free on the chosen GPU; 0 means 1024 and a
 	// negative value means none.
 	SafetyMarginMB int64
+	// Backend names the job's backend as a person does ("Ollama", "ComfyUI") when it gave a
+	// figure of its own below; BackendModel is the job's model as that backend names it.
+	Backend, BackendModel string
+	// BackendHeldMB is VRAM the job's model holds already: its backend has it loaded (Ollama's
+	// /api/ps). The job needs only the estimate less that, since it runs on the loaded copy;
+	// 0 = not loaded, or not known.
+	BackendHeldMB int64
+	// BackendFree is free memory per GPU as the job's backend counts it: ComfyUI's unused torch
+	// cache is free to it, and NVML counts it as used. A GPU's free memory is the larger of this
+	// and GPUs'. Empty = the backend says nothing.
+	BackendFree []GPUFree
 	// ExpiresAt is when the offer lapses; the zero time means it does not.
 	ExpiresAt, Now time.Time
 	AutoAccept     bool
@@ -182,24 +193,39 @@ func admVRAM(in AdmissionInput) (gpu int, why string, ok bool) {
 	case margin < 0:
 		margin = 0
 	}
-	needMB := int64(0)
-	if known {
-		needMB = int64(math.Ceil(in.EstimateGB * 1024))
-	}
+	needMB := AdmissionNeedMB(in)
+	held := known && in.BackendHeldMB > 0
 
 	// Rank by memory left after promises: the GPU with the most room keeps
 	// the most headroom for the estimate being wrong.
-	best, bestAvail := -1, int64(0)
+	best, bestAvail, bestByBackend := -1, int64(0), false
 	for i, g := range in.GPUs {
-		avail := g.FreeMB - in.ReservedMB[g.Index]
+		free, byBackend := g.FreeMB, false
+		if bf, ok := admBackendFree(in.BackendFree, g.Index); ok && bf > free {
+			free, byBackend = bf, true
+		}
+		avail := free - in.ReservedMB[g.Index]
 		if best < 0 || avail > bestAvail || (avail == bestAvail && g.Index < in.GPUs[best].Index) {
-			best, bestAvail = i, avail
+			best, bestAvail, bestByBackend = i, avail, byBackend
 		}
 	}
 	g := in.GPUs[best]
 	reserved := in.ReservedMB[g.Index]
-	if known && needMB > bestAvail-margin {
-		msg := fmt.Sprintf("needs %.1f GB but GPU %d has %s free", in.EstimateGB, g.Index, admGB(bestAvail))
+	freeWords := admGB(bestAvail) + " free"
+	if bestByBackend {
+		// Say whose figure it is: the window's GPU card shows NVML's, which is lower.
+		freeWords += fmt.Sprintf(" as %s counts it (its unused cache is free to it; the driver says %s)", in.Backend, admGB(g.FreeMB))
+	}
+	// A job whose model is loaded and needs nothing more runs on memory its backend holds: the
+	// margin, kept for an estimate that is wrong, has nothing to guard.
+	if known && needMB > 0 && needMB > bestAvail-margin {
+		var msg string
+		if held {
+			msg = fmt.Sprintf("needs %.1f GB; %s is loaded in %s already, holding %s, so %s more, but GPU %d has %s",
+				in.EstimateGB, in.BackendModel, in.Backend, admGB(in.BackendHeldMB), admGB(needMB), g.Index, freeWords)
+		} else {
+			msg = fmt.Sprintf("needs %.1f GB but GPU %d has %s", in.EstimateGB, g.Index, freeWords)
+		}
 		if reserved > 0 {
 			msg += fmt.Sprintf(" after %s promised to other jobs", admGB(reserved))
 		}
@@ -208,10 +234,40 @@ func admVRAM(in AdmissionInput) (gpu int, why string, ok bool) {
 		}
 		return -1, msg, false
 	}
-	if known {
-		return g.Index, fmt.Sprintf("needs %.1f GB and GPU %d has %s free", in.EstimateGB, g.Index, admGB(bestAvail)), true
+	switch {
+	case held && needMB == 0:
+		return g.Index, fmt.Sprintf("fits: %s is loaded in %s already, holding %s, which covers the %.1f GB estimated",
+			in.BackendModel, in.Backend, admGB(in.BackendHeldMB), in.EstimateGB), true
+	case held:
+		return g.Index, fmt.Sprintf("fits: %s is loaded in %s already, holding %s, so it needs %s more of the %.1f GB estimated, and GPU %d has %s",
+			in.BackendModel, in.Backend, admGB(in.BackendHeldMB), admGB(needMB), in.EstimateGB, g.Index, freeWords), true
+	case known:
+		return g.Index, fmt.Sprintf("needs %.1f GB and GPU %d has %s", in.EstimateGB, g.Index, freeWords), true
+	}
+	if bestByBackend {
+		return g.Index, fmt.Sprintf("no VRAM estimate; GPU %d has the most free (%s)", g.Index, freeWords), true
 	}
 	return g.Index, fmt.Sprintf("no VRAM estimate; GPU %d has the most free (%s)", g.Index, admGB(bestAvail)), true
+}
+
+// AdmissionNeedMB is the VRAM in MB a job is counted as needing on its GPU: its estimate, less
+// what its model holds already in its backend. The worker promises that much to an accepted job
+// until the GPU's next sample shows it.
+func AdmissionNeedMB(in AdmissionInput) int64 {
+	if in.EstimateGB <= 0 {
+		return 0
+	}
+	return max(0, int64(math.Ceil(in.EstimateGB*1024))-max(in.BackendHeldMB, 0))
+}
+
+// admBackendFree is the backend's free figure for GPU index, if it gave one.
+func admBackendFree(free []GPUFree, index int) (int64, bool) {
+	for _, f := range free {
+		if f.Index == index {
+			return f.FreeMB, true
+		}
+	}
+	return 0, false
 }
 
 func admGB(mb int64) string { return fmt.Sprintf("%.1f GB", float64(mb)/1024) }

@@ -30,6 +30,7 @@ func TestAdmit(t *testing.T) {
 		want    Decision
 		wantGPU int
 		why     string // substring of Why
+		whyNot  string // a substring Why must not have, "" for none
 	}{
 		{name: "accept", change: func(in *AdmissionInput) {}, want: DecisionAccept, wantGPU: 0, why: "GPU 0"},
 		{name: "paused", change: func(in *AdmissionInput) { in.Paused = true }, want: DeclinePaused, wantGPU: -1, why: "paused"},
@@ -101,6 +102,58 @@ func TestAdmit(t *testing.T) {
 		{name: "multi-GPU: ties go to the lower index", change: func(in *AdmissionInput) {
 			in.GPUs = []GPUFree{{Index: 4, FreeMB: 16 * 1024}, {Index: 2, FreeMB: 16 * 1024}}
 		}, want: DecisionAccept, wantGPU: 2},
+
+		// The backend's own figures (Ollama's /api/ps, ComfyUI's /system_stats).
+		{name: "a loaded model needs only what it does not hold already", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 4 * 1024}}                           // 6 GB estimated, 4 GB free
+			in.Backend, in.BackendModel, in.BackendHeldMB = "Ollama", "llama3:8b", 5939 // 5.8 GB
+		}, want: DecisionAccept, wantGPU: 0,
+			why: "fits: llama3:8b is loaded in Ollama already, holding 5.8 GB, so it needs 0.2 GB more of the 6.0 GB estimated, and GPU 0 has 4.0 GB free"},
+		{name: "the same offer without the model loaded", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 4 * 1024}}
+			in.Backend, in.BackendModel = "Ollama", "llama3:8b"
+		}, want: DeclineVRAM, wantGPU: -1, why: "needs 6.0 GB but GPU 0 has 4.0 GB free (1.0 GB kept spare)", whyNot: "loaded"},
+		{name: "a loaded model that holds all its estimate fits a full GPU", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 100}}
+			in.Backend, in.BackendModel, in.BackendHeldMB = "Ollama", "llama3:8b", 7*1024
+		}, want: DecisionAccept, wantGPU: 0, why: "fits: llama3:8b is loaded in Ollama already, holding 7.0 GB, which covers the 6.0 GB estimated"},
+		{name: "loaded, but what it needs more does not fit", change: func(in *AdmissionInput) {
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 2 * 1024}}
+			in.Backend, in.BackendModel, in.BackendHeldMB = "Ollama", "llama3:8b", 2*1024
+		}, want: DeclineVRAM, wantGPU: -1,
+			why: "needs 6.0 GB; llama3:8b is loaded in Ollama already, holding 2.0 GB, so 4.0 GB more, but GPU 0 has 2.0 GB free (1.0 GB kept spare)"},
+		{name: "a loaded model does not lift the user's cap", change: func(in *AdmissionInput) {
+			in.CapGB, in.Backend, in.BackendModel, in.BackendHeldMB = 4, "Ollama", "llama3:8b", 6*1024
+		}, want: DeclineVRAM, wantGPU: -1, why: "your VRAM limit is 4.0 GB"},
+		{name: "a held figure without an estimate changes nothing", change: func(in *AdmissionInput) {
+			in.EstimateGB, in.Backend, in.BackendModel, in.BackendHeldMB = 0, "Ollama", "llama3:8b", 6*1024
+		}, want: DecisionAccept, wantGPU: 0, why: "no VRAM estimate; GPU 0 has the most free (12.0 GB)", whyNot: "loaded"},
+		{name: "ComfyUI's free counts when it is more than the driver's", change: func(in *AdmissionInput) {
+			in.Kind, in.Model = "image", "sdxl"
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 4 * 1024}}
+			in.Backend, in.BackendFree = "ComfyUI", []GPUFree{{Index: 0, FreeMB: 10 * 1024}}
+		}, want: DecisionAccept, wantGPU: 0,
+			why: "needs 6.0 GB and GPU 0 has 10.0 GB free as ComfyUI counts it (its unused cache is free to it; the driver says 4.0 GB)"},
+		{name: "ComfyUI's free when it is less than the driver's", change: func(in *AdmissionInput) {
+			in.Kind, in.Model = "image", "sdxl"
+			in.Backend, in.BackendFree = "ComfyUI", []GPUFree{{Index: 0, FreeMB: 3 * 1024}}
+		}, want: DecisionAccept, wantGPU: 0, why: "GPU 0 has 12.0 GB free", whyNot: "ComfyUI"},
+		{name: "ComfyUI's free for another GPU", change: func(in *AdmissionInput) {
+			in.Kind, in.Model = "image", "sdxl"
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 4 * 1024}}
+			in.Backend, in.BackendFree = "ComfyUI", []GPUFree{{Index: 1, FreeMB: 20 * 1024}}
+		}, want: DeclineVRAM, wantGPU: -1, why: "GPU 0 has 4.0 GB free", whyNot: "ComfyUI"},
+		{name: "ComfyUI's free moves the multi-GPU choice", change: func(in *AdmissionInput) {
+			in.Kind, in.Model = "image", "sdxl"
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 8 * 1024}, {Index: 1, FreeMB: 6 * 1024}}
+			in.Backend, in.BackendFree = "ComfyUI", []GPUFree{{Index: 1, FreeMB: 14 * 1024}}
+		}, want: DecisionAccept, wantGPU: 1, why: "GPU 1 has 14.0 GB free as ComfyUI counts it"},
+		{name: "promises count against ComfyUI's free too", change: func(in *AdmissionInput) {
+			in.Kind, in.Model = "image", "sdxl"
+			in.GPUs = []GPUFree{{Index: 0, FreeMB: 4 * 1024}}
+			in.Backend, in.BackendFree = "ComfyUI", []GPUFree{{Index: 0, FreeMB: 10 * 1024}}
+			in.ReservedMB = map[int]int64{0: 5 * 1024}
+		}, want: DeclineVRAM, wantGPU: -1, why: "GPU 0 has 5.0 GB free as ComfyUI counts it (its unused cache is free to it; the driver says 4.0 GB) after 5.0 GB promised to other jobs"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,6 +166,29 @@ func TestAdmit(t *testing.T) {
 			if got.Why == "" || !strings.Contains(got.Why, tc.why) {
 				t.Errorf("Why = %q, want it to contain %q", got.Why, tc.why)
 			}
+			if tc.whyNot != "" && strings.Contains(got.Why, tc.whyNot) {
+				t.Errorf("Why = %q, want it without %q", got.Why, tc.whyNot)
+			}
 		})
+	}
+}
+
+func TestAdmissionNeedMB(t *testing.T) {
+	tests := []struct {
+		name         string
+		estimateGB   float64
+		heldMB, want int64
+	}{
+		{"no estimate", 0, 4096, 0},
+		{"nothing loaded", 6, 0, 6144},
+		{"part of it held", 6, 5939, 205},
+		{"all of it held", 6, 8192, 0},
+		{"a negative figure is none", 6, -10, 6144},
+		{"a fraction of an MB rounds up", 0.0001, 0, 1},
+	}
+	for _, tc := range tests {
+		if got := AdmissionNeedMB(AdmissionInput{EstimateGB: tc.estimateGB, BackendHeldMB: tc.heldMB}); got != tc.want {
+			t.Errorf("%s: AdmissionNeedMB = %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }

@@ -67,7 +67,7 @@ func (w *Worker) updateSimulatedUse() {
 	w.mu.Lock()
 	mb := w.opts.SimulatedBaseMB
 	for _, sl := range w.slots {
-		mb += int64(sl.claim.VRAMGBEstimate * 1024)
+		mb += sl.vramMB // a job on a model its backend has loaded adds only what it needs more
 	}
 	w.mu.Unlock()
 	w.sim.SetUsedMB(mb)
@@ -130,6 +130,7 @@ func (w *Worker) onSnapshot(snap gpu.Snapshot) {
 	if devicesChanged {
 		w.rebuildCaps()
 	}
+	w.pokeBackendVRAM()
 	if cur.Yielding != prev.Yielding {
 		text := "The GPU is free again: taking jobs"
 		if cur.Yielding {

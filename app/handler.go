@@ -167,6 +167,7 @@ func (w *Worker) admit(claim protocol.Claim, userSaidYes bool) Admission {
 	snap := w.liveSnapshot()
 	caps := w.Capabilities()
 	spoolFree := w.spoolFreeMB()
+	fig, haveFig := w.backendFigure(claim, snap) // before w.mu: it may wait on the backend
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	in := AdmissionInput{
@@ -200,13 +201,21 @@ func (w *Worker) admit(claim protocol.Claim, userSaidYes bool) Admission {
 		// Jobs taken since the last sample do not show in its free memory yet.
 		for _, sl := range w.slots {
 			if !sl.started.Before(snap.Time) {
-				in.ReservedMB[sl.gpu] += int64(sl.claim.VRAMGBEstimate * 1024)
+				in.ReservedMB[sl.gpu] += sl.vramMB
 			}
+		}
+		if haveFig {
+			applyBackendFigure(&in, fig, snap)
 		}
 	}
 	adm := Admit(in)
 	if adm.Decision == DecisionAccept {
-		w.slots[claim.JobID] = &slot{claim: claim, gpu: max(adm.GPU, 0), started: w.now()}
+		w.slots[claim.JobID] = &slot{claim: claim, gpu: max(adm.GPU, 0), vramMB: AdmissionNeedMB(in), started: w.now()}
+		if in.BackendHeldMB > 0 || len(in.BackendFree) > 0 {
+			// The backend's figure decided it: say so, since the GPU card shows NVML's alone.
+			w.log.Info("accepted an offer on the backend's own VRAM figure", "source", "worker", "job_id", claim.JobID,
+				"kind", claim.Kind, "model", claim.Model, "backend", in.Backend, "why", adm.Why)
+		}
 	}
 	return adm
 }

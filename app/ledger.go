@@ -51,8 +51,11 @@ func (l *ledger) noteCancelled(jobID string, now time.Time) {
 
 // slot is a job the worker has taken: accepted and not yet ended.
 type slot struct {
-	claim   protocol.Claim
-	gpu     int
+	claim protocol.Claim
+	gpu   int
+	// vramMB is what admission counted the job as needing on gpu (AdmissionNeedMB): its
+	// estimate, less what its model held already in its backend.
+	vramMB  int64
 	started time.Time
 }
 

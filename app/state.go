@@ -66,6 +66,28 @@ type GPUState struct {
 	Problem   string    `json:"problem,omitempty"` // e.g. "No NVIDIA driver found: VRAM checks are off"
 	CapGB     float64   `json:"cap_gb"`            // the user's VRAM cap, 0 = none
 	Cards     []GPUCard `json:"cards"`
+	// Backends is what the backends themselves say of VRAM, which admission weighs beside
+	// NVML's figures (backendvram.go); refreshed at a GPU sample at most every 5 s while a window
+	// or status follows the state; at most 16.
+	Backends []BackendVRAM `json:"backends,omitempty"`
+}
+
+// BackendVRAM is one backend's own word on VRAM, for the window to show beside the cards: a model
+// Ollama has loaded and the VRAM it holds (a job for it needs only its estimate less that), or
+// the VRAM free as ComfyUI counts it (its unused cache, which the card's figure counts as used,
+// is free to it).
+type BackendVRAM struct {
+	Kind    protocol.Kind `json:"kind"`
+	Backend string        `json:"backend"`         // "Ollama", "ComfyUI"
+	Model   string        `json:"model,omitempty"` // the loaded model as the backend names it; "" for a free figure
+	HeldMB  int64         `json:"held_mb,omitempty"`
+	// FreeMB is free as the backend counts it on GPU, CacheFreeMB the part of it that is the
+	// backend's own unused cache.
+	FreeMB      int64 `json:"free_mb,omitempty"`
+	CacheFreeMB int64 `json:"cache_free_mb,omitempty"`
+	// GPU is the card's index (GPUCard.Index) the figure is on; -1 when the backend does not say
+	// (Ollama) or its device matches no card.
+	GPU int `json:"gpu"`
 }
 
 // RunningJob is a job running now.
@@ -171,6 +193,7 @@ func (s State) Clone() State {
 		card.History = slices.Clone(card.History)
 		c.GPU.Cards[i] = card
 	}
+	c.GPU.Backends = slices.Clone(s.GPU.Backends)
 	c.Running = slices.Clone(s.Running)
 	c.Offers = slices.Clone(s.Offers)
 	c.Recent = slices.Clone(s.Recent)

@@ -67,6 +67,7 @@ type Worker struct {
 	cfg           Config
 	sess          *session.Session
 	restart       chan struct{} // signals Run to rebuild the session (register, settings)
+	backendWake   chan struct{} // a GPU sample was taken: time to ask the backends of VRAM (backendvram.go)
 	ledger                      // the jobs taken and the offers waiting (ledger.go), guarded by mu
 	hist          *history      // what this worker did, across restarts (history.go)
 	yielder       *gpu.Yielder
@@ -123,15 +124,16 @@ func NewWorker(opts Options) (*Worker, error) {
 		return nil, fmt.Errorf("engines: %w", err)
 	}
 	w := &Worker{
-		opts:    opts,
-		log:     opts.Logger,
-		router:  router,
-		client:  client,
-		now:     opts.Now,
-		cfg:     cfg,
-		restart: make(chan struct{}, 1),
-		ledger:  newLedger(),
-		own:     gpu.OwnPIDs(uint32(os.Getpid())),
+		opts:        opts,
+		log:         opts.Logger,
+		router:      router,
+		client:      client,
+		now:         opts.Now,
+		cfg:         cfg,
+		restart:     make(chan struct{}, 1),
+		backendWake: make(chan struct{}, 1),
+		ledger:      newLedger(),
+		own:         gpu.OwnPIDs(uint32(os.Getpid())),
 	}
 	if w.opts.autostart == nil && opts.ConfigPath != "" {
 		w.opts.autostart = newAutostarter(opts.ConfigPath)
@@ -224,6 +226,11 @@ func (w *Worker) Serve(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		w.hist.run(ctx, func() []RecentJob { return w.obs.Snapshot().Recent })
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.watchBackendVRAM(ctx)
 	}()
 	w.mu.Lock()
 	w.serveCtx = ctx

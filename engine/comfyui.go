@@ -34,6 +34,8 @@ type comfyUI struct {
 	// choices is the last list of what the mapped model input accepts; now is its clock.
 	choices choiceCache
 	now     func() time.Time
+	// stats is ComfyUI's last word on free VRAM (vram.go).
+	stats figureCache[[]BackendDevice]
 }
 
 func newComfyUI(kind protocol.Kind, cfg BackendConfig, client *http.Client, logger *slog.Logger) (*comfyUI, error) {

@@ -30,6 +30,8 @@ type openAI struct {
 	cfg    BackendConfig
 	client *http.Client
 	logger *slog.Logger
+	// ps is Ollama's last list of loaded models (vram.go).
+	ps figureCache[[]psModel]
 }
 
 func (o *openAI) name() string { return BackendOpenAI }
