@@ -235,12 +235,13 @@ type gpuCard struct {
 	spark   *sparkline
 	legend  *widget.RichText // the bar's colour in the sparkline's legend, named the same way
 	note    *widget.Label
+	held    *widget.RichText // what the backends say of this card's VRAM (backendVRAMLine)
 	card    *widget.Card
 }
 
 func newGPUCard() *gpuCard {
 	c := &gpuCard{title: boldLabel(""), reading: widget.NewLabel(""), bar: newVRAMBar(), barName: widget.NewLabel("VRAM"),
-		barText: widget.NewLabel(""), spark: newSparkline(), legend: smallLabel("VRAM"), note: widget.NewLabel("")}
+		barText: widget.NewLabel(""), spark: newSparkline(), legend: smallLabel("VRAM"), note: widget.NewLabel(""), held: subtle("")}
 	c.title.Truncation = fyne.TextTruncateEllipsis
 	c.note.Importance = widget.WarningImportance
 	c.note.Wrapping = fyne.TextWrapWord
@@ -249,8 +250,10 @@ func newGPUCard() *gpuCard {
 		container.NewCenter(legendSwatch(theme.Color(theme.ColorNamePrimary))), c.legend,
 		container.NewCenter(legendSwatch(theme.Color(theme.ColorNameSuccess))), smallLabel("utilization · last 5 minutes"),
 	)
+	c.held.Hide()
 	c.body = container.NewVBox(
 		container.NewBorder(nil, nil, c.barName, c.barText, container.New(fillCenterV{}, c.bar)),
+		c.held,
 		c.spark,
 		legend,
 	)
@@ -297,6 +300,9 @@ func (c *gpuCard) set(g app.GPUCard, st app.GPUState) {
 		text += " · no cap"
 	}
 	c.barText.SetText(text)
+	line := backendVRAMLine(st.Backends, g.Index, len(st.Cards))
+	setSubtle(c.held, line)
+	showIf(c.held, line != "")
 	c.spark.set(g.History, g.TotalMB)
 	switch {
 	case st.Simulated:

@@ -269,3 +269,36 @@ func TestDrawSpark(t *testing.T) {
 	drawSpark(image.NewRGBA(image.Rect(0, 0, 1, 1)), samples, 1000, vram, util) // too small: no panic
 	drawSpark(img, nil, 0, vram, util)
 }
+
+// TestBackendVRAMLine: what Ollama and ComfyUI say of VRAM shows on the card it is about (issue 21:
+// "use it in admission and say so in the window").
+func TestBackendVRAMLine(t *testing.T) {
+	bs := []app.BackendVRAM{
+		{Kind: protocol.KindLLM, Backend: "Ollama", Model: "llama3.1:8b", HeldMB: 5939, GPU: -1},
+		{Kind: protocol.KindImage, Backend: "ComfyUI", FreeMB: 10240, CacheFreeMB: 6144, GPU: 1},
+	}
+	for _, tt := range []struct {
+		card, cards int
+		want        string
+	}{
+		{0, 1, "Ollama holds 5.8 GB for llama3.1:8b"},
+		{1, 2, "ComfyUI counts 10.0 GB free (6.0 GB of it its own cache)"},
+		{0, 2, ""}, // Ollama names no card: on a two-card machine it is not pinned to one
+	} {
+		if got := backendVRAMLine(bs, tt.card, tt.cards); got != tt.want {
+			t.Errorf("card %d of %d: %q, want %q", tt.card, tt.cards, got, tt.want)
+		}
+	}
+}
+
+func TestGPUCardSaysWhatTheBackendHolds(t *testing.T) {
+	s := idleState()
+	s.GPU.Backends = []app.BackendVRAM{{Kind: protocol.KindLLM, Backend: "Ollama", Model: "llama3.1:8b", HeldMB: 5939, GPU: -1}}
+	h := newHarness(t, s)
+	h.ui.do(func() {
+		c := h.w.dash.gpus.get(fmt.Sprint(s.GPU.Cards[0].Index))
+		if got := subtleText(c.held); got != "Ollama holds 5.8 GB for llama3.1:8b" || !c.held.Visible() {
+			t.Errorf("GPU card backend line %q (shown %v)", got, c.held.Visible())
+		}
+	})
+}

@@ -199,6 +199,8 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 	w.settings.load()
 	if opts.ShowOnStart || !w.hasTray {
 		w.Show()
+	} else {
+		w.spawn(w.releaseAfterStart)
 	}
 	return w
 }

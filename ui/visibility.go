@@ -7,6 +7,7 @@ package ui
 
 import (
 	"context"
+	"runtime/debug"
 	"time"
 )
 
@@ -27,7 +28,33 @@ func (w *Window) hide() {
 	w.win.Hide()
 	w.visible = false
 	w.wantTicks()
+	w.releaseMemory()
 }
+
+// releaseMemory gives the heap the window no longer needs back to the OS: the Go runtime keeps a
+// freed page for minutes, and a tray app that sits hidden for days should not hold what its start
+// (fonts, the first layout) or its last open needed.
+func (w *Window) releaseMemory() {
+	if !w.visible {
+		debug.FreeOSMemory()
+	}
+}
+
+// releaseAfterStart gives back the start-up's heap once it has settled, when the window starts
+// hidden in the tray (at login).
+func (w *Window) releaseAfterStart(ctx context.Context) {
+	t := time.NewTimer(releaseAfterStart)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+		w.onUI(w.releaseMemory)
+	}
+}
+
+// releaseAfterStart is how long after a hidden start the heap is given back: long enough for
+// the first states, the settings load and the tray's menu to have come and gone.
+const releaseAfterStart = 3 * time.Second
 
 // wantTicks starts or stops the clock for what is on screen now. UI thread.
 func (w *Window) wantTicks() {

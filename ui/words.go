@@ -375,3 +375,24 @@ func firstDownKind(s app.State) string {
 	}
 	return kind
 }
+
+// backendVRAMLine is what the backends say of one card's VRAM, the figures admission uses:
+// "Ollama holds 5.8 GB for llama3.1:8b · ComfyUI counts 10.0 GB free (6.0 GB of it its own cache)".
+// A figure that names no card (Ollama does not say) goes on the card when there is only one.
+func backendVRAMLine(bs []app.BackendVRAM, card, cards int) string {
+	var parts []string
+	for _, b := range bs {
+		if b.GPU != card && !(b.GPU < 0 && cards == 1) {
+			continue
+		}
+		switch {
+		case b.HeldMB > 0 && b.Model != "":
+			parts = append(parts, fmt.Sprintf("%s holds %s GB for %s", b.Backend, gb(b.HeldMB), b.Model))
+		case b.FreeMB > 0 && b.CacheFreeMB > 0:
+			parts = append(parts, fmt.Sprintf("%s counts %s GB free (%s GB of it its own cache)", b.Backend, gb(b.FreeMB), gb(b.CacheFreeMB)))
+		case b.FreeMB > 0:
+			parts = append(parts, fmt.Sprintf("%s counts %s GB free", b.Backend, gb(b.FreeMB)))
+		}
+	}
+	return strings.Join(parts, " · ")
+}
