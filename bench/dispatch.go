@@ -1,3 +1,6 @@
+// dispatch.go: the dispatch figure — POST /v1/jobs to the engine's Run, against a bare fsync and
+// a WebSocket echo measured in the same run.
+
 package main
 
 import (

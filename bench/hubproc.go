@@ -1,3 +1,5 @@
+// hubproc.go: the hub a figure runs against, built once and run as a process of its own.
+
 package main
 
 import (

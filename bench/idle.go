@@ -1,3 +1,5 @@
+// idle.go: the idle figure — a headless worker connected and doing nothing: CPU, RSS, bytes.
+
 package main
 
 import (

@@ -1,3 +1,6 @@
+// llm.go: the llm figure — an answer's added time through hub and worker over calling a paced
+// stand-in server directly, at several lengths, so a per-token cost shows as a slope.
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// procstat.go: a process's CPU time, RSS and wake-ups, read from /proc.
+
 package main
 
 import (

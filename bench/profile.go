@@ -1,3 +1,5 @@
+// profile.go: the hub run as a profiled process (--pprof), for the figures that ask for it.
+
 package main
 
 import (

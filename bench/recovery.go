@@ -1,3 +1,6 @@
+// recovery.go: the recovery figure — a hub killed mid-run and restarted: nothing lost, nothing
+// stored twice, and what was answered rejected.
+
 package main
 
 import (

@@ -1,3 +1,6 @@
+// report.go: a run's results — rows, goals, baselines and ratios — as a table, Markdown and
+// JSON, and merged into an earlier results file.
+
 package main
 
 import (

@@ -1,3 +1,6 @@
+// scale.go: the scale figure — thousands of connected, heartbeating workers on one hub: offer
+// latency and the hub's memory.
+
 package main
 
 import (

@@ -1,3 +1,6 @@
+// simworker.go: simulated workers that speak the protocol directly, many per process, for the
+// figures that need more workers than processes.
+
 package main
 
 import (

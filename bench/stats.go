@@ -1,3 +1,5 @@
+// stats.go: percentiles and summaries of a figure's samples.
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// tap.go: a TCP tap between a worker and the hub that counts the bytes each way.
+
 package main
 
 import (

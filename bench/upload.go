@@ -1,3 +1,6 @@
+// upload.go: the upload figure — a large result's upload through the worker against a bare POST
+// of the same bytes in the same run.
+
 package main
 
 import (

@@ -1,3 +1,6 @@
+// workerproc.go: a worker run as a process of its own (the bench binary in worker mode, or the
+// real binary), with its log lines feeding a probe.
+
 package main
 
 import (

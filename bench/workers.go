@@ -1,3 +1,5 @@
+// workers.go: the probe that reads a worker's log lines into a figure's timings.
+
 package main
 
 import (

@@ -1,3 +1,7 @@
+// config.go: the engines' config — which backend serves each kind, its address or command, models,
+// workflow mapping, limits and timeouts — with defaults and validation. It must not know the
+// worker's other settings.
+
 package engine
 
 import (

@@ -1,3 +1,7 @@
+// engine.go: what an engine is to the rest of the worker — a Job in, a Result (JSON or a spool
+// file) or an error saying whether to retry, with progress along the way. It must not know the
+// session or the hub.
+
 package engine
 
 import (

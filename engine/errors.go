@@ -1,3 +1,6 @@
+// errors.go: an engine's errors — the kinds (backend down, backend failed, unsupported, invalid
+// input), whether each is retryable, and the field it is about. They must not know the wire.
+
 package engine
 
 import (

@@ -1,3 +1,6 @@
+// http.go: one request to a backend over HTTP, its error words cut to a bound, and URL joining.
+// It must not know which backend it talks to.
+
 package engine
 
 import (

@@ -1,3 +1,6 @@
+// input.go: a job's input checked against its kind's shape and limits, with errors that name
+// the field. It must not know the backends.
+
 package engine
 
 import (

@@ -1,3 +1,6 @@
+// router.go: the engine router — one backend per kind from the config, their capabilities and
+// health, and Run handed to the right one. It must not know the session.
+
 package engine
 
 import (

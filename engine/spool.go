@@ -1,3 +1,6 @@
+// spool.go: a result file written into the spool folder under a temporary name and committed
+// whole. It must not know what the file holds.
+
 package engine
 
 import (

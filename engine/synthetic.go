@@ -1,3 +1,6 @@
+// synthetic.go: the synthetic backend (the demo and tests) — every kind, answered with made-up
+// but well-formed results at a set pace, failing or running long on request. It uses no GPU.
+
 package engine
 
 import (

@@ -1,3 +1,6 @@
+// synthetic_media.go: the synthetic backend's pictures, sound and video — generated, cheap, and
+// different each time.
+
 package engine
 
 import (

@@ -1,5 +1,3 @@
-//go:build linux
-
 // Package dbustest runs a D-Bus session bus of its own, so the tests of the tray and of the
 // desktop notifications, and the bench's GUI figure, talk to real D-Bus without touching the
 // desktop's. This file runs the bus; it must not know what is said on it (the one peer that does,

@@ -1,5 +1,3 @@
-//go:build linux
-
 // watcher.go: FakeStatusNotifierWatcher, the stand-in for the desktop shell's tray host on a
 // private bus. It must not know what an item shows or what its menu does: it only says a host is
 // there and records who registers, which is all an app needs to see before it keeps to the tray.
