@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -113,26 +112,4 @@ func stopGently(p *os.Process, exited <-chan struct{}, grace time.Duration) erro
 		<-exited
 		return fmt.Errorf("did not stop within %v of SIGTERM: killed", grace)
 	}
-}
-
-// withEnv returns env with every key in set replaced, and the keys in drop removed.
-func withEnv(env []string, set map[string]string, drop ...string) []string {
-	out := make([]string, 0, len(env)+len(set))
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := set[k]; ok {
-			continue
-		}
-		dropped := false
-		for _, d := range drop {
-			dropped = dropped || k == d
-		}
-		if !dropped {
-			out = append(out, kv)
-		}
-	}
-	for k, v := range set {
-		out = append(out, k+"="+v)
-	}
-	return out
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"studioworker/internal/dbustest"
+	"studioworker/internal/procenv"
 )
 
 // TestTrayOverDBus runs the real binary's demo with its window on the test's display and a
@@ -53,7 +54,7 @@ func TestTrayOverDBus(t *testing.T) {
 	}
 
 	demo := exec.Command(bin, "demo", "--jobs", "6")
-	demo.Env = withEnv(os.Environ(), map[string]string{
+	demo.Env = procenv.With(os.Environ(), map[string]string{
 		"DBUS_SESSION_BUS_ADDRESS": busAddr,
 		"DISPLAY":                  os.Getenv("DISPLAY"),
 		"XDG_CONFIG_HOME":          filepath.Join(dir, "config"),

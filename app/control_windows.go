@@ -37,26 +37,40 @@ func ListenControl(configPath string) (net.Listener, string, error) {
 			return nil, "", fmt.Errorf("%w (%s)", ErrAlreadyRunning, ep.Addr)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, ep, _, err := listenLoopbackEndpoint(path, 32)
 	if err != nil {
 		return nil, "", fmt.Errorf("control endpoint: %w", err)
 	}
-	b := make([]byte, 32)
+	return ln, ep.Token, nil
+}
+
+// listenLoopbackEndpoint listens on a loopback port and writes its address and a random token of
+// tokenBytes to path, a file only this user can open (writePrivate); it returns what it wrote,
+// so the owner can tell its own file from a later one's. The control endpoint and the window
+// lock are both this.
+func listenLoopbackEndpoint(path string, tokenBytes int) (net.Listener, controlEndpoint, []byte, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, controlEndpoint{}, nil, err
+	}
+	b := make([]byte, tokenBytes)
 	if _, err := rand.Read(b); err != nil {
 		ln.Close()
-		return nil, "", err
+		return nil, controlEndpoint{}, nil, err
 	}
 	ep := controlEndpoint{Addr: ln.Addr().String(), Token: hex.EncodeToString(b)}
-	data, _ := json.Marshal(ep)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		ln.Close()
-		return nil, "", err
+	data, err := json.Marshal(ep)
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(path), 0o700)
 	}
-	if err := writePrivate(path, data); err != nil {
-		ln.Close()
-		return nil, "", fmt.Errorf("control endpoint: %w", err)
+	if err == nil {
+		err = writePrivate(path, data)
 	}
-	return ln, ep.Token, nil
+	if err != nil {
+		ln.Close()
+		return nil, controlEndpoint{}, nil, err
+	}
+	return ln, ep, data, nil
 }
 
 // writePrivate writes data to path, a file whose DACL lets only this account (and the owner of

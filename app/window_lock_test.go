@@ -13,14 +13,15 @@ import (
 	"time"
 )
 
-func TestWindowLock(t *testing.T) { checkWindowLock(t) }
+func TestWindowLock(t *testing.T) { checkWindowLock(t, t.TempDir()) }
 
-func TestWindowLockLeftByACrashIsTakenOver(t *testing.T) { checkStaleWindowLock(t) }
+func TestWindowLockLeftByACrashIsTakenOver(t *testing.T) { checkStaleWindowLock(t, t.TempDir()) }
 
 // checkWindowLock: the first claim holds, a second is refused with ErrWindowOpen and raises the
-// first, and after Close the next claim holds again.
-func checkWindowLock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "config.json")
+// first, and after Close the next claim holds again. dir is the test's folder (Wine needs
+// wintest.TempDir's).
+func checkWindowLock(t *testing.T, dir string) {
+	path := filepath.Join(dir, "config.json")
 	first, err := ClaimWindow(path)
 	if err != nil {
 		t.Fatalf("first claim: %v", err)
@@ -46,8 +47,8 @@ func checkWindowLock(t *testing.T) {
 }
 
 // checkStaleWindowLock: what a window that crashed left behind does not keep the next one out.
-func checkStaleWindowLock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "config.json")
+func checkStaleWindowLock(t *testing.T, dir string) {
+	path := filepath.Join(dir, "config.json")
 	leaveStaleWindowLock(t, path)
 	l, err := ClaimWindow(path)
 	if err != nil {

@@ -8,9 +8,6 @@ package app
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -30,25 +27,8 @@ func listenWindow(configPath string) (net.Listener, string, func(), error) {
 	if _, err := os.Stat(path); err == nil {
 		return nil, "", nil, fmt.Errorf("%w (%s)", errWindowTaken, path)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, "", nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, ep, data, err := listenLoopbackEndpoint(path, 16)
 	if err != nil {
-		return nil, "", nil, err
-	}
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		ln.Close()
-		return nil, "", nil, err
-	}
-	data, err := json.Marshal(controlEndpoint{Addr: ln.Addr().String(), Token: hex.EncodeToString(b)})
-	if err != nil {
-		ln.Close()
-		return nil, "", nil, err
-	}
-	if err := writePrivate(path, data); err != nil {
-		ln.Close()
 		return nil, "", nil, err
 	}
 	release := func() {
@@ -56,7 +36,7 @@ func listenWindow(configPath string) (net.Listener, string, func(), error) {
 			_ = os.Remove(path)
 		}
 	}
-	return ln, hex.EncodeToString(b), release, nil
+	return ln, ep.Token, release, nil
 }
 
 func locateWindow(configPath string) (controlAddr, error) {

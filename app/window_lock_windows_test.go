@@ -10,11 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"studioworker/internal/wintest"
 )
 
-func TestWindowLockWindows(t *testing.T) { checkWindowLock(t) }
+func TestWindowLockWindows(t *testing.T) { checkWindowLock(t, wintest.TempDir(t)) }
 
-func TestWindowLockLeftByACrashIsTakenOverWindows(t *testing.T) { checkStaleWindowLock(t) }
+func TestWindowLockLeftByACrashIsTakenOverWindows(t *testing.T) {
+	checkStaleWindowLock(t, wintest.TempDir(t))
+}
 
 func leaveStaleWindowLock(t *testing.T, configPath string) {
 	t.Helper()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"studioworker/internal/dbustest"
+	"studioworker/internal/procenv"
 )
 
 // guiSettle is how long each worker is left after it connects before its window is measured:
@@ -135,7 +136,7 @@ func measureGUIMode(ctx context.Context, e *env, res *figureResult, h *hubProc, 
 	if m.gui {
 		set["DISPLAY"], set["DBUS_SESSION_BUS_ADDRESS"] = display, busAddr
 	}
-	cmd.Env = withEnv(os.Environ(), set, drop...)
+	cmd.Env = procenv.With(os.Environ(), set, drop...)
 	drainRegistered(watcher)
 	wp, err := runWorkerProc(ctx, cmd)
 	if err != nil {
@@ -185,7 +186,7 @@ func visibleWindows(ctx context.Context, display string, pid int) (int, error) {
 		return 0, errors.New("xdotool is not installed")
 	}
 	cmd := exec.CommandContext(ctx, bin, "search", "--onlyvisible", "--pid", strconv.Itoa(pid))
-	cmd.Env = withEnv(os.Environ(), map[string]string{"DISPLAY": display})
+	cmd.Env = procenv.With(os.Environ(), map[string]string{"DISPLAY": display})
 	out, err := cmd.Output()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 1 && len(strings.TrimSpace(string(out))) == 0 {
@@ -218,27 +219,4 @@ func buildWorkerGUI(ctx context.Context, root, dir string) (string, error) {
 		return "", fmt.Errorf("go build -tags migrated_fynedo .: %w\n%s", err, out)
 	}
 	return bin, nil
-}
-
-// withEnv returns env with every key in set replaced, and the keys in drop removed (a key in
-// both is set).
-func withEnv(env []string, set map[string]string, drop ...string) []string {
-	out := make([]string, 0, len(env)+len(set))
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := set[k]; ok {
-			continue
-		}
-		dropped := false
-		for _, d := range drop {
-			dropped = dropped || k == d
-		}
-		if !dropped {
-			out = append(out, kv)
-		}
-	}
-	for k, v := range set {
-		out = append(out, k+"="+v)
-	}
-	return out
 }

@@ -1,23 +1,12 @@
-// idle_gui_test.go: the idle_gui figure's own helpers (the environment it gives each worker, the
-// mean of an RSS window); the figure itself needs Xvfb and a bus and is run by ./build.sh bench.
+// idle_gui_test.go: the idle_gui figure's own helper (the mean of an RSS window); the figure
+// itself needs Xvfb and a bus and is run by ./build.sh bench.
 
 package main
 
 import (
-	"slices"
 	"testing"
 	"time"
 )
-
-func TestWithEnvSetsDropsAndKeeps(t *testing.T) {
-	got := withEnv([]string{"HOME=/root", "DISPLAY=:0", "WAYLAND_DISPLAY=wayland-0", "XDG_CACHE_HOME=/old"},
-		map[string]string{"XDG_CACHE_HOME": "/new", "DISPLAY": ":7"}, "WAYLAND_DISPLAY", "DISPLAY")
-	slices.Sort(got)
-	want := []string{"DISPLAY=:7", "HOME=/root", "XDG_CACHE_HOME=/new"} // set wins over drop
-	if !slices.Equal(got, want) {
-		t.Errorf("withEnv = %q, want %q", got, want)
-	}
-}
 
 func TestMeanRSSBetweenCountsOnlyTheWindow(t *testing.T) {
 	t0 := time.Unix(1000, 0)
