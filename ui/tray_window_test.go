@@ -142,3 +142,24 @@ func menuItem(t *testing.T, m *fyne.Menu, label string) *fyne.MenuItem {
 	t.Fatalf("no %q in the menu", label)
 	return nil
 }
+
+// TestNoSessionBusLeavesTheTrayAlone: without a session bus the tray is never started — Fyne's
+// systray would fail to connect and then panic as the app quits (seen under Xvfb with
+// DBUS_SESSION_BUS_ADDRESS pointing nowhere) — and the window says it is the way to control the app.
+func TestNoSessionBusLeavesTheTrayAlone(t *testing.T) {
+	var tray *fakeTrayApp
+	h := newHarness(t, busyState(), withTray(true), func(c *harnessConfig) { c.env.trayBus = func() bool { return false } },
+		withApp(func(a fyne.App) fyne.App {
+			tray = &fakeTrayApp{App: a}
+			return tray
+		}))
+	h.publish(func(s *app.State) { s.Counters.Done++ })
+	if m, i := tray.Menus(), tray.Icons(); len(m) != 0 || len(i) != 0 || tray.window != nil {
+		t.Fatalf("the tray was touched without a session bus: %d menus, icons %v, window %v", len(m), i, tray.window != nil)
+	}
+	h.ui.do(func() {
+		if !h.w.visible || !h.w.header.noteBox.Visible() {
+			t.Errorf("window shown %v, no-tray note shown %v", h.w.visible, h.w.header.noteBox.Visible())
+		}
+	})
+}

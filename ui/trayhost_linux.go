@@ -1,7 +1,8 @@
 //go:build linux
 
-// trayhost_linux.go: whether a StatusNotifier host is on the session bus to show the tray icon;
-// without one the window is the only way to control the app.
+// trayhost_linux.go: whether a session bus answers (without one the tray cannot start) and
+// whether a StatusNotifier host is on it to show the tray icon; without one the window is the
+// only way to control the app.
 
 package ui
 
@@ -29,4 +30,14 @@ func trayHostPresent() bool {
 		return false
 	}
 	return has
+}
+
+// trayBusReachable reports whether a session bus answers at all.
+func trayBusReachable() bool {
+	conn, err := dbus.ConnectSessionBus()
+	if err != nil {
+		return false
+	}
+	conn.Close() // a private connection: closing it does not touch the one systray uses
+	return true
 }

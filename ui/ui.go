@@ -48,6 +48,10 @@ type env struct {
 	now      func() time.Time // the clock for countdowns and elapsed times
 	tick     time.Duration    // how often countdowns move; 0 = never
 	trayHost func() bool      // whether a tray (StatusNotifier host) is there to show the icon
+	// trayBus says whether the tray can be started at all: on Linux, whether a session bus
+	// answers. Without one fyne.io/systray fails to connect and then panics when the app quits
+	// (it closes the connection it never made), so the tray is left alone. nil: it can.
+	trayBus func() bool
 	// onTrayTap sets what a click on the tray icon does (fyne.io/systray's; nil in tests).
 	onTrayTap func(func())
 	// trayTooltip sets the tray icon's tooltip (fyne.io/systray's; nil in tests).
@@ -58,7 +62,7 @@ type env struct {
 }
 
 func defaultEnv() env {
-	return env{do: fyne.Do, now: time.Now, tick: time.Second, trayHost: trayHostPresent,
+	return env{do: fyne.Do, now: time.Now, tick: time.Second, trayHost: trayHostPresent, trayBus: trayBusReachable,
 		onTrayTap: systray.SetOnTapped, trayTooltip: systray.SetTooltip, desktop: platformNotifier, log: slog.Default()}
 }
 
@@ -164,7 +168,7 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 	w.win.SetContent(w.mainContent(false))
 	w.win.Resize(fyne.NewSize(960, 640))
 
-	if desk, ok := a.(desktop.App); ok {
+	if desk, ok := a.(desktop.App); ok && (e.trayBus == nil || e.trayBus()) {
 		w.tray = desk
 		w.hasTray = e.trayHost()
 	}
@@ -178,10 +182,11 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 		// Fyne's own tap handler shows the Fyne window behind our back: a click on the icon
 		// must go through Show, which starts the clock and brings the contents up to date.
 		w.env.onTrayTap(func() { w.onUI(w.Show) })
-	} else if w.tray != nil {
-		// The icon was set, but nothing shows it: the window is the only way to control the app.
+	} else if _, desk := a.(desktop.App); desk {
+		// No tray shows the icon (or none can be started): the window is the only way to
+		// control the app.
 		w.header.showNote("No system tray was found, so this window is how you control Studio Worker: closing it quits.")
-		e.log.Info("no system tray host: the window stays the way to control the app")
+		e.log.Info("no system tray host: the window stays the way to control the app", "tray_started", w.tray != nil)
 	}
 	w.win.SetCloseIntercept(w.closeRequested) // after SetSystemTrayWindow, which sets its own
 
