@@ -174,6 +174,13 @@ func (h *header) showNote(msg string) {
 	h.noteBox.Show()
 }
 
+// hideNote takes the note away if it still says msg (a later note stays).
+func (h *header) hideNote(msg string) {
+	if h.note.Text == msg {
+		h.noteBox.Hide()
+	}
+}
+
 // alignedTo is as tall as ref and centres its objects in that height: the dot sits on the
 // title's line however the lines below it grow.
 type alignedTo struct{ ref fyne.CanvasObject }

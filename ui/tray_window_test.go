@@ -3,7 +3,9 @@ package ui
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/driver/desktop"
@@ -162,4 +164,55 @@ func TestNoSessionBusLeavesTheTrayAlone(t *testing.T) {
 			t.Errorf("window shown %v, no-tray note shown %v", h.w.visible, h.w.header.noteBox.Visible())
 		}
 	})
+}
+
+// TestATrayHostThatComesLate: an autostarted window (--tray) that starts before the desktop's
+// panel waits for a tray host instead of opening; when one appears the tray takes over, and a
+// start that finds none opens the window once it has waited long enough.
+func TestATrayHostThatComesLate(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		comes  bool
+		wantUp bool // the window ends up shown
+	}{
+		{"the panel comes up", true, false},
+		{"no panel ever", false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var host atomic.Bool
+			var tray *fakeTrayApp
+			wait := time.Hour
+			if !tt.comes {
+				wait = 30 * time.Millisecond
+			}
+			h := newHarness(t, idleState(), func(c *harnessConfig) {
+				c.env.trayHost = host.Load
+				c.env.hostPoll, c.env.hostWait = 5*time.Millisecond, wait
+			}, withApp(func(a fyne.App) fyne.App {
+				tray = &fakeTrayApp{App: a}
+				return tray
+			}))
+			h.ui.do(func() {
+				if h.w.visible {
+					t.Fatal("a window started in the tray opened before waiting for a tray host")
+				}
+			})
+			if tt.comes {
+				host.Store(true)
+				h.waitUI("the tray to take over", func() bool { return h.w.hasTray })
+				h.ui.do(func() {
+					if tray.window != h.w.win || h.w.header.noteBox.Visible() {
+						t.Errorf("tray window set %v, no-tray note still shown %v", tray.window == h.w.win, h.w.header.noteBox.Visible())
+					}
+				})
+			} else {
+				h.waitUI("the window to open for want of a tray", func() bool { return h.w.visible })
+			}
+			h.ui.do(func() {
+				if h.w.visible != tt.wantUp {
+					t.Errorf("window shown %v, want %v", h.w.visible, tt.wantUp)
+				}
+			})
+		})
+	}
 }

@@ -52,6 +52,10 @@ type env struct {
 	// answers. Without one fyne.io/systray fails to connect and then panics when the app quits
 	// (it closes the connection it never made), so the tray is left alone. nil: it can.
 	trayBus func() bool
+	// hostPoll is how often a missing tray host is looked for again; hostWait how long a start
+	// in the tray waits for one before it opens the window, hostWatch how long it is looked for
+	// at all (trayhost_watch.go). 0: the defaults.
+	hostPoll, hostWait, hostWatch time.Duration
 	// onTrayTap sets what a click on the tray icon does (fyne.io/systray's; nil in tests).
 	onTrayTap func(func())
 	// trayTooltip sets the tray icon's tooltip (fyne.io/systray's; nil in tests).
@@ -178,14 +182,11 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 	w.apply(first)
 
 	if w.hasTray {
-		w.tray.SetSystemTrayWindow(w.win)
-		// Fyne's own tap handler shows the Fyne window behind our back: a click on the icon
-		// must go through Show, which starts the clock and brings the contents up to date.
-		w.env.onTrayTap(func() { w.onUI(w.Show) })
+		w.useTray()
 	} else if _, desk := a.(desktop.App); desk {
 		// No tray shows the icon (or none can be started): the window is the only way to
 		// control the app.
-		w.header.showNote("No system tray was found, so this window is how you control Studio Worker: closing it quits.")
+		w.header.showNote(noTrayNote)
 		e.log.Info("no system tray host: the window stays the way to control the app", "tray_started", w.tray != nil)
 	}
 	w.win.SetCloseIntercept(w.closeRequested) // after SetSystemTrayWindow, which sets its own
@@ -202,10 +203,18 @@ func newWindow(a fyne.App, src app.Source, ctl app.Controller, opts Options, e e
 		w.spawn(w.followStopped)
 	}
 	w.settings.load()
-	if opts.ShowOnStart || !w.hasTray {
-		w.Show()
-	} else {
+	waitForHost := !w.hasTray && w.tray != nil && w.env.trayHost != nil
+	switch {
+	case w.hasTray && !opts.ShowOnStart:
 		w.spawn(w.releaseAfterStart)
+	case waitForHost && !opts.ShowOnStart:
+		// Started in the tray (at login) before the desktop's tray host is up: wait for it
+		// rather than open the window the creator did not ask for (trayhost_watch.go).
+	default:
+		w.Show()
+	}
+	if waitForHost {
+		w.spawn(w.watchForTrayHost)
 	}
 	return w
 }
