@@ -97,11 +97,11 @@ func runHostile(ctx context.Context, e *env) (figureResult, error) {
 	res.detail("hub_rss_with_idle_mib", float64(rss1)/(1<<20))
 	res.detail("offer_ms_none", a)
 	res.detail("offer_ms_idle", b)
-	res.add(row{Figure: fmt.Sprintf("offer latency p50, 1 worker, %d hostile idle connections open", n), Value: b.P50, Unit: "ms"}.
+	res.add(row{Figure: fmt.Sprintf("offer latency p50, 1 worker, %d hostile idle connections open", n), Key: "offer latency p50 with them open", Value: b.P50, Unit: "ms"}.
 		withBaseline("none open p50", a.P50))
-	res.add(row{Figure: fmt.Sprintf("offer latency p99, 1 worker, %d hostile idle connections open", n), Value: b.P99, Unit: "ms"}.
+	res.add(row{Figure: fmt.Sprintf("offer latency p99, 1 worker, %d hostile idle connections open", n), Key: "offer latency p99 with them open", Value: b.P99, Unit: "ms"}.
 		withBaseline("none open p99", a.P99))
-	res.add(row{Figure: fmt.Sprintf("↳ hub RSS with the %d idle connections open, per connection", n), Value: float64(rss1-rss0) / float64(n) / 1024, Unit: "KiB"})
+	res.add(row{Figure: fmt.Sprintf("↳ hub RSS with the %d idle connections open, per connection", n), Key: "hub RSS per idle connection", Value: float64(rss1-rss0) / float64(n) / 1024, Unit: "KiB"})
 	return res, nil
 }
 

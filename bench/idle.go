@@ -50,10 +50,10 @@ func runIdle(ctx context.Context, e *env) (figureResult, error) {
 	res.detail("bytes_sent", up1-up0)
 	res.detail("bytes_received", down1-down0)
 	label := fmt.Sprintf("idle worker (%.0f s)", window.Seconds())
-	res.add(row{Figure: label + ": CPU", Value: cpuPct, Unit: "% of a core"}.withGoal("≤ 0.2 %", cpuPct <= 0.2))
-	res.add(row{Figure: label + ": RSS, highest sample", Value: float64(peak) / (1 << 20), Unit: "MiB"}.withGoal("≤ 30 MiB", float64(peak)/(1<<20) <= 30))
-	res.add(row{Figure: label + ": bytes sent", Value: perMin(up1 - up0), Unit: "B/min"})
-	res.add(row{Figure: label + ": bytes received", Value: perMin(down1 - down0), Unit: "B/min"})
+	res.add(row{Figure: label + ": CPU", Key: "CPU", Value: cpuPct, Unit: "% of a core"}.withGoal("≤ 0.2 %", cpuPct <= 0.2))
+	res.add(row{Figure: label + ": RSS, highest sample", Key: "RSS, highest sample", Value: float64(peak) / (1 << 20), Unit: "MiB"}.withGoal("≤ 30 MiB", float64(peak)/(1<<20) <= 30))
+	res.add(row{Figure: label + ": bytes sent", Key: "bytes sent", Value: perMin(up1 - up0), Unit: "B/min"})
+	res.add(row{Figure: label + ": bytes received", Key: "bytes received", Value: perMin(down1 - down0), Unit: "B/min"})
 	return res, nil
 }
 

@@ -101,7 +101,7 @@ func runIdleGUI(ctx context.Context, e *env) (figureResult, error) {
 	goals := map[string]float64{"window_": 1, "tray_": 0.5} // % of a core
 	for _, m := range guiModes() {
 		got := measured[m.key]
-		cpu := row{Figure: label + ", " + m.label + ": CPU", Value: got.cpuPct(), Unit: "% of a core"}
+		cpu := row{Figure: label + ", " + m.label + ": CPU", Key: m.label + ": CPU", Value: got.cpuPct(), Unit: "% of a core"}
 		peak := row{Figure: "↳ " + m.label + ": RSS, highest sample", Value: mib(float64(got.rssPeak)), Unit: "MiB"}
 		mean := row{Figure: "↳ " + m.label + ": RSS, mean", Value: mib(got.rssMean), Unit: "MiB"}
 		if m.gui {

@@ -3,7 +3,9 @@
 // synthetic engine, in this process or as a headless worker process where memory and CPU are
 // measured), and measures each figure of the performance issue beside a bare baseline measured in
 // the same run: the table gives the ratio, which holds on a noisy machine when the absolute
-// numbers do not. It prints the table and writes bench/results/latest.json.
+// numbers do not. It prints the table and writes bench/results/latest.json; with --compare it
+// also prints each figure beside an earlier results file, and `bench compare OLD NEW` does only
+// that, running nothing.
 //
 // It is a program, not a test, and nothing imports it: it may use every package of the module,
 // and no package may depend on it or carry code that exists only for it. Everything it starts
@@ -33,6 +35,8 @@ func main() {
 			os.Exit(runWorkerMode(os.Args[2:]))
 		case hubModeArg:
 			os.Exit(runHubMode(os.Args[2:]))
+		case compareArg:
+			os.Exit(runCompare(os.Args[2:]))
 		}
 	}
 	os.Exit(run(os.Args[1:]))
@@ -134,6 +138,7 @@ func run(args []string) int {
 	keep := fs.Bool("keep", false, "keep the temporary folder (hub logs and databases) for inspection")
 	into := fs.String("into", "", "merge the figures run into this results file (e.g. bench/results/latest.json): each replaces the figure of its name, the others stay")
 	profDir := fs.String("pprof", "", "write CPU profiles of this process and of every hub (run from this binary's hub mode) to this folder")
+	compare := fs.String("compare", "", "after the table, print each figure run beside the same figure of this earlier results file (read before the run, so it may be the file --out or --into writes)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -141,6 +146,15 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
+	}
+	// Read now, not after the run: a file that cannot be read should not cost a run, and the run
+	// may overwrite it.
+	var earlier *report
+	if *compare != "" {
+		if earlier, err = readReport(*compare); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: --compare:", err)
+			return 2
+		}
 	}
 	complete := len(selected) == len(figures()) && !*quick
 	if *out == "" && complete {
@@ -197,6 +211,15 @@ func run(args []string) int {
 		fmt.Println()
 		rep.printMarkdown(os.Stdout)
 	}
+	if earlier != nil {
+		c := compareReports(rep, earlier, "this run", *compare)
+		fmt.Println()
+		c.print(os.Stdout)
+		if *markdown {
+			fmt.Println()
+			c.printMarkdown(os.Stdout)
+		}
+	}
 	if *into != "" {
 		if err := mergeInto(*into, rep); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -213,6 +236,38 @@ func run(args []string) int {
 	}
 	if failed || ctx.Err() != nil {
 		return 1
+	}
+	return 0
+}
+
+// compareArg is the subcommand that compares two results files and runs nothing:
+// `bench compare [--only a,b] [--markdown] OLD.json NEW.json`, old first as in diff.
+const compareArg = "compare"
+
+func runCompare(args []string) int {
+	fs := flag.NewFlagSet("bench compare", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: bench compare [--only a,b] [--markdown] OLD.json NEW.json")
+		fs.PrintDefaults()
+	}
+	only := fs.String("only", "", "comma-separated figures of NEW to compare: "+strings.Join(figureNames(), ","))
+	markdown := fs.Bool("markdown", false, "also print the comparison as Markdown (for docs/performance.md and the README)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return 2
+	}
+	c, err := compareFiles(fs.Arg(0), fs.Arg(1), *only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench compare:", err)
+		return 2
+	}
+	c.print(os.Stdout)
+	if *markdown {
+		fmt.Println()
+		c.printMarkdown(os.Stdout)
 	}
 	return 0
 }

@@ -172,7 +172,7 @@ func runRecovery(ctx context.Context, e *env) (figureResult, error) {
 	res.add(row{Figure: "recovery: results answered `rejected` or stored twice", Value: float64(byStatus[protocol.AckRejected] + storedTwice), Unit: "results"}.
 		withGoal("0: duplicates only as `duplicate`", byStatus[protocol.AckRejected] == 0 && storedTwice == 0))
 	res.add(row{Figure: "recovery: engine runs beyond one per job", Value: float64(runs - n), Unit: "runs"})
-	res.add(row{Figure: fmt.Sprintf("recovery: SIGKILL → all %d workers reconnected", e.size.recoveryWorkers), Value: tBack.Sub(tKill).Seconds(), Unit: "s"})
+	res.add(row{Figure: fmt.Sprintf("recovery: SIGKILL → all %d workers reconnected", e.size.recoveryWorkers), Key: "SIGKILL → all workers reconnected", Value: tBack.Sub(tKill).Seconds(), Unit: "s"})
 	if allEnded {
 		res.add(row{Figure: "recovery: SIGKILL → all jobs ended", Value: tDone.Sub(tKill).Seconds(), Unit: "s"})
 	} else {

@@ -21,7 +21,11 @@ import (
 
 // row is one line of the table: a figure, its baseline from the same run, and its goal.
 type row struct {
-	Figure       string   `json:"figure"`
+	Figure string `json:"figure"`
+	// Key names the row within its figure for --compare, where the label carries a size of the run
+	// (a worker count, a window, a file size) that changes between runs which measure the same
+	// thing; empty, the label is the key.
+	Key          string   `json:"key,omitempty"`
 	Value        float64  `json:"value"`
 	Unit         string   `json:"unit"`
 	Baseline     *float64 `json:"baseline,omitempty"`
@@ -238,7 +242,18 @@ func (r row) cells() []string {
 }
 
 func tableHeader() []string {
-	return []string{"figure", "value", "baseline (same run)", "ratio", "goal", "result"}
+	return []string{"figure", "value", "baseline (same run)", "ratio", "goal", "result", "load at start"}
+}
+
+// loadCell is the figure's load column, on its first line only: the 1-minute load average when it
+// started, which says whether the machine was shared (above about 2 on 2 cores someone else was
+// busy); the JSON keeps all three averages.
+func loadCell(f figureResult, first bool) string {
+	if !first {
+		return ""
+	}
+	l, _, _ := strings.Cut(f.LoadAvg, " ")
+	return l
 }
 
 func (r *report) print(w io.Writer) {
@@ -247,14 +262,8 @@ func (r *report) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(tableHeader(), "\t"))
 	for _, f := range r.Figures {
-		if f.Err != "" {
-			fmt.Fprintf(tw, "%s\tFAILED: %s\t\t\t\t\n", f.Name, oneLine(f.Err))
-		}
-		if f.Skipped != "" {
-			fmt.Fprintf(tw, "%s\tSKIPPED: %s\t\t\t\t\n", f.Name, oneLine(f.Skipped))
-		}
-		for _, row := range f.Rows {
-			fmt.Fprintln(tw, strings.Join(row.cells(), "\t"))
+		for i, line := range figureLines(f) {
+			fmt.Fprintln(tw, strings.Join(append(line, loadCell(f, i == 0)), "\t"))
 		}
 	}
 	tw.Flush()
@@ -264,16 +273,26 @@ func (r *report) printMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "| %s |\n", strings.Join(tableHeader(), " | "))
 	fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", len(tableHeader())))
 	for _, f := range r.Figures {
-		if f.Err != "" {
-			fmt.Fprintf(w, "| %s | FAILED: %s | | | | |\n", f.Name, oneLine(f.Err))
-		}
-		if f.Skipped != "" {
-			fmt.Fprintf(w, "| %s | SKIPPED: %s | | | | |\n", f.Name, oneLine(f.Skipped))
-		}
-		for _, row := range f.Rows {
-			fmt.Fprintf(w, "| %s |\n", strings.Join(row.cells(), " | "))
+		for i, line := range figureLines(f) {
+			fmt.Fprintf(w, "| %s |\n", strings.Join(append(line, loadCell(f, i == 0)), " | "))
 		}
 	}
+}
+
+// figureLines are a figure's lines of the table, without the load column: why it failed or was
+// skipped, then its rows.
+func figureLines(f figureResult) [][]string {
+	var lines [][]string
+	if f.Err != "" {
+		lines = append(lines, []string{f.Name, "FAILED: " + oneLine(f.Err), "", "", "", ""})
+	}
+	if f.Skipped != "" {
+		lines = append(lines, []string{f.Name, "SKIPPED: " + oneLine(f.Skipped), "", "", "", ""})
+	}
+	for _, row := range f.Rows {
+		lines = append(lines, row.cells())
+	}
+	return lines
 }
 
 func oneLine(s string) string {

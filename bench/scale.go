@@ -75,7 +75,7 @@ func runScale(ctx context.Context, e *env) (figureResult, error) {
 	res.detail("hub_rss_connected_mib", float64(rss1)/(1<<20))
 	res.detail("offer_ms", o)
 	res.detail("heartbeat_ack_ms", hb)
-	res.add(row{Figure: fmt.Sprintf("hub RSS per connected worker (%d heartbeating)", n), Value: perConn, Unit: "KiB"})
+	res.add(row{Figure: fmt.Sprintf("hub RSS per connected worker (%d heartbeating)", n), Key: "hub RSS per connected worker", Value: perConn, Unit: "KiB"})
 	res.add(row{Figure: "offer latency under that load p50 (POST → offer at worker)", Value: o.P50, Unit: "ms"})
 	res.add(row{Figure: "offer latency under that load p99", Value: o.P99, Unit: "ms"}.withGoal("< 50 ms", o.P99 < 50))
 	res.add(row{Figure: "heartbeat → ack under that load p99", Value: hb.P99, Unit: "ms"})

@@ -195,7 +195,7 @@ func runUpload(ctx context.Context, e *env) (figureResult, error) {
 	res.detail("rss_before_mib", summarize(before))
 	res.detail("rss_growth_during_upload_mib", summarize(growth))
 	res.detail("rss_growth_during_job_mib", summarize(jobGrowth))
-	med := row{Figure: fmt.Sprintf("upload of a %s result (engine spool → hub data), median round", humanBytes(size)), Value: mbps(ms(u.P50)), Unit: "MB/s"}.
+	med := row{Figure: fmt.Sprintf("upload of a %s result (engine spool → hub data), median round", humanBytes(size)), Key: "upload, median round", Value: mbps(ms(u.P50)), Unit: "MB/s"}.
 		withBaseline("bare POST", mbps(ms(b.P50)))
 	res.add(med.withGoal("≥ 50 % of baseline", med.Ratio != nil && *med.Ratio >= 0.5))
 	res.add(row{Figure: "upload, slowest round", Value: mbps(ms(u.Max)), Unit: "MB/s"}.withBaseline("bare POST slowest", mbps(ms(b.Max))))
