@@ -230,7 +230,7 @@ func (h *Hub) onDisconnect(w *worker, c *conn) {
 // afterCommit runs fn once everything enqueued before it is committed: an answer that refers to
 // an earlier write (duplicate, fail_ack) is never sent before that write is durable.
 func (h *Hub) afterCommit(fn func(error)) {
-	h.db.enqueue(func(*sql.Tx) error { return nil }, fn)
+	h.db.enqueue(nil, fn)
 }
 
 // ackOrDrop sends an ack once committed, or, when the commit failed, error{internal} and a close:
