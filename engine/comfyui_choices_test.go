@@ -8,40 +8,22 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"studioworker/internal/handclock"
 	"studioworker/protocol"
 )
 
-// testClock is a clock a test moves by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // comfyRouter is the example config on f, offering models, with its comfyui backend on clock.
-func comfyRouter(t *testing.T, f *fakeComfyUI, clock *testClock, models ...string) *Router {
+func comfyRouter(t *testing.T, f *fakeComfyUI, clock *handclock.Clock, models ...string) *Router {
 	t.Helper()
 	cfg := exampleConfig(t, f.URL)
 	bc := cfg[protocol.KindImage]
 	bc.Models = models
 	cfg[protocol.KindImage] = bc
 	r := mustRouter(t, cfg, Options{})
-	r.backends[protocol.KindImage].(*comfyUI).now = clock.now
+	r.backends[protocol.KindImage].(*comfyUI).now = clock.Now
 	r.Refresh(context.Background())
 	return r
 }
@@ -81,7 +63,7 @@ func TestComfyUIChecksTheCheckpointBeforeQueueing(t *testing.T) {
 			if !slices.Contains(offered, tc.model) {
 				offered = append(offered, tc.model)
 			}
-			r := comfyRouter(t, f, &testClock{t: time.Unix(1_800_000_000, 0)}, offered...)
+			r := comfyRouter(t, f, handclock.New(time.Unix(1_800_000_000, 0)), offered...)
 			_, err := r.Run(context.Background(), newTestJob(t, protocol.KindImage, tc.model, `{"prompt":"a fox","width":32,"height":32}`), nil)
 			if tc.ok {
 				if err != nil {
@@ -109,7 +91,7 @@ func TestComfyUIChecksTheCheckpointBeforeQueueing(t *testing.T) {
 
 func TestComfyUICheckpointListIsAskedOncePerRunOfJobsPerBackend(t *testing.T) {
 	f := newFakeComfyUI(t, false)
-	clock := &testClock{t: time.Unix(1_800_000_000, 0)}
+	clock := handclock.New(time.Unix(1_800_000_000, 0))
 	offered := []string{"v1-5-pruned-emaonly.safetensors", "sdxl_base.safetensors", "new.safetensors", "ghost.safetensors"}
 	routers := []*Router{comfyRouter(t, f, clock, offered...), comfyRouter(t, f, clock, offered...)}
 	steps := []struct {
@@ -133,7 +115,7 @@ func TestComfyUICheckpointListIsAskedOncePerRunOfJobsPerBackend(t *testing.T) {
 		{name: "a miss asks again before failing", advance: time.Second, model: "ghost.safetensors", asks: 5},
 	}
 	for _, st := range steps {
-		clock.advance(st.advance)
+		clock.Add(st.advance)
 		if st.server != nil {
 			f.setCheckpoints(st.server...)
 		}

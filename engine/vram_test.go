@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"studioworker/internal/handclock"
 	"studioworker/protocol"
 )
 
@@ -65,19 +66,6 @@ func newFakeOllamaPS(t *testing.T, ps string) *fakeOllamaPS {
 // psLlama32 is /api/ps with llama3.2 (pulled without a tag) loaded, 3 GiB of it on the GPU.
 const psLlama32 = `[{"name":"llama3.2:latest","model":"llama3.2:latest","size":3758096384,"digest":"a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72","details":{"parent_model":"","format":"gguf","family":"llama","families":["llama"],"parameter_size":"3.2B","quantization_level":"Q4_K_M"},"expires_at":"2025-06-01T12:05:00.000000000Z","size_vram":3221225472,"context_length":4096}]`
 
-// stepClock is a clock the test moves by hand.
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *stepClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *stepClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func ollamaRouter(t *testing.T, f *fakeOllamaPS) (*Router, *openAI) {
 	t.Helper()
 	r := mustRouter(t, Config{protocol.KindLLM: {Backend: BackendOpenAI, URL: f.URL + "/v1"}}, Options{Client: f.Client()})
@@ -120,8 +108,8 @@ func TestOllamaRootIsTheURLWithoutV1(t *testing.T) {
 func TestHeldVRAMIsCachedBriefly(t *testing.T) {
 	f := newFakeOllamaPS(t, `[]`)
 	r, o := ollamaRouter(t, f)
-	clock := &stepClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
-	o.ps.now = clock.now
+	clock := handclock.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
+	o.ps.now = clock.Now
 	ctx := background(t)
 	if got, ok := r.HeldVRAM(ctx, protocol.KindLLM, "llama3.2"); !ok || got.Loaded {
 		t.Fatalf("nothing loaded: %+v, %v", got, ok)
@@ -129,11 +117,11 @@ func TestHeldVRAMIsCachedBriefly(t *testing.T) {
 	f.mu.Lock()
 	f.ps = psLlama32 // Ollama loads the model
 	f.mu.Unlock()
-	clock.add(figureTTL - time.Millisecond)
+	clock.Add(figureTTL - time.Millisecond)
 	if got, _ := r.HeldVRAM(ctx, protocol.KindLLM, "llama3.2"); got.Loaded || f.calls.Load() != 1 {
 		t.Fatalf("within the cache's time: %+v after %d requests; want the cached answer", got, f.calls.Load())
 	}
-	clock.add(time.Millisecond)
+	clock.Add(time.Millisecond)
 	if got, _ := r.HeldVRAM(ctx, protocol.KindLLM, "llama3.2"); !got.Loaded || f.calls.Load() != 2 {
 		t.Fatalf("after the cache's time: %+v after %d requests; want a new answer that says it is loaded", got, f.calls.Load())
 	}

@@ -33,7 +33,7 @@ func TestExpiredPairingCodeIsRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startRegHub(t, func(c *Config) { c.PairingTTL = tc.ttl })
 			code := e.code()
-			e.clk.advance(tc.age)
+			e.clk.Add(tc.age)
 			a := e.post("192.0.2.1", code)
 			if a.status != tc.want {
 				t.Fatalf("a code %v old: %d %q, want %d", tc.age, a.status, a.err, tc.want)

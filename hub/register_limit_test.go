@@ -13,34 +13,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"studioworker/internal/handclock"
 	"studioworker/protocol"
 )
-
-// testClock is a clock that moves only when told to.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func TestLimiter(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -117,17 +95,17 @@ func TestLimiterTableStaysBounded(t *testing.T) {
 // clk, logging JSON so the tests can read the lines' fields.
 type regEnv struct {
 	*env
-	clk  *testClock
+	clk  *handclock.Clock
 	logs *lockedBuffer
 }
 
 func startRegHub(t *testing.T, mutate func(*Config)) *regEnv {
 	t.Helper()
-	clk := newTestClock()
+	clk := handclock.New(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 	logs := &lockedBuffer{}
 	e := startHub(t, func(c *Config) {
 		c.OpenRegistration = false
-		c.Now = clk.now
+		c.Now = clk.Now
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 		c.clientAddr = func(r *http.Request) string { return r.Header.Get("X-Test-Addr") }
 		if mutate != nil {
@@ -234,7 +212,7 @@ func TestRegisterThrottledOverHTTP(t *testing.T) {
 	if b := e.post("203.0.113.9", e.code()); b.status != http.StatusCreated {
 		t.Fatalf("another address: %d %q, want 201", b.status, b.err)
 	}
-	e.clk.advance(2 * time.Second)
+	e.clk.Add(2 * time.Second)
 	if a := e.post("198.51.100.7", code); a.status != http.StatusCreated {
 		t.Fatalf("the throttled attempt's code, 2 s later: %d %q, want 201 (the 429 must not spend it)", a.status, a.err)
 	}
@@ -301,7 +279,7 @@ func TestRegisterRefusalLogIsRateLimited(t *testing.T) {
 	if refused[0]["level"] != "WARN" || refused[0]["suppressed"] != 0.0 || throttled[0]["suppressed"] != 0.0 {
 		t.Fatalf("first lines: %v / %v, want WARN with suppressed=0", refused[0], throttled[0])
 	}
-	e.clk.advance(refusalLogEvery)
+	e.clk.Add(refusalLogEvery)
 	e.post("192.0.2.200", "WRONG-CODE")
 	for range DefaultRegisterAddrBurst + 1 {
 		e.post("198.51.100.8", "WRONG-CODE")

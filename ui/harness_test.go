@@ -18,6 +18,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"studioworker/app"
+	"studioworker/internal/handclock"
 	"studioworker/protocol"
 )
 
@@ -267,24 +268,6 @@ func (u *uiThread) do(f func()) {
 	f()
 }
 
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // notificationRecorder is the test app with its notifications kept, in order.
 type notificationRecorder struct {
 	fyne.App
@@ -325,7 +308,7 @@ type harness struct {
 	ui    *uiThread
 	obs   *app.Observers
 	ctl   *recordingController
-	clock *fakeClock
+	clock *handclock.Clock
 	app   *notificationRecorder
 	w     *Window
 
@@ -362,7 +345,7 @@ func withWorker(src app.Source, ctl app.Controller) harnessOption {
 
 func newHarness(t *testing.T, s app.State, opts ...harnessOption) *harness {
 	t.Helper()
-	h := &harness{t: t, ui: &uiThread{}, clock: &fakeClock{now: t0}}
+	h := &harness{t: t, ui: &uiThread{}, clock: handclock.New(t0)}
 	h.app = &notificationRecorder{App: test.NewTempApp(t)}
 	h.obs = app.NewObservers(s)
 	h.ctl = newRecordingController(h.obs)
