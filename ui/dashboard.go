@@ -123,11 +123,11 @@ func (d *dashboard) update(s app.State, now time.Time) {
 	showIf(d.offersEmpty, len(s.Offers) == 0)
 	switch {
 	case waiting > 0:
-		d.offersHeading.SetText(fmt.Sprintf("Offers waiting for you (%d) — auto-accept is off", waiting))
+		setLabel(d.offersHeading, fmt.Sprintf("Offers waiting for you (%d) — auto-accept is off", waiting))
 	case s.AutoAccept:
-		d.offersHeading.SetText("Offers — accepted automatically when they fit")
+		setLabel(d.offersHeading, "Offers — accepted automatically when they fit")
 	default:
-		d.offersHeading.SetText("Offers — auto-accept is off: you choose each one")
+		setLabel(d.offersHeading, "Offers — auto-accept is off: you choose each one")
 	}
 
 	recent := s.Recent[:min(len(s.Recent), maxRecentShown)]
@@ -141,8 +141,8 @@ func (d *dashboard) update(s app.State, now time.Time) {
 	}
 	showIf(d.recentEmpty, len(recent) == 0)
 	c := s.Counters
-	d.recentHeading.SetText(fmt.Sprintf("Recent jobs — %d done, %d failed, %d cancelled since start", c.Done, c.Failed, c.Cancelled))
-	d.tally.SetText(tallyLine(s.Days, now))
+	setLabel(d.recentHeading, fmt.Sprintf("Recent jobs — %d done, %d failed, %d cancelled since start", c.Done, c.Failed, c.Cancelled))
+	setLabel(d.tally, tallyLine(s.Days, now))
 }
 
 // tick refreshes what moves with the clock alone.
@@ -269,9 +269,9 @@ func (c *gpuCard) object() fyne.CanvasObject { return c.card }
 
 // setNone shows that there is no GPU to show, and why: never a blank bar.
 func (c *gpuCard) setNone(title, why string) {
-	c.title.SetText(title)
-	c.reading.SetText("")
-	c.note.SetText(why)
+	setLabel(c.title, title)
+	setLabel(c.reading, "")
+	setLabel(c.note, why)
 	c.note.Show()
 	c.body.Hide()
 }
@@ -281,15 +281,15 @@ func (c *gpuCard) set(g app.GPUCard, st app.GPUState) {
 	if st.Simulated {
 		title += " (simulated)"
 	}
-	c.title.SetText(title)
-	c.reading.SetText(gpuReading(g))
+	setLabel(c.title, title)
+	setLabel(c.reading, gpuReading(g))
 	// Apple silicon has no VRAM: its bar is the share of the Mac's memory that jobs may use, and
 	// calling that VRAM would have a creator look for a graphics card that is not there.
 	barName, legend := "VRAM", "VRAM"
 	if g.UnifiedMemory {
 		barName, legend = "Unified memory", "unified memory"
 	}
-	c.barName.SetText(barName)
+	setLabel(c.barName, barName)
 	setSubtle(c.legend, legend)
 	capMB := int64(st.CapGB * 1024)
 	c.bar.set(g.UsedMB, g.TotalMB, capMB)
@@ -299,23 +299,23 @@ func (c *gpuCard) set(g app.GPUCard, st app.GPUState) {
 	} else {
 		text += " · no cap"
 	}
-	c.barText.SetText(text)
+	setLabel(c.barText, text)
 	line := backendVRAMLine(st.Backends, g.Index, len(st.Cards))
 	setSubtle(c.held, line)
 	showIf(c.held, line != "")
 	c.spark.set(g.History, g.TotalMB)
 	switch {
 	case st.Simulated:
-		c.note.SetText("Simulated GPU: these figures are made up for the demo; no real GPU is used.")
+		setLabel(c.note, "Simulated GPU: these figures are made up for the demo; no real GPU is used.")
 		c.note.Show()
 	case g.UnifiedMemory && g.TotalMB <= 0:
-		c.note.SetText("The unified memory reserve leaves nothing of this Mac's memory for jobs (gpu.unified_memory_reserve_mb).")
+		setLabel(c.note, "The unified memory reserve leaves nothing of this Mac's memory for jobs (gpu.unified_memory_reserve_mb).")
 		c.note.Show()
 	case g.TotalMB <= 0:
-		c.note.SetText("This GPU reports no memory figures: VRAM checks are off for it.")
+		setLabel(c.note, "This GPU reports no memory figures: VRAM checks are off for it.")
 		c.note.Show()
 	case g.ProcessMemoryUnknown:
-		c.note.SetText("The driver does not report each program's VRAM (Windows WDDM): the worker steps aside for any graphics program not on the ignore list.")
+		setLabel(c.note, "The driver does not report each program's VRAM (Windows WDDM): the worker steps aside for any graphics program not on the ignore list.")
 		c.note.Show()
 	default:
 		c.note.Hide()
@@ -350,7 +350,7 @@ func (r *runningRow) object() fyne.CanvasObject { return r.obj }
 func (r *runningRow) set(j app.RunningJob, now time.Time) {
 	r.started = j.Started
 	r.icon.SetResource(kindIcon(j.Kind))
-	r.title.SetText(jobLabel(j.Kind, j.Model))
+	setLabel(r.title, jobLabel(j.Kind, j.Model))
 	sub := "job " + shortID(j.JobID)
 	if j.Message != "" {
 		sub += " · " + j.Message
@@ -362,10 +362,10 @@ func (r *runningRow) set(j app.RunningJob, now time.Time) {
 
 func (r *runningRow) tick(now time.Time) {
 	if r.started.IsZero() {
-		r.elapsed.SetText("")
+		setLabel(r.elapsed, "")
 		return
 	}
-	r.elapsed.SetText(clock(now.Sub(r.started)) + " elapsed")
+	setLabel(r.elapsed, clock(now.Sub(r.started)) + " elapsed")
 }
 
 // offerRow is an offer: what, how much VRAM, how long it waits, and Accept/Decline when it waits
@@ -398,7 +398,7 @@ func (r *offerRow) object() fyne.CanvasObject { return r.obj }
 func (r *offerRow) set(o app.PendingOffer, now time.Time) {
 	r.expires = o.ExpiresAt
 	r.icon.SetResource(kindIcon(o.Kind))
-	r.title.SetText(jobLabel(o.Kind, o.Model))
+	setLabel(r.title, jobLabel(o.Kind, o.Model))
 	setSubtle(r.sub, vramNeed(o.VRAMGBEstimate)+" · job "+shortID(o.JobID))
 	showIf(r.accept, o.WaitingForUser)
 	showIf(r.decline, o.WaitingForUser)
@@ -406,7 +406,7 @@ func (r *offerRow) set(o app.PendingOffer, now time.Time) {
 	r.tick(now)
 }
 
-func (r *offerRow) tick(now time.Time) { r.countdown.SetText(expiresIn(r.expires, now)) }
+func (r *offerRow) tick(now time.Time) { setLabel(r.countdown, expiresIn(r.expires, now)) }
 
 // thumbnailable reports whether Fyne can decode the result file for a thumbnail.
 func thumbnailable(path string) bool {

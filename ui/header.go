@@ -102,32 +102,31 @@ func newHeader(act headerActions) *header {
 func (h *header) update(s app.State, now time.Time) {
 	h.updateConn(s, now)
 	mode, _ := describeMode(s)
-	h.mode.SetText(mode)
+	setLabel(h.mode, mode)
 	note := vramNote(s)
 	if note != h.vram.Text {
-		h.vram.SetText(note)
+		setLabel(h.vram, note)
 	}
 	showIf(h.vram, note != "")
+	label, icon, importance := labelPause, theme.MediaPauseIcon(), widget.MediumImportance
 	if s.Paused || s.Draining {
-		h.pause.SetText(labelResume)
-		h.pause.SetIcon(theme.MediaPlayIcon())
-		h.pause.Importance = widget.HighImportance // paused: Resume is what the user came for
-	} else {
-		h.pause.SetText(labelPause)
-		h.pause.SetIcon(theme.MediaPauseIcon())
-		h.pause.Importance = widget.MediumImportance
+		// Paused: Resume is what the user came for.
+		label, icon, importance = labelResume, theme.MediaPlayIcon(), widget.HighImportance
 	}
-	h.pause.Refresh()
+	if h.pause.Text != label || h.pause.Importance != importance {
+		h.pause.Text, h.pause.Icon, h.pause.Importance = label, icon, importance
+		h.pause.Refresh() // only on a change: every State comes through here
+	}
 	switch it := quitAfterItem(s, h.act.quitAfterState()); {
 	case h.act.quitAfterState() == quitAfterOff:
 		h.drain.Hide() // the window does not own the worker: quitting it leaves the worker running
 	case it.Disabled:
 		h.drain.Show()
-		h.drain.SetText(it.Label)
+		setButtonText(h.drain, it.Label)
 		h.drain.Disable()
 	default:
 		h.drain.Show()
-		h.drain.SetText(it.Label)
+		setButtonText(h.drain, it.Label)
 		h.drain.Enable()
 	}
 	setChecked(h.auto, s.AutoAccept)
@@ -136,7 +135,7 @@ func (h *header) update(s app.State, now time.Time) {
 // updateConn shows the connection; it runs every tick for the reconnect countdown.
 func (h *header) updateConn(s app.State, now time.Time) {
 	cv := describeConn(s, now)
-	h.title.SetText(cv.Title)
+	setLabel(h.title, cv.Title)
 	if c := toneColor(cv.Tone); c != h.dot.FillColor {
 		h.dot.FillColor = c
 		h.dot.Refresh()
@@ -147,30 +146,30 @@ func (h *header) updateConn(s app.State, now time.Time) {
 	switch cv.Action {
 	case "register":
 		if s.Conn.State == connAuthFailed {
-			h.fix.SetText("Register again")
+			setButtonText(h.fix, "Register again")
 		} else {
-			h.fix.SetText("Register…")
+			setButtonText(h.fix, "Register…")
 		}
 	case "reconnect":
-		h.fix.SetText("Reconnect now")
+		setButtonText(h.fix, "Reconnect now")
 	}
 	showIf(h.fixBox, cv.Action != "")
 }
 
 func (h *header) showError(msg string) {
-	h.banner.SetText(msg)
+	setLabel(h.banner, msg)
 	h.bannerBox.Show()
 }
 
 func (h *header) clearError() {
 	if h.bannerBox.Visible() {
-		h.banner.SetText("")
+		setLabel(h.banner, "")
 		h.bannerBox.Hide()
 	}
 }
 
 func (h *header) showNote(msg string) {
-	h.note.SetText(msg)
+	setLabel(h.note, msg)
 	h.noteBox.Show()
 }
 

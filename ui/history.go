@@ -111,7 +111,7 @@ func (r *recentRow) set(j app.RecentJob, loc *time.Location) {
 	default:
 		r.status.SetResource(theme.NewDisabledResource(theme.CancelIcon()))
 	}
-	r.title.SetText(jobLabel(j.Kind, j.Model))
+	setLabel(r.title, jobLabel(j.Kind, j.Model))
 	if j.Status == "declined" {
 		setSubtle(r.sub, "offer "+recentStatus(j))
 	} else {

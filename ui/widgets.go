@@ -246,3 +246,19 @@ func legendSwatch(c color.Color) fyne.CanvasObject {
 	r.SetMinSize(fyne.NewSize(10, 10))
 	return r
 }
+
+// setLabel changes a label's text only when it changes: Fyne's SetText refreshes (and the
+// window repaints) even for the same text, and the clock and each State set most labels again
+// unchanged — once a second, an open window idle on its dashboard repainted for nothing.
+func setLabel(l *widget.Label, text string) {
+	if l.Text != text {
+		l.SetText(text)
+	}
+}
+
+// setButtonText is setLabel for a button.
+func setButtonText(b *widget.Button, text string) {
+	if b.Text != text {
+		b.SetText(text)
+	}
+}
