@@ -365,7 +365,7 @@ func (r *runningRow) tick(now time.Time) {
 		setLabel(r.elapsed, "")
 		return
 	}
-	setLabel(r.elapsed, clock(now.Sub(r.started)) + " elapsed")
+	setLabel(r.elapsed, clock(now.Sub(r.started))+" elapsed")
 }
 
 // offerRow is an offer: what, how much VRAM, how long it waits, and Accept/Decline when it waits
