@@ -60,19 +60,9 @@ func (c *CLI) cmdControl(action string, args []string) int {
 			c.errorf("%v", err)
 			return ExitError
 		}
-		// Nothing runs: remember the choice for the next start.
-		cfg, lerr := LoadConfig(path)
-		if lerr != nil {
-			c.errorf("%v", err)
-			return ExitError
-		}
-		cfg.Paused = action == "pause"
-		if err := SaveConfig(path, cfg); err != nil {
-			c.errorf("%v", err)
-			return ExitError
-		}
-		fmt.Fprintf(c.Stdout, "No worker is running; it will start %s.\n", map[bool]string{true: "paused", false: "taking jobs"}[cfg.Paused])
-		return ExitOK
+		paused := action == "pause"
+		return c.rememberForNextStart(path, err, func(cfg *Config) { cfg.Paused = paused },
+			"it will start "+map[bool]string{true: "paused", false: "taking jobs"}[paused])
 	}
 	defer cl.Close()
 	switch action {
@@ -111,18 +101,7 @@ func (c *CLI) cmdAutoAccept(args []string) int {
 	defer cancel()
 	cl, err := DialControl(ctx, path)
 	if err != nil {
-		cfg, lerr := LoadConfig(path)
-		if lerr != nil {
-			c.errorf("%v", err)
-			return ExitError
-		}
-		cfg.AutoAccept = on
-		if err := SaveConfig(path, cfg); err != nil {
-			c.errorf("%v", err)
-			return ExitError
-		}
-		fmt.Fprintf(c.Stdout, "No worker is running; when it starts, %s.\n", words)
-		return ExitOK
+		return c.rememberForNextStart(path, err, func(cfg *Config) { cfg.AutoAccept = on }, "when it starts, "+words)
 	}
 	defer cl.Close()
 	if err := cl.SetAutoAccept(ctx, on); err != nil {
@@ -130,5 +109,22 @@ func (c *CLI) cmdAutoAccept(args []string) int {
 		return ExitError
 	}
 	fmt.Fprintf(c.Stdout, "Auto-accept %s: %s.\n", args[0], words)
+	return ExitOK
+}
+
+// rememberForNextStart saves a choice made while no worker runs (dialErr says why none was
+// reached) into the config, for the next start, and says so: "No worker is running; <then>."
+func (c *CLI) rememberForNextStart(path string, dialErr error, change func(*Config), then string) int {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		c.errorf("%v", dialErr)
+		return ExitError
+	}
+	change(&cfg)
+	if err := SaveConfig(path, cfg); err != nil {
+		c.errorf("%v", err)
+		return ExitError
+	}
+	fmt.Fprintf(c.Stdout, "No worker is running; %s.\n", then)
 	return ExitOK
 }

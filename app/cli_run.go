@@ -212,11 +212,14 @@ func (c *CLI) cmdGUI(args []string) int {
 	gopt := GUIOptions{StartHidden: *tray}
 	lock, err := ClaimWindow(path)
 	switch {
-	case errors.Is(err, ErrWindowOpen):
+	case err == ErrWindowOpen:
 		if !*tray {
 			fmt.Fprintln(c.Stdout, "Studio Worker is already open: its window is shown.")
 		}
 		return ExitOK
+	case errors.Is(err, ErrWindowOpen):
+		c.errorf("%v. Look for Studio Worker in the tray, or quit it there and start it again", err)
+		return ExitError
 	case err != nil:
 		// The window still opens; only a second launch would not find it.
 		c.errorf("%v (a second launch will open a second window)", err)

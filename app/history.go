@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,16 +59,8 @@ func (d DayTally) GPUTime() time.Duration {
 }
 
 func (d DayTally) clone() DayTally {
-	d.Jobs, d.GPUMS = cloneMap(d.Jobs), cloneMap(d.GPUMS)
+	d.Jobs, d.GPUMS = maps.Clone(d.Jobs), maps.Clone(d.GPUMS)
 	return d
-}
-
-func cloneMap[K comparable, V any](m map[K]V) map[K]V {
-	out := make(map[K]V, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 type historyDoc struct {
@@ -148,13 +142,19 @@ func (h *history) count(rj RecentJob) []DayTally {
 	i := len(h.days) - 1
 	if i < 0 || h.days[i].Date != date {
 		h.days = append(h.days, DayTally{Date: date, Jobs: map[protocol.Kind]int{}, GPUMS: map[protocol.Kind]int64{}})
-		slices.SortFunc(h.days, func(a, b DayTally) int { return compareStrings(a.Date, b.Date) }) // a clock set back
+		slices.SortFunc(h.days, func(a, b DayTally) int { return strings.Compare(a.Date, b.Date) }) // a clock set back
 		if len(h.days) > historyDays {
 			h.days = h.days[len(h.days)-historyDays:]
 		}
 		i = slices.IndexFunc(h.days, func(d DayTally) bool { return d.Date == date })
 	}
 	d := &h.days[i]
+	if d.Jobs == nil { // a day read from a file written without it
+		d.Jobs = map[protocol.Kind]int{}
+	}
+	if d.GPUMS == nil {
+		d.GPUMS = map[protocol.Kind]int64{}
+	}
 	d.Jobs[rj.Kind]++
 	d.GPUMS[rj.Kind] += rj.Duration.Milliseconds()
 	if rj.Status == "failed" {
@@ -162,16 +162,6 @@ func (h *history) count(rj RecentJob) []DayTally {
 	}
 	h.dirty = true
 	return h.weekLocked()
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // week is the tallies of the last seven days kept, oldest first, for the State.

@@ -120,3 +120,19 @@ func TestResultsAreKeptToOpen(t *testing.T) {
 		t.Errorf("speech kept as %q (%v), %d bytes recorded", rt.Media, err, rt.Bytes)
 	}
 }
+
+// TestADayReadWithoutItsMapsIsCountedOn: a history.json whose day has no jobs or gpu_ms (written
+// by hand, or by a later version that left them out) does not crash the next count.
+func TestADayReadWithoutItsMapsIsCountedOn(t *testing.T) {
+	dir := t.TempDir()
+	today := time.Now().Format(dayFormat)
+	doc := `{"version":1,"days":[{"date":"` + today + `","failed":0}],"recent":[]}`
+	if err := os.WriteFile(filepath.Join(dir, historyFile), []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := loadHistory(filepath.Join(dir, historyFile), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	week := h.count(RecentJob{Kind: protocol.KindLLM, Status: "done", Duration: time.Second, Ended: time.Now()})
+	if len(week) != 1 || week[0].Jobs[protocol.KindLLM] != 1 || week[0].GPUTime() != time.Second {
+		t.Fatalf("week after counting into a day read without maps: %+v", week)
+	}
+}

@@ -58,8 +58,10 @@ func ClaimWindow(configPath string) (*WindowLock, error) {
 			conn, derr := dialTimeout(addr, windowExchangeTimeout)
 			if derr == nil {
 				// Something lives there. Whether or not it answers as it should, a second
-				// window would be one too many.
-				_ = askRaise(conn, addr.token)
+				// window would be one too many; one that does not show itself is said.
+				if err := askRaise(conn, addr.token); err != nil {
+					return nil, fmt.Errorf("%w, but it did not show itself: %w", ErrWindowOpen, err)
+				}
 				return nil, ErrWindowOpen
 			}
 		}

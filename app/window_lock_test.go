@@ -126,3 +126,36 @@ func TestSecondLaunchRaisesTheFirstWindow(t *testing.T) {
 		t.Fatalf("windows opened: %+v, want one, hidden (--tray), with Quit", opened)
 	}
 }
+
+// TestAWindowThatDoesNotAnswerIsSaid: a window lock held by something that never answers the
+// raise keeps a second window out, and the second launch says the window did not show itself
+// instead of claiming it did.
+func TestAWindowThatDoesNotAnswerIsSaid(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	ln, _, release, err := listenWindow(path) // a holder that hangs up on every raise
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-served
+		if release != nil {
+			release()
+		}
+	})
+	_, err = ClaimWindow(path)
+	if !errors.Is(err, ErrWindowOpen) || err == ErrWindowOpen || !strings.Contains(err.Error(), "did not show itself") {
+		t.Fatalf("second claim: %v, want ErrWindowOpen saying the window did not show itself", err)
+	}
+}

@@ -37,9 +37,8 @@ type conn struct {
 	raw      net.Conn // the hijacked socket, only to bound the drain after an oversized frame
 
 	// Unknown frame types are logged at most once per unknownLogEvery, with how many were not:
-	// one worker sending them in a loop wrote 40,810 lines in 5 s. Only the reader touches these.
-	unknownLogged time.Time
-	unknownQuiet  int
+	// one worker sending them in a loop wrote 40,810 lines in 5 s.
+	unknownLog logEvery
 }
 
 // unknownLogEvery is how often at most a session logs the unknown frame types it ignores.
@@ -171,15 +170,16 @@ func (h *Hub) handleWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(protocol.MaxFrameBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		ws:       ws,
-		log:      h.log.With("worker_id", workerID),
-		out:      make(chan []byte, sendQueue),
-		closeReq: make(chan closeMsg, 1),
-		ctx:      ctx,
-		cancel:   cancel,
-		done:     make(chan struct{}),
-		met:      h.met,
-		raw:      keep.conn,
+		ws:         ws,
+		log:        h.log.With("worker_id", workerID),
+		out:        make(chan []byte, sendQueue),
+		closeReq:   make(chan closeMsg, 1),
+		ctx:        ctx,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		met:        h.met,
+		raw:        keep.conn,
+		unknownLog: logEvery{every: unknownLogEvery},
 	}
 	go c.writer()
 	defer func() { cancel(); <-c.done }()
@@ -259,11 +259,8 @@ func (h *Hub) readFrame(ctx context.Context, c *conn) (protocol.Frame, bool) {
 		}
 		if u, unknown := f.(protocol.Unknown); unknown {
 			h.met.unknownFrames.Add(1)
-			if now := time.Now(); now.Sub(c.unknownLogged) >= unknownLogEvery {
-				c.log.Info("ignoring a frame of unknown type", "type", u.Type, "ignored_since_last_line", c.unknownQuiet)
-				c.unknownLogged, c.unknownQuiet = now, 0
-			} else {
-				c.unknownQuiet++
+			if ok, quiet := c.unknownLog.take(time.Now()); ok {
+				c.log.Info("ignoring a frame of unknown type", "type", u.Type, "ignored_since_last_line", quiet)
 			}
 			continue
 		}

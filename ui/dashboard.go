@@ -109,13 +109,10 @@ func (d *dashboard) update(s app.State, now time.Time) {
 	}
 
 	ids = make([]string, len(s.Offers))
-	waiting := 0
 	for i, o := range s.Offers {
 		ids[i] = o.JobID
-		if o.WaitingForUser {
-			waiting++
-		}
 	}
+	waiting := waitingOffers(s)
 	d.offers.sync(ids, func(id string) *offerRow { return newOfferRow(id, d.act) })
 	for _, o := range s.Offers {
 		d.offers.get(o.JobID).set(o, now)

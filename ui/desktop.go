@@ -32,6 +32,12 @@ type desktopNotifier interface {
 	close()
 }
 
+// answerElsewhere ends an offer's notification that has no buttons; acceptHere one that has.
+const (
+	answerElsewhere = " Accept or decline it in the tray menu or the window."
+	acceptHere      = " Accept it here, or open Studio Worker to decide."
+)
+
 // offerWords is an offer notification's title and body.
 func offerWords(o app.PendingOffer, now time.Time) (string, string) {
 	return "An offer waits for you", fmt.Sprintf("%s · %s — %s.", jobLabel(o.Kind, o.Model),
@@ -45,7 +51,7 @@ func (f fyneNotifier) send(n *fyne.Notification) { f.app.SendNotification(n) }
 
 func (f fyneNotifier) offer(o app.PendingOffer, now time.Time) {
 	title, body := offerWords(o, now)
-	f.app.SendNotification(fyne.NewNotification(title, body+" Accept or decline it in the tray menu or the window."))
+	f.app.SendNotification(fyne.NewNotification(title, body+answerElsewhere))
 }
 
 func (fyneNotifier) retract(string) {}

@@ -166,7 +166,7 @@ func (d *dbusNotifier) run() {
 				if !r.retract {
 					body := r.body
 					if r.jobID != "" {
-						body += " Accept or decline it in the tray menu or the window."
+						body += answerElsewhere
 					}
 					d.fallback.send(fyne.NewNotification(r.title, body))
 				}
@@ -181,22 +181,21 @@ func (d *dbusNotifier) run() {
 				}
 				continue
 			}
-			acts := []string{actionOpen, "Open Studio Worker"}
-			body := r.body
+			acts, body := []string{}, r.body
+			if actions {
+				acts = []string{actionOpen, "Open Studio Worker"}
+			}
 			expire := int32(-1) // the server's default
 			if r.jobID != "" {
 				if actions {
 					acts = []string{actionAccept, "Accept", actionOpen, "Open Studio Worker"}
-					body += " Accept it here, or open Studio Worker to decide."
+					body += acceptHere
 				} else {
-					body += " Accept or decline it in the tray menu or the window."
+					body += answerElsewhere
 				}
 				if r.expire > 0 {
 					expire = int32(min(r.expire, time.Hour).Milliseconds()) // gone when the offer is
 				}
-			}
-			if !actions {
-				acts = []string{}
 			}
 			var id uint32
 			hints := map[string]dbus.Variant{"urgency": dbus.MakeVariant(byte(1))}

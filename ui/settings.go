@@ -242,7 +242,6 @@ func (v *settingsView) fill(s app.Settings) {
 // updateFromState follows what the worker reports: the GPUs' size for the cap slider, and what
 // starts the worker with this computer.
 func (v *settingsView) updateFromState(s app.State) {
-	v.followRev(s.ConfigRev)
 	var most int64
 	for _, c := range s.GPU.Cards {
 		most = max(most, c.TotalMB)
