@@ -165,7 +165,7 @@ func (h *Hub) submit(ctx context.Context, id string, req protocol.JobRequest, in
 	committed := make(chan error, 1)
 	h.db.enqueue(func(tx *sql.Tx) error {
 		_, err := tx.Exec(`INSERT INTO jobs(id, seq, kind, model, vram_gb, input, input_file, input_type, status, created_at, updated_at)
-			VALUES(?,?,?,?,?,?,?,?,'queued',?,?)`, id, seq, string(req.Kind), req.Model, vram, string(req.Input),
+			VALUES($1,$2,$3,$4,$5,$6,$7,$8,'queued',$9,$10)`, id, seq, string(req.Kind), req.Model, vram, string(req.Input),
 			inputFile, inputType, fmtTime(now), fmtTime(now))
 		return err
 	}, func(err error) {

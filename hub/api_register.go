@@ -55,7 +55,7 @@ func (h *Hub) NewPairingCode(ctx context.Context) (string, error) {
 	sum := hashToken(normalizeCode(code))
 	now := fmtTime(h.now())
 	err := h.db.do(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO pairing_codes(code_hash, created_at) VALUES(?, ?)`, sum[:], now)
+		_, err := tx.Exec(`INSERT INTO pairing_codes(code_hash, created_at) VALUES($1, $2)`, sum[:], now)
 		return err
 	})
 	if err != nil {
@@ -88,7 +88,7 @@ var errClientGone = errors.New("the request ended before the registration was st
 // unused and is no older than ttl at now.
 func spendCode(tx *sql.Tx, codeHash [32]byte, now time.Time, ttl time.Duration) error {
 	var created string
-	err := tx.QueryRow(`SELECT created_at FROM pairing_codes WHERE code_hash=? AND used_at=''`, codeHash[:]).Scan(&created)
+	err := tx.QueryRow(`SELECT created_at FROM pairing_codes WHERE code_hash=$1 AND used_at=''`, codeHash[:]).Scan(&created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return errPairingRejected
 	}
@@ -100,7 +100,7 @@ func spendCode(tx *sql.Tx, codeHash [32]byte, now time.Time, ttl time.Duration) 
 	if c := parseTime(created); c.IsZero() || now.Sub(c) > ttl {
 		return errPairingExpired
 	}
-	res, err := tx.Exec(`UPDATE pairing_codes SET used_at=? WHERE code_hash=? AND used_at=''`, fmtTime(now), codeHash[:])
+	res, err := tx.Exec(`UPDATE pairing_codes SET used_at=$1 WHERE code_hash=$2 AND used_at=''`, fmtTime(now), codeHash[:])
 	if err != nil {
 		return fmt.Errorf("spend pairing code: %w", err)
 	}
@@ -190,7 +190,7 @@ func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		_, err := tx.Exec(`INSERT INTO workers(id, name, token_hash, created_at) VALUES(?,?,?,?)`, id, req.Name, tokenHash[:], fmtTime(now))
+		_, err := tx.Exec(`INSERT INTO workers(id, name, token_hash, created_at) VALUES($1,$2,$3,$4)`, id, req.Name, tokenHash[:], fmtTime(now))
 		return err
 	})
 	if errors.Is(err, errPairingRejected) {
@@ -244,11 +244,11 @@ func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
 // unused again.
 func (h *Hub) undoRegistration(id string, codeHash [32]byte, open bool) error {
 	err := h.db.do(context.Background(), func(tx *sql.Tx) error {
-		if _, err := tx.Exec(`DELETE FROM workers WHERE id=?`, id); err != nil {
+		if _, err := tx.Exec(`DELETE FROM workers WHERE id=$1`, id); err != nil {
 			return fmt.Errorf("delete worker: %w", err)
 		}
 		if !open {
-			if _, err := tx.Exec(`UPDATE pairing_codes SET used_at='' WHERE code_hash=?`, codeHash[:]); err != nil {
+			if _, err := tx.Exec(`UPDATE pairing_codes SET used_at='' WHERE code_hash=$1`, codeHash[:]); err != nil {
 				return fmt.Errorf("reopen pairing code: %w", err)
 			}
 		}

@@ -55,7 +55,7 @@ func (h *Hub) handleLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows, err := h.db.db.QueryContext(r.Context(), `SELECT ts, level, source, message, job_id FROM worker_logs
-		WHERE worker_id=? ORDER BY id DESC LIMIT ?`, id, limit)
+		WHERE worker_id=$1 ORDER BY id DESC LIMIT $2`, id, limit)
 	if err != nil {
 		h.log.Error("read logs", "err", err)
 		writeError(w, http.StatusInternalServerError, "could not read the logs")

@@ -287,7 +287,7 @@ func (h *Hub) setupAdminToken(ctx context.Context) error {
 	}
 	sum := sha256.Sum256([]byte(token))
 	err = h.db.do(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO meta(key, value) VALUES('admin_token_sha256', ?)`, hex.EncodeToString(sum[:]))
+		_, err := tx.Exec(`INSERT INTO meta(key, value) VALUES('admin_token_sha256', $1)`, hex.EncodeToString(sum[:]))
 		return err
 	})
 	if err != nil {

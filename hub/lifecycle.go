@@ -153,7 +153,7 @@ func (h *Hub) persistJob(j *job, after func(error)) {
 	attempts, accepted, errText := j.attempts, strings.Join(j.acceptedBy, ","), j.errText
 	id, now := j.id, fmtTime(h.now())
 	h.db.enqueue(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE jobs SET status=?, worker_id=?, attempts=?, accepted_by=?, error=?, updated_at=? WHERE id=?`,
+		_, err := tx.Exec(`UPDATE jobs SET status=$1, worker_id=$2, attempts=$3, accepted_by=$4, error=$5, updated_at=$6 WHERE id=$7`,
 			string(status), holder, attempts, accepted, errText, now, id)
 		return err
 	}, after)
@@ -203,8 +203,8 @@ func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum
 		res = string(result)
 	}
 	h.db.enqueue(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE jobs SET status='completed', worker_id=?, accepted_by=?, error='', result=?, result_file=?,
-			result_ext=?, result_sha256=?, result_size=?, prompt=?, updated_at=? WHERE id=?`,
+		_, err := tx.Exec(`UPDATE jobs SET status='completed', worker_id=$1, accepted_by=$2, error='', result=$3, result_file=$4,
+			result_ext=$5, result_sha256=$6, result_size=$7, prompt=$8, updated_at=$9 WHERE id=$10`,
 			wid, accepted, res, file, ext, sum, size, prompt, now, id)
 		return err
 	}, func(err error) {

@@ -113,8 +113,8 @@ func (h *Hub) cleanFiles(ctx context.Context) error {
 	for _, c := range []struct {
 		dir, query string
 	}{
-		{h.dirs.results, `SELECT 1 FROM jobs WHERE id=? AND result_file=?`},
-		{h.dirs.inputs, `SELECT 1 FROM jobs WHERE id=? AND input_file=? AND status IN ('queued','offered','running')`},
+		{h.dirs.results, `SELECT 1 FROM jobs WHERE id=$1 AND result_file=$2`},
+		{h.dirs.inputs, `SELECT 1 FROM jobs WHERE id=$1 AND input_file=$2 AND status IN ('queued','offered','running')`},
 	} {
 		ents, err := os.ReadDir(c.dir)
 		if err != nil {

@@ -37,7 +37,7 @@ func (h *Hub) Revoke(ctx context.Context, id string) error {
 	}
 	h.mu.Unlock()
 	if err := h.db.do(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
-		_, err := tx.Exec(`DELETE FROM workers WHERE id=?`, id)
+		_, err := tx.Exec(`DELETE FROM workers WHERE id=$1`, id)
 		return err
 	}); err != nil {
 		return fmt.Errorf("hub: revoke %s: %w", id, err)

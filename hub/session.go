@@ -112,7 +112,7 @@ func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.He
 	}
 	wid := w.id
 	h.db.enqueue(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE workers SET last_seen=? WHERE id=?`, fmtTime(now), wid)
+		_, err := tx.Exec(`UPDATE workers SET last_seen=$1 WHERE id=$2`, fmtTime(now), wid)
 		return err
 	}, nil)
 	h.kickScheduler()
@@ -181,7 +181,7 @@ func (h *Hub) finishedStatuses(ctx context.Context, ids []string) map[string]fin
 	out := map[string]finishedJob{}
 	for _, id := range missing {
 		var s, wid string
-		err := h.db.db.QueryRowContext(ctx, `SELECT status, worker_id FROM jobs WHERE id=?`, id).Scan(&s, &wid)
+		err := h.db.db.QueryRowContext(ctx, `SELECT status, worker_id FROM jobs WHERE id=$1`, id).Scan(&s, &wid)
 		if err == nil {
 			out[id] = finishedJob{protocol.JobStatus(s), wid}
 		}
@@ -221,7 +221,7 @@ func (h *Hub) onDisconnect(w *worker, c *conn) {
 	c.log.Info("worker disconnected", "leases_in_grace", len(w.held))
 	wid := w.id
 	h.db.enqueue(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE workers SET last_seen=? WHERE id=?`, fmtTime(now), wid)
+		_, err := tx.Exec(`UPDATE workers SET last_seen=$1 WHERE id=$2`, fmtTime(now), wid)
 		return err
 	}, nil)
 	h.kickScheduler()
@@ -362,7 +362,7 @@ func (h *Hub) onCompleteJSON(ctx context.Context, c *conn, w *worker, f protocol
 // completed, rejected otherwise (failed, cancelled or unknown).
 func (h *Hub) finishedVerdict(ctx context.Context, id string) protocol.AckStatus {
 	var s string
-	err := h.db.db.QueryRowContext(ctx, `SELECT status FROM jobs WHERE id=?`, id).Scan(&s)
+	err := h.db.db.QueryRowContext(ctx, `SELECT status FROM jobs WHERE id=$1`, id).Scan(&s)
 	if err == nil && protocol.JobStatus(s) == protocol.JobCompleted {
 		return protocol.AckDuplicate
 	}
@@ -393,13 +393,13 @@ func (h *Hub) onLogBatch(c *conn, w *worker, f protocol.LogBatch) {
 	wid, entries, seq := w.id, f.Entries, f.Seq
 	h.db.enqueue(func(tx *sql.Tx) error {
 		for _, e := range entries {
-			if _, err := tx.Exec(`INSERT INTO worker_logs(worker_id, seq, ts, level, source, message, job_id) VALUES(?,?,?,?,?,?,?)`,
+			if _, err := tx.Exec(`INSERT INTO worker_logs(worker_id, seq, ts, level, source, message, job_id) VALUES($1,$2,$3,$4,$5,$6,$7)`,
 				wid, seq, fmtTime(e.TS), string(e.Level), e.Source, e.Message, e.JobID); err != nil {
 				return err
 			}
 		}
-		_, err := tx.Exec(`DELETE FROM worker_logs WHERE worker_id=? AND id <= (
-			SELECT id FROM worker_logs WHERE worker_id=? ORDER BY id DESC LIMIT 1 OFFSET ?)`, wid, wid, maxLogsPerWorker)
+		_, err := tx.Exec(`DELETE FROM worker_logs WHERE worker_id=$1 AND id <= (
+			SELECT id FROM worker_logs WHERE worker_id=$2 ORDER BY id DESC LIMIT 1 OFFSET $3)`, wid, wid, maxLogsPerWorker)
 		return err
 	}, ackOrDrop(c, protocol.LogAck{Seq: seq}))
 }

@@ -97,7 +97,7 @@ func waitPending(t *testing.T, s *store, n int) {
 func metaValue(t *testing.T, db *sql.DB, key string) (string, bool) {
 	t.Helper()
 	var v string
-	err := db.QueryRow(`SELECT value FROM meta WHERE key=?`, key).Scan(&v)
+	err := db.QueryRow(`SELECT value FROM meta WHERE key=$1`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false
 	}
@@ -109,7 +109,7 @@ func metaValue(t *testing.T, db *sql.DB, key string) (string, bool) {
 
 func insertMeta(key, value string) func(*sql.Tx) error {
 	return func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO meta(key, value) VALUES(?, ?)`, key, value)
+		_, err := tx.Exec(`INSERT INTO meta(key, value) VALUES($1, $2)`, key, value)
 		return err
 	}
 }
@@ -192,7 +192,11 @@ func TestConcurrentSubmitsShareOneCommit(t *testing.T) {
 		t.Fatalf("batches committed %v, want the held write and then all %d submissions in one", got, n)
 	}
 	var rows int
-	q := `SELECT count(*) FROM jobs WHERE status='queued' AND id IN (?` + strings.Repeat(",?", n-1) + `)`
+	marks := make([]string, n)
+	for i := range marks {
+		marks[i] = fmt.Sprintf("$%d", i+1)
+	}
+	q := `SELECT count(*) FROM jobs WHERE status='queued' AND id IN (` + strings.Join(marks, ",") + `)`
 	if err := e.hub.db.db.QueryRow(q, ids...).Scan(&rows); err != nil || rows != n {
 		t.Fatalf("%d of the %d answered jobs are in the database (%v)", rows, n, err)
 	}
@@ -277,10 +281,10 @@ func TestBatchedWritesApplyInOrder(t *testing.T) {
 	done := make(chan struct{})
 	for i := range n {
 		s.enqueue(func(tx *sql.Tx) error {
-			if _, err := tx.Exec(`INSERT INTO meta(key, value) SELECT ?, value FROM meta WHERE key='last'`, fmt.Sprintf("w%d", i)); err != nil {
+			if _, err := tx.Exec(`INSERT INTO meta(key, value) SELECT $1, value FROM meta WHERE key='last'`, fmt.Sprintf("w%d", i)); err != nil {
 				return err
 			}
-			_, err := tx.Exec(`UPDATE meta SET value=? WHERE key='last'`, fmt.Sprint(i))
+			_, err := tx.Exec(`UPDATE meta SET value=$1 WHERE key='last'`, fmt.Sprint(i))
 			return err
 		}, func(err error) {
 			if err != nil {
