@@ -116,6 +116,15 @@ func throughputRounds(ctx context.Context, e *env, workers, slots int) ([]float6
 			return nil, cpu, err
 		}
 		ended += n
+		// The hub counts failed jobs as ended too: a worker that fails every job fast must not
+		// read as a fast worker.
+		m, err := h.metrics(ctx)
+		if err != nil {
+			return nil, cpu, err
+		}
+		if completed, _ := jobsDone(m); completed < ended {
+			return nil, cpu, fmt.Errorf("%d of %d jobs ended without a result", ended-completed, ended)
+		}
 		rates = append(rates, float64(n)/t1.Sub(t0).Seconds())
 		hubCPU = append(hubCPU, float64(h1-h0)/float64(time.Millisecond)/float64(n))
 		selfCPU = append(selfCPU, float64(s1-s0)/float64(time.Millisecond)/float64(n))
