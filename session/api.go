@@ -73,7 +73,9 @@ type Job struct {
 	Claim protocol.Claim
 	// InputFile is the local path of the downloaded input (claim.input_url), "" when none.
 	InputFile string
-	// SpoolDir is the folder where a binary result file must be written.
+	// SpoolDir is the folder where a binary result file must be written. It exists for the
+	// binary kinds and for a job with an input; a JSON job that writes there makes it first
+	// (os.MkdirAll). The session removes it, whatever it holds, when the job ends.
 	SpoolDir string
 }
 

@@ -145,10 +145,16 @@ func (s *Session) runJob(j *job) {
 	j.prog = &throttle{s: s, j: j, interval: s.cfg.ProgressInterval}
 	start := time.Now()
 	input := ""
-	err := os.MkdirAll(j.dir, 0o700)
-	if err != nil {
-		err = fmt.Errorf("job folder: %w", err)
-	} else if claim.InputURL != "" {
+	var err error
+	// The job folder is made only where something is written into it for sure: a binary
+	// result, a downloaded input. Making and removing it for every JSON job was two journaled
+	// changes of the jobs folder per job; an engine that wants it then makes it (Job.SpoolDir).
+	if claim.Kind.BinaryResult() || claim.InputURL != "" {
+		if err = os.MkdirAll(j.dir, 0o700); err != nil {
+			err = fmt.Errorf("job folder: %w", err)
+		}
+	}
+	if err == nil && claim.InputURL != "" {
 		input, err = s.download(j.ctx, j)
 	}
 	if err != nil {
@@ -244,8 +250,10 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 		s.out.remove(id)
 		it = nil
 	}
-	if err := durable.RemoveAll(j.dir); err != nil {
-		s.log.Warn("remove job folder", "job_id", id, "err", err)
+	if _, err := os.Lstat(j.dir); err == nil {
+		if err := durable.RemoveAll(j.dir); err != nil {
+			s.log.Warn("remove job folder", "job_id", id, "err", err)
+		}
 	}
 	s.emit(ended) // before delivery, so the UI sees "ended" before "delivered"
 	if it != nil {
