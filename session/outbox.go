@@ -99,6 +99,9 @@ type outbox struct {
 	mu    sync.Mutex
 	items map[string]*outboxItem
 	seq   uint64
+
+	stageMu  sync.Mutex // guards stageLog and every stage log's counters (outbox_stage.go)
+	stageLog *stageLog  // the log new staged entries go to; nil until the first
 }
 
 // safeName turns a job id into a file name: the id itself when it is plainly safe, else a hash.
@@ -127,21 +130,27 @@ func openOutbox(dir string, log *slog.Logger) (*outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	type loaded struct {
-		m    outboxMeta
-		name string
-	}
 	var metas []loaded
 	files := map[string]bool{}
 	for _, e := range entries {
 		name := e.Name()
 		switch {
 		case e.IsDir():
+		case isStageLog(name):
+			// Entries sent before their flush. Those still live are the results of a worker
+			// killed before it settled them: the page cache survived the process, so keep
+			// them (and the hub learns of them in hello.outbox), durably now, then the log goes.
+			took, err := o.takeStageLog(name)
+			if err != nil {
+				return nil, err
+			}
+			metas = append(metas, took...)
 		case strings.HasSuffix(name, tmpSuffix):
-			// A staged entry (sent before its flush) or a durable write cut short. One that
-			// reads whole is the result of a worker killed before the flush: the page cache
-			// survived the process, so keep it (and the hub learns of it in hello.outbox);
-			// one cut short, or lost with the machine's power, is removed.
+			// A staged entry of an earlier version (a temporary file per entry, sent before
+			// its flush) or a durable write cut short. One that reads whole is the result of a
+			// worker killed before the flush: the page cache survived the process, so keep it
+			// (and the hub learns of it in hello.outbox); one cut short, or lost with the
+			// machine's power, is removed.
 			final, ok := stagedFinalName(name)
 			if ok {
 				if _, err := os.Stat(filepath.Join(dir, final)); errors.Is(err, os.ErrNotExist) {
@@ -200,6 +209,45 @@ func openOutbox(dir string, log *slog.Logger) (*outbox, error) {
 	return o, nil
 }
 
+// loaded is an entry read back by openOutbox and the file name it is in.
+type loaded struct {
+	m    outboxMeta
+	name string
+}
+
+// takeStageLog commits the live entries of a stage log a crash left (those not in place already)
+// and removes the log; an entry that does not read is dropped, as a write cut short.
+func (o *outbox) takeStageLog(logName string) ([]loaded, error) {
+	path := filepath.Join(o.dir, logName)
+	names, live, err := loadStageLog(path)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	var took []loaded
+	for _, name := range names {
+		data, ok := live[name]
+		if !ok || name != filepath.Base(name) || strings.HasPrefix(name, ".") || !strings.HasSuffix(name, metaSuffix) {
+			continue
+		}
+		m, err := parseMeta(data)
+		if err != nil || (m.Type != itemJSON && m.Type != itemFail) {
+			continue
+		}
+		final := filepath.Join(o.dir, name)
+		if _, err := os.Stat(final); !errors.Is(err, os.ErrNotExist) {
+			continue // committed before the crash: loaded from its own file
+		}
+		if err := o.writeEntry(final, data); err != nil {
+			return nil, fmt.Errorf("outbox: keep %s: %w", m.JobID, err)
+		}
+		took = append(took, loaded{m, name})
+	}
+	if err := os.Remove(path); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	return took, nil
+}
+
 // stagedFinalName is the entry name a temporary file stands for: ".<entry>.json.<random>.tmp".
 func stagedFinalName(tmp string) (string, bool) {
 	rest, ok := strings.CutPrefix(tmp, ".")
@@ -214,11 +262,15 @@ func stagedFinalName(tmp string) (string, bool) {
 }
 
 func readMeta(path string) (outboxMeta, error) {
-	var m outboxMeta
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return m, err
+		return outboxMeta{}, err
 	}
+	return parseMeta(b)
+}
+
+func parseMeta(b []byte) (outboxMeta, error) {
+	var m outboxMeta
 	if err := json.Unmarshal(b, &m); err != nil {
 		return m, err
 	}

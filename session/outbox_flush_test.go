@@ -7,8 +7,10 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -138,23 +140,38 @@ func TestAResultIsSentBeforeItsEntryIsFlushed(t *testing.T) {
 	}
 }
 
-// TestAStagedEntryThatIsNeverFlushedIsGoneAfterARestart: a crash between stage and commit leaves
-// only the temporary file, which the next start removes, as after a crash inside a durable write.
 // TestAStagedEntryOfAKilledWorkerIsDeliveredAfterTheRestart: a worker killed after it sent a
-// result and before the flush keeps the result (the file was written whole before the send, and
-// the page cache outlives the process), so the restart lists it in hello.outbox and delivers it;
-// a temporary file cut short is removed.
+// result and before the flush keeps the result (its stage log line was written whole before the
+// send, and the page cache outlives the process), so the restart lists it in hello.outbox and
+// delivers it; an entry acknowledged before the kill stays gone, one committed before its line
+// was settled loads once, and a line cut short is no entry, nor is a temporary file cut short.
 func TestAStagedEntryOfAKilledWorkerIsDeliveredAfterTheRestart(t *testing.T) {
 	dir := t.TempDir()
 	o, err := openOutbox(dir, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, st, err := o.stage(outboxMeta{JobID: "job-1", Kind: protocol.KindLLM, Type: itemJSON, Result: protocol.Object(`{"text":"x"}`), CreatedAt: time.Now()})
-	if err != nil {
+	stage := func(id string) (*outboxItem, *staged) {
+		t.Helper()
+		it, st, err := o.stage(outboxMeta{JobID: id, Kind: protocol.KindLLM, Type: itemJSON, Result: protocol.Object(`{"text":"x\ny"}`), CreatedAt: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return it, st
+	}
+	_, st := stage("job-1") // sent, then the process dies: no ack, no flush
+	itA, stA := stage("job-acked")
+	o.remove("job-acked") // the ack came, and settle dropped it
+	o.drop(itA, stA)
+	_, stC := stage("job-committed")
+	if err := o.writeEntry(filepath.Join(dir, stC.name), stC.data); err != nil { // killed before the line is settled
 		t.Fatal(err)
 	}
-	_ = st.f.Close() // the process dies here: no flush, no rename
+	// The process dies in the middle of the next line.
+	if _, err := st.log.f.Write([]byte(`s job-3.abc.json 00000000 {"version":1,"job_id":"jo`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.log.f.Close()
 	// And a write cut short, as a crash inside a durable write leaves it.
 	if err := os.WriteFile(filepath.Join(dir, ".job-2.abc.json.123.tmp"), []byte(`{"version":1,"job_id":"jo`), 0o600); err != nil {
 		t.Fatal(err)
@@ -163,15 +180,87 @@ func TestAStagedEntryOfAKilledWorkerIsDeliveredAfterTheRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o2.len() != 1 {
-		t.Fatalf("after the restart %d entries, want the staged one", o2.len())
+	ids := o2.ids()
+	if len(ids) != 2 || !slices.Contains(ids, "job-1") || !slices.Contains(ids, "job-committed") {
+		t.Fatalf("outbox after the restart: %v, want job-1 and job-committed", ids)
 	}
-	if ids := o2.ids(); len(ids) != 1 || ids[0] != "job-1" {
-		t.Fatalf("outbox after the restart: %v", ids)
+	if got := o2.get("job-1"); string(got.meta.Result) != `{"text":"x\ny"}` {
+		t.Fatalf("job-1 reloaded as %s", got.meta.Result)
 	}
 	left := outboxEntries(t, dir)
-	if len(left) != 1 || strings.HasSuffix(left[0], tmpSuffix) {
-		t.Fatalf("files after the restart: %v, want the entry in place and no temporary file", left)
+	if len(left) != 2 {
+		t.Fatalf("files after the restart: %v, want the two entries in place", left)
+	}
+	for _, name := range left {
+		if strings.HasSuffix(name, tmpSuffix) || isStageLog(name) {
+			t.Fatalf("files after the restart: %v, want no temporary file and no stage log", left)
+		}
+	}
+}
+
+// TestAnOldTemporaryEntryIsTakenBack: a staged entry of the earlier layout (a temporary file of
+// its own) that reads whole is kept after an upgrade, as before.
+func TestAnOldTemporaryEntryIsTakenBack(t *testing.T) {
+	dir := t.TempDir()
+	b, _ := json.Marshal(outboxMeta{Version: outboxVersion, JobID: "job-1", Kind: protocol.KindLLM, Type: itemJSON, Result: protocol.Object(`{}`), CreatedAt: time.Now()})
+	if err := os.WriteFile(filepath.Join(dir, ".job-1.abc.json.123.tmp"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := openOutbox(dir, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := o.ids(); len(ids) != 1 || ids[0] != "job-1" {
+		t.Fatalf("outbox: %v", ids)
+	}
+	if left := outboxEntries(t, dir); len(left) != 1 || left[0] != "job-1.abc.json" {
+		t.Fatalf("files: %v", left)
+	}
+}
+
+// TestStageLogsStaySmallAndGo: a full stage log is removed once its entries are settled, and
+// the last goes when the Run ends (closeStage), so the folder keeps none after quiet work.
+func TestStageLogsStaySmallAndGo(t *testing.T) {
+	dir := t.TempDir()
+	o, err := openOutbox(dir, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := protocol.Object(`{"text":"` + strings.Repeat("x", 64<<10) + `"}`)
+	var held []*staged
+	for i := range 40 { // 40 × 64 KiB: the log fills past stageLogMax twice
+		id := fmt.Sprintf("job-%d", i)
+		it, st, err := o.stage(outboxMeta{JobID: id, Kind: protocol.KindLLM, Type: itemJSON, Result: big})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 3 {
+			held = append(held, st) // one stays live: its log stays too
+			continue
+		}
+		o.remove(id)
+		o.drop(it, st)
+	}
+	logs := func() (n int) {
+		for _, name := range outboxEntries(t, dir) {
+			if isStageLog(name) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := logs(); n != 2 {
+		t.Fatalf("%d stage logs, want the one holding the live entry and the current one", n)
+	}
+	o.closeStage() // the current log has no live entry
+	if n := logs(); n != 1 {
+		t.Fatalf("%d stage logs after closeStage, want the one still holding a live entry", n)
+	}
+	it3 := o.get("job-3")
+	o.remove("job-3")
+	o.drop(it3, held[0])
+	if left := outboxEntries(t, dir); len(left) != 0 {
+		t.Fatalf("files: %v, want none", left)
 	}
 }
 

@@ -141,6 +141,7 @@ func (s *Session) Run(ctx context.Context) error {
 	cancel()
 	s.wg.Wait() // jobs see runCtx end; what they finish goes to the outbox
 	up.Wait()
+	s.out.closeStage() // every staged entry is settled once the jobs are done
 	s.mu.Lock()
 	s.active, s.runCtx = false, nil
 	s.mu.Unlock()
