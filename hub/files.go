@@ -37,10 +37,10 @@ type stagedFile struct {
 
 var errTooLarge = errors.New("file over the upload limit")
 
-// stageBuffer is the size of the reads from the socket and of the writes to the file while a
-// file is streamed in. The multipart reader hands out at most 4 KiB per Read (its own buffer's
-// size): without these buffers a 1 GiB upload cost half a million read and write syscalls, about
-// an eighth of the hub's CPU time for it (profiled with bench/, see docs/performance.md).
+// stageBuffer is the size of the reads from the socket while a file is streamed in. The multipart
+// reader hands out at most 4 KiB per Read (its own buffer's size): without this buffer (and the
+// large writes of pipeCopy) a 1 GiB upload cost half a million read and write syscalls, about an
+// eighth of the hub's CPU time for it (profiled with bench/, see docs/performance.md).
 const stageBuffer = 256 << 10
 
 // bufferedBody gives a multipart reader large reads from the request body.
@@ -53,7 +53,8 @@ func newBufferedBody(body io.ReadCloser) io.ReadCloser {
 	return bufferedBody{bufio.NewReaderSize(body, stageBuffer), body}
 }
 
-// stage streams r into a new file under dir, hashing it, and stops reading at limit+1 bytes.
+// stage streams r into a new file under dir, hashing it, and stops reading at limit+1 bytes; the
+// file is synced before stage returns.
 func stage(dir string, r io.Reader, limit int64) (*stagedFile, error) {
 	f, err := os.CreateTemp(dir, "upload-*.part")
 	if err != nil {
@@ -61,11 +62,7 @@ func stage(dir string, r io.Reader, limit int64) (*stagedFile, error) {
 	}
 	s := &stagedFile{path: f.Name()}
 	hash := sha256.New()
-	bw := bufio.NewWriterSize(f, stageBuffer)
-	n, err := io.Copy(io.MultiWriter(bw, hash), io.LimitReader(r, limit+1))
-	if err == nil {
-		err = bw.Flush()
-	}
+	n, err := pipeCopy(f, hash, r, limit) // hashes and writes in parallel (files_stage.go)
 	if err == nil {
 		err = f.Sync()
 	}
