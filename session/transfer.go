@@ -236,8 +236,12 @@ func (s *Session) uploadOne(ctx context.Context, it *outboxItem) {
 		retry = backoff()
 		s.log.Warn("upload failed, will retry", "job_id", id, "err", err, "retry_in", retry)
 	case status == http.StatusOK:
-		s.out.remove(id)
+		// Logged at the hub's answer, before the removal: unlinking a large result takes the
+		// kernel a while to free its page cache (about 0.3 s for 1 GiB here), which is the
+		// worker's own cleanup, not the upload. The event still follows the removal, so whoever
+		// sees it finds the outbox without the entry.
 		s.log.Info("result uploaded", "job_id", id, "bytes", it.meta.Size)
+		s.out.remove(id)
 		s.emit(DeliveredEvent{JobID: id, Status: protocol.AckStored, Bytes: it.meta.Size})
 	case notOurs && rejects <= notHeldUploadRetries:
 		// Right after the accept, the hub may not have read it yet (the upload comes on another
