@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 TAGS="migrated_fynedo"
 APT_PACKAGES=(gcc pkg-config libgl1-mesa-dev xorg-dev xvfb xauth dbus-x11 espeak-ng imagemagick
-  gcc-mingw-w64-x86-64 xz-utils wine wine64)
+  gcc-mingw-w64-x86-64 xz-utils wine wine64 postgresql)
 # The fyne packaging tool, installed from the Go module proxy into bin/ by `deps`. It is not a
 # `tool` line in go.mod on purpose: fyne.io/tools v1.7.4 requires fyne v2.8.1, and go.mod's minimal
 # version selection would move the app itself off the Fyne it is tested with.
@@ -52,7 +52,7 @@ cmd_deps() {
       "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
   else
-    say "deps: not a Debian/Ubuntu system; install the equivalents of: ${APT_PACKAGES[*]} (a C compiler, pkg-config, OpenGL and X11 development headers, Xvfb, xauth, dbus, espeak-ng, ImageMagick) — continuing"
+    say "deps: not a Debian/Ubuntu system; install the equivalents of: ${APT_PACKAGES[*]} (a C compiler, pkg-config, OpenGL and X11 development headers, Xvfb, xauth, dbus, espeak-ng, ImageMagick, the PostgreSQL server) — continuing"
   fi
   say "deps: downloading Go modules"
   go mod download
@@ -138,7 +138,11 @@ cmd_test() {
   cmd_package
   say "test: go test -race (under xvfb-run, so the window tests have a display; winlane runs dist/windows/studio-worker.exe under Wine)"
   local status=0
-  STUDIO_WINDOWS_LANE=1 xvfb-run -a -s "-screen 0 1280x1024x24" go test -race -tags "$TAGS" -timeout 20m ./... || status=$?
+  STUDIO_WINDOWS_LANE=1 STUDIO_REQUIRE_POSTGRES=1 xvfb-run -a -s "-screen 0 1280x1024x24" go test -race -tags "$TAGS" -timeout 20m ./... || status=$?
+  # The hub's whole suite once more on PostgreSQL: a real server started by the tests themselves
+  # (as the postgres user when run as root), a fresh database per test.
+  say "test: the hub's tests again on PostgreSQL (STUDIO_HUB_TEST_DB=postgres)"
+  STUDIO_HUB_TEST_DB=postgres STUDIO_REQUIRE_POSTGRES=1 go test -race -tags "$TAGS" -timeout 10m ./hub/ || status=$?
   if [ $status -eq 0 ]; then say "test: all tests passed"; else say "test: FAILED (exit $status)"; fi
   return $status
 }

@@ -32,9 +32,7 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/workers/{id}/logs", h.admin(h.handleLogs))
 	mux.HandleFunc("DELETE /v1/workers/{id}", h.admin(h.handleRevoke))
 	mux.HandleFunc("POST "+protocol.PathPairingCodes, h.admin(h.handlePairingCode))
-	mux.HandleFunc("GET "+protocol.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET "+protocol.PathHealthz, h.handleHealthz)
 	mux.HandleFunc("GET "+protocol.PathMetrics, h.handleMetrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -51,6 +49,43 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError answers in the contract's error shape, so that a client reads every failure alike.
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, protocol.HTTPError{Error: msg})
+}
+
+// handleHealthz answers 200 as the contract says, and says in its body whether the database can
+// be reached: a load balancer that reads only the status keeps the hub's sessions (they need no
+// database), and one that reads the body can send new jobs elsewhere. See PROTOCOL.md §10.
+func (h *Hub) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	out := map[string]string{"status": "ok", "database": h.db.dialect}
+	if err := h.dbDown(); err != nil {
+		out["status"] = "degraded"
+		out["database_error"] = err.Error()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// dbDown is the error to answer while the database cannot be reached, or nil.
+func (h *Hub) dbDown() error {
+	if down, since := h.db.health(); down != nil {
+		return &errDatabaseDown{cause: down, since: since}
+	}
+	return nil
+}
+
+// writeStoreError answers a request that the database failed: 503 with Retry-After while it cannot
+// be reached (nothing was done; the same request later will do), 500 otherwise.
+func (h *Hub) writeStoreError(w http.ResponseWriter, err error, what string) {
+	var down *errDatabaseDown
+	if !errors.As(err, &down) {
+		if d := h.dbDown(); d != nil {
+			errors.As(d, &down)
+		}
+	}
+	if down != nil {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "could not "+what+": "+down.Error()+"; nothing was done, try again in a few seconds")
+		return
+	}
+	writeError(w, http.StatusInternalServerError, "could not "+what)
 }
 
 // admin guards the job API with the admin token.

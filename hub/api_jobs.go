@@ -77,6 +77,11 @@ func idForKey(key string) string {
 }
 
 func (h *Hub) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	if err := h.dbDown(); err != nil {
+		// Before the body is read: a client with a large input learns at once to come back.
+		h.writeStoreError(w, err, "store the job")
+		return
+	}
 	var req protocol.JobRequest
 	var input *stagedFile
 	defer func() {
@@ -136,7 +141,7 @@ func (h *Hub) handleSubmit(w http.ResponseWriter, r *http.Request) {
 			_ = os.Remove(filepath.Join(h.dirs.inputs, inputFile))
 		}
 		h.log.Error("submit job", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not store the job")
+		h.writeStoreError(w, err, "store the job")
 		return
 	}
 	writeJSON(w, http.StatusCreated, protocol.JobCreated{JobID: id})
@@ -225,7 +230,7 @@ func (h *Hub) lookup(ctx context.Context, id string) (*job, error) {
 		return &c, nil
 	}
 	h.mu.Unlock()
-	return scanJob(h.db.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id=?`, id))
+	return scanJob(h.db.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id=$1`, id))
 }
 
 // jobOf looks up the request's {id}, answering 404 or 500 itself when it cannot.
@@ -237,7 +242,7 @@ func (h *Hub) jobOf(w http.ResponseWriter, r *http.Request) (*job, bool) {
 	}
 	if err != nil {
 		h.log.Error("look up job", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not read the job")
+		h.writeStoreError(w, err, "read the job")
 		return nil, false
 	}
 	return j, true
@@ -261,10 +266,10 @@ func (h *Hub) handleListJobs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rows, err := h.db.db.QueryContext(r.Context(), `SELECT `+jobColumns+` FROM jobs ORDER BY seq DESC LIMIT ?`, limit)
+	rows, err := h.db.db.QueryContext(r.Context(), `SELECT `+jobColumns+` FROM jobs ORDER BY seq DESC LIMIT $1`, limit)
 	if err != nil {
 		h.log.Error("list jobs", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not list jobs")
+		h.writeStoreError(w, err, "list jobs")
 		return
 	}
 	defer rows.Close()
@@ -330,6 +335,9 @@ func (h *Hub) handleResult(w http.ResponseWriter, r *http.Request) {
 // Cancel cancels an unfinished job; a worker holding it or offered it gets cancel{cancelled}.
 // It reports whether the job exists and its status after the call.
 func (h *Hub) Cancel(ctx context.Context, id string) (protocol.JobStatus, error) {
+	if err := h.dbDown(); err != nil {
+		return "", err // refused before anything is sent: a cancel is done once it is written
+	}
 	h.mu.Lock()
 	j := h.jobs[id]
 	if j == nil || j.status.Done() {
@@ -370,7 +378,7 @@ func (h *Hub) handleCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		h.log.Error("cancel job", "job_id", id, "err", err)
-		writeError(w, http.StatusInternalServerError, "could not cancel the job")
+		h.writeStoreError(w, err, "cancel the job")
 		return
 	case status != protocol.JobCancelled:
 		writeError(w, http.StatusConflict, "the job is already "+string(status))
@@ -378,7 +386,7 @@ func (h *Hub) handleCancel(w http.ResponseWriter, r *http.Request) {
 	}
 	j, err := h.lookup(r.Context(), id)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "could not read the job")
+		h.writeStoreError(w, err, "read the job")
 		return
 	}
 	writeJSON(w, http.StatusOK, h.info(j, h.baseURL(r)))

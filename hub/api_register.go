@@ -68,7 +68,7 @@ func (h *Hub) handlePairingCode(w http.ResponseWriter, r *http.Request) {
 	code, err := h.NewPairingCode(r.Context())
 	if err != nil {
 		h.log.Error("pairing code", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not store the pairing code")
+		h.writeStoreError(w, err, "store the pairing code")
 		return
 	}
 	writeJSON(w, http.StatusCreated, protocol.PairingCodeResponse{PairingCode: code})
@@ -217,7 +217,7 @@ func (h *Hub) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.log.Error("register worker", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not register the worker")
+		h.writeStoreError(w, err, "register the worker")
 		return
 	}
 	// The client may have left during the commit itself: then the answer cannot reach it, and

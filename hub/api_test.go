@@ -70,7 +70,7 @@ func (e *env) leaseImageJob(w *testWorker) string {
 
 func (e *env) dataFiles() []string {
 	e.t.Helper()
-	dir := filepath.Join(filepath.Dir(e.cfg.DBPath), "data")
+	dir := e.dataDir()
 	var all []string
 	for _, sub := range []string{"tmp", "results", "inputs"} {
 		for _, n := range listDir(e.t, filepath.Join(dir, sub)) {
@@ -266,13 +266,18 @@ func TestPairingCodesAreSingleUse(t *testing.T) {
 
 func TestAdminTokenCreatedOnFirstStart(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{DBPath: filepath.Join(dir, "hub.db")}
+	var cfg Config
+	useTestDB(t, &cfg, dir)
 	h, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	token := h.AdminToken()
-	if token == "" || h.AdminTokenFile() != AdminTokenFilePath(cfg.DBPath) {
+	want := AdminTokenFilePath(cfg.DBPath)
+	if cfg.PostgresURL != "" {
+		want = PostgresAdminTokenFilePath(cfg.DataDir)
+	}
+	if token == "" || h.AdminTokenFile() != want {
 		t.Fatalf("token %q file %q", token, h.AdminTokenFile())
 	}
 	st, err := os.Stat(h.AdminTokenFile())

@@ -58,7 +58,7 @@ func (h *Hub) handleLogs(w http.ResponseWriter, r *http.Request) {
 		WHERE worker_id=$1 ORDER BY id DESC LIMIT $2`, id, limit)
 	if err != nil {
 		h.log.Error("read logs", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not read the logs")
+		h.writeStoreError(w, err, "read the logs")
 		return
 	}
 	defer rows.Close()

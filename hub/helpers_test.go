@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -60,11 +59,11 @@ func startHub(t *testing.T, mutate func(*Config)) *env {
 	dir := t.TempDir()
 	logs := &lockedBuffer{}
 	cfg := Config{
-		DBPath:           filepath.Join(dir, "hub.db"),
 		OpenRegistration: true,
 		AdminToken:       "admin-secret-token",
 		Logger:           slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
+	useTestDB(t, &cfg, dir)
 	if mutate != nil {
 		mutate(&cfg)
 	}

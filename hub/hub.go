@@ -27,8 +27,9 @@ import (
 
 // Config configures a Hub. Zero values take the documented defaults.
 type Config struct {
-	DBPath            string        // SQLite file; required
-	DataDir           string        // result and input files; default: "<dir of DBPath>/data"
+	DBPath            string        // SQLite file; this or PostgresURL is required
+	PostgresURL       string        // postgres://… : the database is PostgreSQL instead (store_postgres.go)
+	DataDir           string        // result and input files; default: "<dir of DBPath>/data"; required with PostgresURL
 	OpenRegistration  bool          // accept any pairing code (demo and tests only)
 	AdminToken        string        // "" = create one on first start, readable via Hub.AdminToken()
 	OfferTTL          time.Duration // default 10s
@@ -108,6 +109,12 @@ type Hub struct {
 	throttleLog logEvery // "registration throttled" lines
 	slowLog     logEvery // bodies and answers cut off by their deadlines (deadlines.go)
 
+	// failed is closed when this hub may no longer serve (failErr says why): another hub took its
+	// PostgreSQL database over while the connection to it was down.
+	failed   chan struct{}
+	failOnce sync.Once
+	failErr  error
+
 	mu      sync.Mutex
 	jobs    map[string]*job     // unfinished jobs, and finished ones until their row is committed
 	queues  map[queueKey]*queue // queued jobs by kind and model, oldest first
@@ -131,8 +138,13 @@ type dirs struct{ results, inputs, tmp string }
 // and starts the scheduler. Jobs that were running when the hub stopped keep their lease for
 // LeaseGrace from now, as if their worker had just disconnected.
 func Open(ctx context.Context, cfg Config) (*Hub, error) {
-	if cfg.DBPath == "" {
-		return nil, errors.New("hub: Config.DBPath is required")
+	switch {
+	case cfg.DBPath == "" && cfg.PostgresURL == "":
+		return nil, errors.New("hub: Config.DBPath or Config.PostgresURL is required")
+	case cfg.DBPath != "" && cfg.PostgresURL != "":
+		return nil, errors.New("hub: Config.DBPath and Config.PostgresURL are both set; a hub has one database")
+	case cfg.PostgresURL != "" && cfg.DataDir == "":
+		return nil, errors.New("hub: a hub on PostgreSQL needs Config.DataDir for its result and input files")
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = filepath.Join(filepath.Dir(cfg.DBPath), "data")
@@ -204,6 +216,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		queues:  map[queueKey]*queue{},
 		workers: map[string]*worker{},
 		kick:    make(chan struct{}, 1),
+		failed:  make(chan struct{}),
 		regLimit: newLimiter(cfg.RegisterAddrBurst, cfg.RegisterAddrRefill, min(cfg.RegisterRate, 1e9),
 			cfg.RegisterMaxAddrs, cfg.Now()),
 		clientAddr:  cfg.clientAddr,
@@ -216,12 +229,22 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 			tmp:     filepath.Join(cfg.DataDir, "tmp"),
 		},
 	}
-	for _, d := range []string{filepath.Dir(cfg.DBPath), h.dirs.results, h.dirs.inputs, h.dirs.tmp} {
+	mk := []string{h.dirs.results, h.dirs.inputs, h.dirs.tmp}
+	if cfg.DBPath != "" {
+		mk = append(mk, filepath.Dir(cfg.DBPath))
+	}
+	for _, d := range mk {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("hub: create %s: %w", d, err)
 		}
 	}
-	db, err := openStore(cfg.DBPath)
+	var db *store
+	var err error
+	if cfg.PostgresURL != "" {
+		db, err = openPostgres(ctx, cfg.PostgresURL, h.resync, h.fail)
+	} else {
+		db, err = openSQLite(cfg.DBPath)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
@@ -256,6 +279,33 @@ func (h *Hub) AdminTokenFile() string { return h.tokenFile }
 // AdminTokenFilePath is where a hub on dbPath writes the admin token it creates.
 func AdminTokenFilePath(dbPath string) string { return dbPath + ".admin-token" }
 
+// PostgresAdminTokenFilePath is where a hub on PostgreSQL with its files in dataDir writes the
+// admin token it creates.
+func PostgresAdminTokenFilePath(dataDir string) string { return filepath.Join(dataDir, "admin-token") }
+
+// Failed is closed when the hub can no longer serve; Err then says why. Only a hub on PostgreSQL
+// fails this way: another hub took its database over while this one's connection was down, and
+// what this one holds in memory is no longer what the database says.
+func (h *Hub) Failed() <-chan struct{} { return h.failed }
+
+// Err is why Failed was closed, or nil.
+func (h *Hub) Err() error {
+	select {
+	case <-h.failed:
+		return h.failErr
+	default:
+		return nil
+	}
+}
+
+func (h *Hub) fail(err error) {
+	h.failOnce.Do(func() {
+		h.log.Error("this hub stops serving", "err", err)
+		h.failErr = fmt.Errorf("hub: %w", err)
+		close(h.failed)
+	})
+}
+
 func (h *Hub) setupAdminToken(ctx context.Context) error {
 	if h.cfg.AdminToken != "" {
 		h.adminToken = h.cfg.AdminToken
@@ -277,6 +327,9 @@ func (h *Hub) setupAdminToken(ctx context.Context) error {
 	}
 	token := newSecret()
 	path := AdminTokenFilePath(h.cfg.DBPath)
+	if h.cfg.PostgresURL != "" {
+		path = PostgresAdminTokenFilePath(h.cfg.DataDir)
+	}
 	// The file is written before the hash is committed: a crash in between leaves a file that a
 	// second start overwrites, never a hash whose token nobody can read.
 	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {

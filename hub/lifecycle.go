@@ -122,11 +122,40 @@ func (h *Hub) finish(j *job, s protocol.JobStatus, errText string, after func(er
 	j.graceUntil = time.Time{}
 	j.leaseGen++
 	h.persistJob(j, func(err error) {
-		h.forget(j)
+		// A write that failed keeps the job in memory, final, until resync writes it: forgotten,
+		// the database's older row would bring it back at the next start.
+		if err == nil {
+			h.forget(j)
+		}
 		if after != nil {
 			after(err)
 		}
 	})
+}
+
+// resync writes the state of every job in memory again, for the writes that failed while the
+// database could not be reached (the store refuses them then rather than queue them). A
+// completion is left to its own write, which either commits or gives the lease back.
+func (h *Hub) resync() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, j := range h.jobs {
+		switch {
+		case j.status == protocol.JobCompleted:
+			continue
+		case j.status.Done():
+			h.persistJob(j, func(err error) {
+				if err == nil {
+					h.forget(j)
+				}
+			})
+		default:
+			h.persistJob(j, nil)
+		}
+		n++
+	}
+	h.log.Warn("the database can be reached again: the state of every job in memory is written again", "jobs", n)
 }
 
 // forget drops a finished job from memory once its row is committed, and its input file.
@@ -196,6 +225,7 @@ func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum
 	j.graceUntil = time.Time{}
 	j.leaseGen++
 	j.result, j.resultFile, j.resultExt = result, file, ext
+	gen := j.leaseGen
 	id, wid, now := j.id, w.id, fmtTime(h.now())
 	accepted := strings.Join(j.acceptedBy, ",")
 	var res any
@@ -210,7 +240,28 @@ func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum
 	}, func(err error) {
 		if err == nil {
 			h.forget(j)
+		} else {
+			h.uncomplete(j, w, gen)
 		}
 		after(err)
 	})
+}
+
+// uncomplete gives a job whose completion did not commit back to the worker that sent it, as a
+// running lease (in its grace when the worker has gone), unless something moved the job on since:
+// left completed, the result sent again would be answered `duplicate`, and the worker would drop a
+// result that no database holds.
+func (h *Hub) uncomplete(j *job, w *worker, gen uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.jobs[j.id] != j || j.status != protocol.JobCompleted || j.leaseGen != gen {
+		return
+	}
+	j.result, j.resultFile, j.resultExt = nil, "", ""
+	h.setStatus(j, protocol.JobRunning)
+	h.setHolder(j, w.id)
+	j.leaseGen++
+	if w.conn == nil {
+		h.startGrace(j, h.now())
+	}
 }

@@ -5,7 +5,6 @@ package hub
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,7 +14,8 @@ import (
 func TestRestartKeepsQueuedAndLeasedJobs(t *testing.T) {
 	logs := &lockedBuffer{}
 	dir := t.TempDir()
-	cfg := Config{DBPath: filepath.Join(dir, "hub.db"), OpenRegistration: true, AdminToken: "admin"}
+	cfg := Config{OpenRegistration: true, AdminToken: "admin"}
+	useTestDB(t, &cfg, dir)
 	h, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,9 @@ var ErrNoSuchWorker = errors.New("hub: no such worker")
 
 // Revoke ends worker id's access now and deletes its registration.
 func (h *Hub) Revoke(ctx context.Context, id string) error {
+	if err := h.dbDown(); err != nil {
+		return err // refused before the session is closed: a revocation is done once it is written
+	}
 	h.mu.Lock()
 	w := h.workers[id]
 	if w == nil || w.revoked {
@@ -52,7 +55,7 @@ func (h *Hub) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such worker")
 	case err != nil:
 		h.log.Error("revoke worker", "err", err)
-		writeError(w, http.StatusInternalServerError, "could not revoke the worker")
+		h.writeStoreError(w, err, "revoke the worker")
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}

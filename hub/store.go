@@ -1,9 +1,11 @@
-// store.go: the SQLite schema and the one writer goroutine that commits every write in batches
-// (group commit: whatever is queued when a batch starts shares its transaction and its fsync),
-// running each write's callback after its commit. Batching lets a busy hub commit many transitions
-// per sync; the callbacks let a caller answer only once its fact is durable; a savepoint per write
-// keeps one write's statements all-or-nothing without failing its batch. It must not know what
-// the rows mean.
+// store.go: the one writer goroutine that commits every write in batches (group commit: whatever
+// is queued when a batch starts shares its transaction and its fsync), running each write's
+// callback after its commit, and the store's health (a database that cannot be reached fails
+// writes at once instead of queueing them). Batching lets a busy hub commit many transitions per
+// sync; the callbacks let a caller answer only once its fact is durable; a savepoint per write
+// keeps one write's statements all-or-nothing without failing its batch. The two databases open
+// in store_sqlite.go and store_postgres.go; this file must not know which one it writes to, nor
+// what the rows mean.
 
 package hub
 
@@ -12,69 +14,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"sync"
-
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	"time"
 )
-
-// schema is applied on every Open; every statement is idempotent. user_version says which
-// version of it a file carries, so a later version can migrate on purpose.
-const schemaVersion = 1
-
-var schema = []string{
-	`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-	`CREATE TABLE IF NOT EXISTS workers (
-		id TEXT PRIMARY KEY,
-		name TEXT NOT NULL,
-		token_hash BLOB NOT NULL,
-		created_at TEXT NOT NULL,
-		last_seen TEXT NOT NULL DEFAULT ''
-	)`,
-	`CREATE TABLE IF NOT EXISTS pairing_codes (
-		code_hash BLOB PRIMARY KEY,
-		created_at TEXT NOT NULL,
-		used_at TEXT NOT NULL DEFAULT ''
-	)`,
-	`CREATE TABLE IF NOT EXISTS jobs (
-		id TEXT PRIMARY KEY,
-		seq INTEGER NOT NULL,
-		kind TEXT NOT NULL,
-		model TEXT NOT NULL,
-		vram_gb REAL NOT NULL DEFAULT 0,
-		input TEXT NOT NULL,
-		input_file TEXT NOT NULL DEFAULT '',
-		input_type TEXT NOT NULL DEFAULT '',
-		status TEXT NOT NULL,
-		worker_id TEXT NOT NULL DEFAULT '',
-		attempts INTEGER NOT NULL DEFAULT 0,
-		accepted_by TEXT NOT NULL DEFAULT '',
-		error TEXT NOT NULL DEFAULT '',
-		result TEXT,
-		result_file TEXT NOT NULL DEFAULT '',
-		result_ext TEXT NOT NULL DEFAULT '',
-		result_sha256 TEXT NOT NULL DEFAULT '',
-		result_size INTEGER NOT NULL DEFAULT 0,
-		prompt TEXT NOT NULL DEFAULT '',
-		created_at TEXT NOT NULL,
-		updated_at TEXT NOT NULL
-	)`,
-	// Startup loads the unfinished jobs through this partial index; listings walk seq backwards.
-	`CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(status) WHERE status IN ('queued','offered','running')`,
-	`CREATE UNIQUE INDEX IF NOT EXISTS jobs_seq ON jobs(seq)`,
-	`CREATE TABLE IF NOT EXISTS worker_logs (
-		id INTEGER PRIMARY KEY AUTOINCREMENT,
-		worker_id TEXT NOT NULL,
-		seq INTEGER NOT NULL,
-		ts TEXT NOT NULL,
-		level TEXT NOT NULL,
-		source TEXT NOT NULL,
-		message TEXT NOT NULL,
-		job_id TEXT NOT NULL DEFAULT ''
-	)`,
-	`CREATE INDEX IF NOT EXISTS worker_logs_by_worker ON worker_logs(worker_id, id)`,
-}
 
 // maxBatch bounds one write transaction so a burst cannot hold the write lock for long: the first
 // write of a batch is answered only after its last, and 256 one-row writes are about 3 ms of
@@ -91,17 +33,38 @@ type op struct {
 	after func(err error)
 }
 
-// store owns the SQLite file. Every write goes through one goroutine that runs what is pending in
+// store owns the database. Every write goes through one goroutine that runs what is pending in
 // one transaction, so a thousand transitions a second cost a handful of fsyncs, and an ack that
-// must be durable is sent from after(), once its transaction is committed.
+// must be durable is sent from after(), once its transaction is committed. Reads use db directly.
 type store struct {
-	db *sql.DB
+	db      *sql.DB
+	dialect string // "sqlite" or "postgres", for what a person is told
+	// begin opens the writer's transaction: on SQLite from the pool, on PostgreSQL on the one
+	// connection that holds this hub's lock on the database. done is called once the transaction
+	// has ended.
+	begin func() (tx *sql.Tx, done context.CancelFunc, err error)
+	// reconnected, when set, runs after the database could be reached again (PostgreSQL's keeper):
+	// the hub writes its state again, since writes failed in between.
+	reconnected func()
+	// lost is told when a batch failed as a whole (nil on SQLite, where that is a disk error the
+	// next batch may not have): the PostgreSQL side then drops its connection and reconnects.
+	lost func(err error)
+	// extra are the backend's own goroutines (PostgreSQL's keeper), stopped at close.
+	stopExtra context.CancelFunc
+	extra     sync.WaitGroup
+	closeDB   func() error
 
 	mu      sync.Mutex
 	pending []op
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
+	// down is why the database cannot be reached, since when; nil while it can. While it is set,
+	// a write fails at once rather than wait in memory for a database that may be gone for hours.
+	down      error
+	downSince time.Time
+	// lastCommit is when a batch last committed: the keeper pings a quiet database.
+	lastCommit time.Time
 	// committed, when set (tests only, under mu), is told the size of each batch committed, before
 	// any of its callbacks runs: how the tests see that concurrent writes shared one fsync.
 	committed func(writes int)
@@ -109,66 +72,69 @@ type store struct {
 
 var errStoreClosed = errors.New("hub: store closed")
 
-func openStore(path string) (*store, error) {
-	// The database holds the worker tokens' hashes and every job's input: readable by the hub's
-	// user only. SQLite gives its -wal and -shm files the database file's mode, so creating it
-	// 0600 (and tightening one an older hub made 0644) covers all three.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+// errDatabaseDown is a write refused because the database cannot be reached; the API answers it
+// with 503 and Retry-After, and nothing was written.
+type errDatabaseDown struct {
+	cause error
+	since time.Time
+}
+
+func (e *errDatabaseDown) Error() string {
+	return fmt.Sprintf("the hub's database cannot be reached (since %s): %v", e.since.UTC().Format(time.RFC3339), e.cause)
+}
+
+func (e *errDatabaseDown) Unwrap() error { return e.cause }
+
+// newStore starts the writer over an open database.
+func newStore(db *sql.DB, dialect string) *store {
+	s := &store{db: db, dialect: dialect, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		stopExtra: func() {}, closeDB: db.Close, lastCommit: time.Now()}
+	s.begin = func() (*sql.Tx, context.CancelFunc, error) {
+		tx, err := s.db.Begin()
+		return tx, func() {}, err
 	}
-	f.Close()
-	if err := os.Chmod(path, 0o600); err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+	return s
+}
+
+func (s *store) start() { go s.loop() }
+
+// health says whether the database can be reached now, and if not why and since when.
+func (s *store) health() (down error, since time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down, s.downSince
+}
+
+// setDown records that the database cannot be reached; setUp that it can again.
+func (s *store) setDown(err error) {
+	s.mu.Lock()
+	if s.down == nil {
+		s.down, s.downSince = err, time.Now()
 	}
-	q := url.Values{}
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "busy_timeout(10000)")
-	// FULL: a commit is on disk before after() runs, so an acknowledged result survives even a
-	// power cut, not only a SIGKILL. Batching keeps the fsync count low.
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(4)
-	ctx := context.Background()
-	var version int
-	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
-	if version > schemaVersion {
-		db.Close()
-		return nil, fmt.Errorf("database %s has schema version %d, newer than this hub's %d", path, version, schemaVersion)
-	}
-	for _, s := range schema {
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("migrate database %s: %w", path, err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrate database %s: %w", path, err)
-	}
-	s := &store{db: db, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go s.loop()
-	return s, nil
+	s.mu.Unlock()
+}
+
+func (s *store) setUp() {
+	s.mu.Lock()
+	s.down = nil
+	s.mu.Unlock()
 }
 
 // enqueue schedules a write; after (optional) runs once it is committed. Order is kept: a batch
 // runs ops in the order they were enqueued, and batches follow each other.
 func (s *store) enqueue(fn func(tx *sql.Tx) error, after func(error)) {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.down != nil {
+		var err error = errStoreClosed
+		if !s.closed {
+			err = &errDatabaseDown{cause: s.down, since: s.downSince}
+		}
 		s.mu.Unlock()
 		if after != nil {
 			// Never on the caller's goroutine: callers enqueue while holding the hub's lock, and
 			// callbacks take it (as they do on the writer's goroutine when the store is open).
 			// The goroutine ends as soon as the callback has run.
-			go after(errStoreClosed)
+			go after(err)
 		}
 		return
 	}
@@ -211,9 +177,22 @@ func (s *store) drain() {
 		if len(s.pending) == 0 {
 			s.pending = nil
 		}
+		var down error
+		if s.down != nil {
+			down = &errDatabaseDown{cause: s.down, since: s.downSince}
+		}
 		s.mu.Unlock()
 		if n == 0 {
 			return
+		}
+		if down != nil {
+			// Queued before the database was found gone: failed like the batch that found it.
+			for _, o := range batch {
+				if o.after != nil {
+					o.after(down)
+				}
+			}
+			continue
 		}
 		s.run(batch)
 	}
@@ -222,6 +201,12 @@ func (s *store) drain() {
 func (s *store) run(batch []op) {
 	errs := make([]error, len(batch))
 	err := s.apply(batch, errs)
+	if err != nil && s.lost != nil {
+		s.lost(err)
+		if down, _ := s.health(); down != nil {
+			err = &errDatabaseDown{cause: err, since: time.Now()}
+		}
+	}
 	for i, o := range batch {
 		if o.after == nil {
 			continue
@@ -241,10 +226,11 @@ const savepoint = "hub_write"
 // returns an error only when the batch as a whole did not commit; then no write of it is durable,
 // and every caller is told so.
 func (s *store) apply(batch []op, errs []error) error {
-	tx, err := s.db.Begin()
+	tx, done, err := s.begin()
 	if err != nil {
 		return fmt.Errorf("commit: begin: %w", err)
 	}
+	defer done()
 	if len(batch) == 1 {
 		// A batch of one, the common case on a quiet hub: the transaction is the write's
 		// savepoint, and a failed write rolls it back instead of paying two more statements.
@@ -290,6 +276,7 @@ func (s *store) commit(tx *sql.Tx, n int) error {
 	}
 	s.mu.Lock()
 	hook := s.committed
+	s.lastCommit = time.Now()
 	s.mu.Unlock()
 	if hook != nil {
 		hook(n)
@@ -297,7 +284,8 @@ func (s *store) commit(tx *sql.Tx, n int) error {
 	return nil
 }
 
-// close writes what is pending, stops the writer and closes the file.
+// close writes what is pending, stops the writer and the backend's goroutines, and closes the
+// database.
 func (s *store) close() error {
 	s.mu.Lock()
 	if !s.closed {
@@ -306,5 +294,7 @@ func (s *store) close() error {
 	}
 	s.mu.Unlock()
 	<-s.done
-	return s.db.Close()
+	s.stopExtra()
+	s.extra.Wait()
+	return s.closeDB()
 }

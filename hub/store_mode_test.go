@@ -11,6 +11,7 @@ import (
 // TestDatabaseFilesAreTheHubsAlone: hub.db, its WAL and its shared-memory index hold token hashes
 // and inputs; a hub that made them 0644 (umask's default) let every user on the machine read them.
 func TestDatabaseFilesAreTheHubsAlone(t *testing.T) {
+	onSQLite(t)
 	e := startHub(t, nil)
 	e.submit(llmJob("m1")) // a write, so the WAL exists
 	for _, name := range []string{"hub.db", "hub.db-wal", "hub.db-shm"} {

@@ -52,7 +52,7 @@ func (l *commitLog) batches() []int {
 
 func openTestStore(t *testing.T) (*store, *commitLog) {
 	t.Helper()
-	s, err := openStore(filepath.Join(t.TempDir(), "hub.db"))
+	s, err := openSQLite(filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -29,7 +30,7 @@ var version = "dev"
 
 const usage = `studio-hub: the reference Studio hub
 
-  studio-hub serve  --addr 127.0.0.1:7860 --db PATH [--data DIR] [--open-registration]
+  studio-hub serve  --addr 127.0.0.1:7860 --db PATH|postgres://… [--data DIR] [--open-registration]
                     [--admin-token TOKEN] [--offer-ttl 10s] [--lease-grace 60s] [--retry-cooloff 30s]
                     [--max-attempts 3] [--max-upload 2GiB] [--public-url URL] [--max-conns 16384]
                     [--idle-timeout 60s] [--register-addr-burst 5] [--register-addr-refill 2s]
@@ -40,8 +41,12 @@ const usage = `studio-hub: the reference Studio hub
   studio-hub jobs   [--json] [hub flags]
   studio-hub revoke WORKER_ID [hub flags]
 
+--db is a SQLite file (created if missing), or a PostgreSQL URL (postgres://user:pass@host/db),
+which needs --data for the hub's result and input files (docs/studio-hub.md).
+
 The admin token of pair, submit, jobs and revoke comes from --admin-token, $STUDIO_HUB_ADMIN_TOKEN,
---admin-token-file, or the file the hub wrote next to --db on its first start.
+--admin-token-file, or the file the hub wrote next to --db (on PostgreSQL: DIR/admin-token) on its
+first start.
 `
 
 func main() {
@@ -144,8 +149,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:7860", "address to listen on")
 	cfg := hub.Config{MaxUpload: hub.DefaultMaxUpload, ServerVersion: "studio-hub/" + version}
-	fs.StringVar(&cfg.DBPath, "db", "", "SQLite database file (required)")
-	fs.StringVar(&cfg.DataDir, "data", "", "folder for result and input files (default: data/ beside the database)")
+	fs.StringVar(&cfg.DBPath, "db", "", "SQLite database file, or a postgres:// URL (required)")
+	fs.StringVar(&cfg.DataDir, "data", "", "folder for result and input files (default: data/ beside a SQLite database; required with PostgreSQL)")
 	fs.BoolVar(&cfg.OpenRegistration, "open-registration", false, "accept any pairing code (demo and tests only)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin token of the job API (default: created on first start)")
 	fs.DurationVar(&cfg.OfferTTL, "offer-ttl", hub.DefaultOfferTTL, "time a worker has to answer an offer")
@@ -171,7 +176,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if cfg.DBPath == "" {
-		return usageError{errors.New("--db is required")}
+		return usageError{errors.New("--db is required: a SQLite file, or a postgres:// URL")}
+	}
+	if hub.IsPostgresURL(cfg.DBPath) {
+		cfg.PostgresURL, cfg.DBPath = cfg.DBPath, ""
+		if cfg.DataDir == "" {
+			return usageError{errors.New("--data is required with a PostgreSQL --db: the folder for the hub's result and input files")}
+		}
 	}
 	if *maxConns < 16 || *idleTimeout <= 0 {
 		return usageError{errors.New("--max-conns must be at least 16 and --idle-timeout positive")}
@@ -225,13 +236,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ln = hub.LimitListener(ln, *maxConns, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("studio-hub listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "version", version)
+	log.Info("studio-hub listening", "addr", ln.Addr().String(), "db", dbName(cfg), "version", version)
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 
 	select {
 	case err = <-served:
 	case <-ctx.Done():
 		log.Info("shutting down")
+	case <-h.Failed():
+		err = h.Err()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -244,6 +257,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return cerr
+}
+
+// dbName is the database as a log line may name it: a PostgreSQL URL's password stays out.
+func dbName(cfg hub.Config) string {
+	if cfg.PostgresURL == "" {
+		return cfg.DBPath
+	}
+	u, err := url.Parse(cfg.PostgresURL)
+	if err != nil {
+		return "postgres (an unreadable URL)"
+	}
+	return u.Redacted()
 }
 
 // clientFlags are the flags of the commands that talk to a running hub.
@@ -265,6 +290,9 @@ func (c *clientFlags) client() (*hub.Client, error) {
 	}
 	file := c.tokenFile
 	if token == "" && file == "" && c.db != "" {
+		if hub.IsPostgresURL(c.db) {
+			return nil, usageError{errors.New("a hub on PostgreSQL keeps its admin token in its --data folder: pass --admin-token-file DIR/admin-token")}
+		}
 		file = hub.AdminTokenFilePath(c.db)
 	}
 	if token == "" && file != "" {

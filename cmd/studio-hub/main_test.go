@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"studioworker/hub"
+	"studioworker/internal/pgtest"
 	"studioworker/protocol"
 )
 
@@ -226,10 +227,23 @@ func upload(t *testing.T, base string, creds protocol.RegisterResponse, id strin
 // TestSIGKILLLosesNothingAcknowledged kills the hub in the middle of an upload with jobs queued,
 // restarts it on the same database, and checks that every acknowledged result and every queued
 // job is there and that no partial file was left.
+// TestSIGKILLLosesNothingAcknowledged, on each store: SQLite's file, and a real PostgreSQL whose
+// session with the killed hub ends with it (so the restarted hub takes the database's lock).
 func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "hub.db")
-	args := []string{"--db", db, "--open-registration", "--admin-token", "crash-admin", "--log-format", "json"}
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run(store, func(t *testing.T) {
+			dir := t.TempDir()
+			db := []string{"--db", filepath.Join(dir, "hub.db")}
+			if store == "postgres" {
+				db = []string{"--db", pgtest.Start(t).NewDatabase(t), "--data", filepath.Join(dir, "data")}
+			}
+			sigkillLosesNothing(t, dir, db)
+		})
+	}
+}
+
+func sigkillLosesNothing(t *testing.T, dir string, db []string) {
+	args := append(db, "--open-registration", "--admin-token", "crash-admin", "--log-format", "json")
 	p := startHubProcess(t, args...)
 	c := &hub.Client{BaseURL: p.url, AdminToken: "crash-admin"}
 	ctx := context.Background()
