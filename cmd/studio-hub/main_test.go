@@ -298,8 +298,9 @@ func sigkillLosesNothing(t *testing.T, dir string, db []string) {
 	mw.WriteField("ext", "png")
 	mw.WriteField("sha256", strings.Repeat("0", 64))
 	fw, _ := mw.CreateFormFile("file", "r.png")
-	// More than the hub's 256 KiB write buffer (hub/files.go), so some of it is on disk at the kill.
-	fw.Write(bytes.Repeat([]byte("half an image "), 40960))
+	// More than the hub's copy holds in memory (hub/files_stage.go: 4 buffers of 1 MiB), so some
+	// of it is on disk at the kill.
+	fw.Write(bytes.Repeat([]byte("half an image "), 8<<20/14))
 	tmp := filepath.Join(dir, "data", "tmp")
 	deadline := time.Now().Add(waitLimit)
 	for !hasBytes(tmp) {
