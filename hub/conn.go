@@ -141,6 +141,7 @@ func (c *conn) writer() {
 func (h *Hub) handleWS(w http.ResponseWriter, r *http.Request) {
 	workerID := r.Header.Get(protocol.HeaderWorkerID)
 	token := bearer(r)
+	h.loadWorker(r.Context(), workerID) // registered on another replica: read it from the database
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()

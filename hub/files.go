@@ -131,6 +131,7 @@ func cleanExt(ext string) string {
 // authWorker checks the worker headers of a plain HTTP request.
 func (h *Hub) authWorker(r *http.Request) *worker {
 	id, token := r.Header.Get(protocol.HeaderWorkerID), bearer(r)
+	h.loadWorker(r.Context(), id) // registered on another replica: read it from the database
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w := h.workers[id]
