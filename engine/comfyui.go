@@ -201,12 +201,12 @@ func (c *comfyUI) Run(parent context.Context, job Job, progress Progress) (Resul
 		return Result{}, err
 	}
 	progress(0.97, "fetching the output")
-	path, ext, err := c.fetchOutput(parent, ctx, job, promptID)
+	path, ext, sum, err := c.fetchOutput(parent, ctx, job, promptID)
 	if err != nil {
 		return Result{}, err
 	}
 	progress(1, "done")
-	return Result{File: path, Ext: ext, Prompt: prompt}, nil
+	return Result{File: path, Ext: ext, Prompt: prompt, SHA256: sum}, nil
 }
 
 // newPromptID is a random UUID (version 4), the form of the ids ComfyUI chooses itself.
@@ -315,11 +315,12 @@ type comfyFile struct {
 }
 
 // fetchOutput finds the prompt's output file of an allowed type for the kind, saved outputs
-// before previews, and streams it into the spool folder.
-func (c *comfyUI) fetchOutput(parent, ctx context.Context, job Job, promptID string) (string, string, error) {
+// before previews, and streams it into the spool folder; it returns the file's path, extension
+// and sha256.
+func (c *comfyUI) fetchOutput(parent, ctx context.Context, job Job, promptID string) (string, string, string, error) {
 	h, err := c.finishedHistory(parent, ctx, promptID)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	var files, seen []comfyFile
 	nodes := sortedKeys(h.Outputs)
@@ -349,29 +350,29 @@ func (c *comfyUI) fetchOutput(parent, ctx context.Context, job Job, promptID str
 		for i, f := range seen {
 			names[i] = f.Filename
 		}
-		return "", "", backendFailed(true, "comfyui produced no %s output of type %s (outputs: %s)",
+		return "", "", "", backendFailed(true, "comfyui produced no %s output of type %s (outputs: %s)",
 			c.kind, strings.Join(c.kind.ResultExts(), ", "), strings.Join(names, ", "))
 	}
 	out := files[0]
 	resp, err := c.get(parent, ctx, "/view", url.Values{"filename": {out.Filename}, "subfolder": {out.Subfolder}, "type": {out.Type}})
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	defer resp.Body.Close()
 	f, err := newSpoolFile(job)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	defer f.abort()
 	if _, err := io.Copy(f, resp.Body); err != nil {
 		if cerr := ctxError(parent, ctx, "comfyui"); cerr != nil {
-			return "", "", cerr
+			return "", "", "", cerr
 		}
-		return "", "", backendDown("comfyui /view", err)
+		return "", "", "", backendDown("comfyui /view", err)
 	}
 	ext := fileExt(out.Filename)
 	p, err := f.commit(ext)
-	return p, ext, err
+	return p, ext, f.sum(), err
 }
 
 func fileExt(name string) string {

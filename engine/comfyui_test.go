@@ -58,6 +58,7 @@ func TestComfyUIExampleWorkflowFillsTheMappingAndReturnsTheSavedImage(t *testing
 	if !bytes.Equal(data, testPNG(64, 48)) || res.Ext != "png" || filepath.Dir(res.File) != job.SpoolDir || res.Prompt != "a red fox" {
 		t.Fatalf("result %+v is not the saved output image", res)
 	}
+	checkSum(t, res)
 	g := f.lastGraph()
 	for _, c := range []struct {
 		node, input string

@@ -31,6 +31,9 @@ type Result struct {
 	File   string          // path inside Job.SpoolDir for image, tts and video
 	Ext    string          // "png", "wav", "gif", ... without the dot
 	Prompt string          // optional, echoed to the hub
+	// SHA256 is the lower-case hex sha256 of File, computed as the engine wrote it; "" when the
+	// engine did not write the file itself (an exec tool's own output), and it is hashed later.
+	SHA256 string
 }
 
 // Progress receives how far a job is (0..1) and what it is doing, in words. Calls are not

@@ -257,47 +257,48 @@ func (o *openAI) image(parent, ctx context.Context, st *stall, job Job, progress
 	progress(0.9, "receiving the image")
 	// The image arrives base64 inside JSON; decode it as it streams rather than holding the answer.
 	field := &jsonStringField{r: bufio.NewReaderSize(resp.Body, 64<<10), key: "b64_json"}
-	path, ext, err := o.saveDetected(parent, ctx, job, base64.NewDecoder(base64.StdEncoding, field))
+	path, ext, sum, err := o.saveDetected(parent, ctx, job, base64.NewDecoder(base64.StdEncoding, field))
 	if err != nil {
 		return Result{}, err
 	}
 	progress(1, "done")
-	return Result{File: path, Ext: ext, Prompt: in.Prompt}, nil
+	return Result{File: path, Ext: ext, Prompt: in.Prompt, SHA256: sum}, nil
 }
 
-// saveDetected streams r into a spool file whose extension is read from its first bytes.
-func (o *openAI) saveDetected(parent, ctx context.Context, job Job, r io.Reader) (string, string, error) {
+// saveDetected streams r into a spool file whose extension is read from its first bytes; it
+// returns the file's path, extension and sha256.
+func (o *openAI) saveDetected(parent, ctx context.Context, job Job, r io.Reader) (string, string, string, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.Peek(12)
 	if err != nil && len(head) == 0 {
 		if cerr := endOf(parent, ctx, "openai"); cerr != nil {
-			return "", "", cerr
+			return "", "", "", cerr
 		}
 		if errors.Is(err, errNoField) {
-			return "", "", backendFailed(true, "openai: the answer has no %s", "b64_json")
+			return "", "", "", backendFailed(true, "openai: the answer has no %s", "b64_json")
 		}
-		return "", "", backendDown("openai", err)
+		return "", "", "", backendDown("openai", err)
 	}
 	ext := sniffExt(head)
 	if !o.kind.AllowedExt(ext) {
-		return "", "", backendFailed(true, "openai answered a %s file, not one of %s", orUnknown(ext), strings.Join(o.kind.ResultExts(), ", "))
+		return "", "", "", backendFailed(true, "openai answered a %s file, not one of %s", orUnknown(ext), strings.Join(o.kind.ResultExts(), ", "))
 	}
 	f, err := newSpoolFile(job)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	defer f.abort()
 	if _, err := io.Copy(f, br); err != nil {
 		if cerr := endOf(parent, ctx, "openai"); cerr != nil {
-			return "", "", cerr
+			return "", "", "", cerr
 		}
 		if errors.Is(err, errNoField) || errors.As(err, new(base64.CorruptInputError)) {
-			return "", "", backendFailed(true, "openai: bad answer: %v", err)
+			return "", "", "", backendFailed(true, "openai: bad answer: %v", err)
 		}
-		return "", "", backendDown("openai", err)
+		return "", "", "", backendDown("openai", err)
 	}
 	path, err := f.commit(ext)
-	return path, ext, err
+	return path, ext, f.sum(), err
 }
 
 func orUnknown(s string) string {
@@ -339,12 +340,12 @@ func (o *openAI) speech(parent, ctx context.Context, st *stall, job Job, progres
 	if resp.StatusCode != http.StatusOK {
 		return Result{}, statusError(resp, "openai /audio/speech")
 	}
-	path, ext, err := o.saveDetected(parent, ctx, job, resp.Body)
+	path, ext, sum, err := o.saveDetected(parent, ctx, job, resp.Body)
 	if err != nil {
 		return Result{}, err
 	}
 	progress(1, "done")
-	return Result{File: path, Ext: ext, Prompt: in.Text}, nil
+	return Result{File: path, Ext: ext, Prompt: in.Text, SHA256: sum}, nil
 }
 
 func (o *openAI) transcribe(parent, ctx context.Context, st *stall, job Job, progress Progress) (Result, error) {

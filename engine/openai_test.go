@@ -194,6 +194,7 @@ func TestOpenAIImageDecodesStreamedB64JSON(t *testing.T) {
 	if !bytes.Equal(data, testPNG(40, 30)) || res.Ext != "png" || filepath.Dir(res.File) != job.SpoolDir {
 		t.Fatalf("result %+v: the file is not the PNG the server sent", res)
 	}
+	checkSum(t, res)
 	if _, err := png.Decode(bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +229,7 @@ func TestOpenAISpeechAndTranscription(t *testing.T) {
 	if info, err := readWAVInfo(res.File); err != nil || res.Ext != "wav" || info.seconds != 1 {
 		t.Fatalf("tts result %+v: %v %+v", res, err, info)
 	}
+	checkSum(t, res)
 	if req := f.lastRequest(); req["voice"] != "nova" || req["response_format"] != "wav" || req["speed"] != 1.5 || req["input"] != "hello" {
 		t.Errorf("speech request %v", req)
 	}

@@ -1,12 +1,15 @@
-// spool.go: a result file written into the spool folder under a temporary name and committed
-// whole. It must not know what the file holds.
+// spool.go: a result file written into the spool folder under a temporary name, hashed as it is
+// written, and committed whole. It must not know what the file holds.
 
 package engine
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"os"
 	"path/filepath"
@@ -17,12 +20,29 @@ import (
 
 // spoolFile is a result file being written inside a job's spool folder. It is created with a
 // ".part" name and gets its final extension on commit, so a half-written file never looks like a
-// result; abort removes it.
+// result; abort removes it. Its sha256 is computed on the way to the file (hashedFile), so the
+// worker need not read a large result back just to hash it before the upload (issue 19: about
+// 0.8 s per GiB).
 type spoolFile struct {
 	f    *os.File
+	h    hash.Hash
 	w    *bufio.Writer
 	path string
 	done bool
+	hex  string // the sha256 once committed
+}
+
+// hashedFile hashes exactly the bytes the file took. It sits under the bufio.Writer, so the hash
+// sees large chunks even when an engine writes two bytes at a time.
+type hashedFile struct {
+	f *os.File
+	h hash.Hash
+}
+
+func (w hashedFile) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	return n, err
 }
 
 // newSpoolFile creates an empty result file for job inside job.SpoolDir.
@@ -37,7 +57,8 @@ func newSpoolFile(job Job) (*spoolFile, error) {
 	if err != nil {
 		return nil, &Error{Retry: true, Err: fmt.Errorf("engine: result file: %w", err)}
 	}
-	return &spoolFile{f: f, w: bufio.NewWriterSize(f, 256<<10), path: f.Name()}, nil
+	h := sha256.New()
+	return &spoolFile{f: f, h: h, w: bufio.NewWriterSize(hashedFile{f, h}, 256<<10), path: f.Name()}, nil
 }
 
 func (s *spoolFile) Write(p []byte) (int, error) { return s.w.Write(p) }
@@ -63,8 +84,14 @@ func (s *spoolFile) commit(ext string) (string, error) {
 		os.Remove(s.path)
 		return "", &Error{Retry: true, Err: fmt.Errorf("engine: result file: %w", err)}
 	}
+	s.hex = hex.EncodeToString(s.h.Sum(nil))
 	return final, nil
 }
+
+// sum is the lower-case hex sha256 of the committed file, "" before commit. The session hands it
+// to the hub as it is; the hub checks it, and a mismatch makes the worker hash the file itself
+// (PROTOCOL.md §10 (j)), so a wrong sum costs one upload, never a wrong result.
+func (s *spoolFile) sum() string { return s.hex }
 
 // abort closes and removes the file unless it was committed; safe to defer.
 func (s *spoolFile) abort() {

@@ -134,7 +134,7 @@ func (s *synthetic) image(ctx context.Context, job Job, l limits, pad int64) (Re
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{File: path, Ext: "png", Prompt: in.Prompt}, nil
+	return Result{File: path, Ext: "png", Prompt: in.Prompt, SHA256: f.sum()}, nil
 }
 
 // tailWriter passes everything on except the last keep bytes, which it holds in tail.
@@ -275,7 +275,7 @@ func (s *synthetic) tts(ctx context.Context, job Job, l limits) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{File: path, Ext: "wav", Prompt: in.Text}, nil
+	return Result{File: path, Ext: "wav", Prompt: in.Text, SHA256: f.sum()}, nil
 }
 
 func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }
@@ -403,7 +403,7 @@ func (s *synthetic) video(ctx context.Context, job Job, l limits, progress Progr
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{File: path, Ext: "gif", Prompt: in.Prompt}, nil
+	return Result{File: path, Ext: "gif", Prompt: in.Prompt, SHA256: f.sum()}, nil
 }
 
 // gifWriter streams an animated GIF frame by frame, so a long video never sits in memory whole
