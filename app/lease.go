@@ -49,7 +49,7 @@ func (l *jobLease) Run(ctx context.Context, job session.Job, progress func(float
 			w.mu.Unlock()
 		}
 	}
-	return session.Result{JSON: res.JSON, File: res.File, Ext: res.Ext, Prompt: res.Prompt}, nil
+	return session.Result{JSON: res.JSON, File: res.File, Ext: res.Ext, Prompt: res.Prompt, SHA256: res.SHA256}, nil
 }
 
 // keepResult keeps what the window shows of a result: a thumbnail and a preview of an image, a

@@ -85,6 +85,10 @@ type Result struct {
 	File   string          // path of the result file inside Job.SpoolDir, for binary kinds
 	Ext    string          // file extension without dot, e.g. "png"
 	Prompt string          // optional prompt echoed to the hub
+	// SHA256 is the lower-case hex sha256 of File when the engine computed it as it wrote the
+	// file, "" otherwise. With it the session does not read the file back to hash it; the hub
+	// still checks it, and a mismatch makes the session hash the file itself and send it again.
+	SHA256 string
 }
 
 // ConnState is the state of the connection to the hub.

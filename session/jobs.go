@@ -199,7 +199,7 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 			entry = &m
 		} else {
 			file = f
-			entry = &outboxMeta{JobID: id, Kind: claim.Kind, Type: itemFile, Ext: ext, Prompt: res.Prompt}
+			entry = &outboxMeta{JobID: id, Kind: claim.Kind, Type: itemFile, Ext: ext, Prompt: res.Prompt, SHA256: res.SHA256}
 		}
 	default:
 		if err := checkJSONResult(res.JSON); err != nil {
@@ -224,7 +224,7 @@ func (s *Session) finish(j *job, res Result, runErr error, start time.Time) {
 	if entry != nil {
 		var err error
 		if entry.Type == itemFile {
-			it, err = s.out.putFile(id, claim.Kind, file, entry.Ext, entry.Prompt)
+			it, err = s.out.putFile(id, claim.Kind, file, entry.Ext, entry.Prompt, entry.SHA256)
 		} else {
 			it, st, err = s.out.stage(*entry)
 			stagedIt = it

@@ -102,6 +102,62 @@ type outbox struct {
 
 	stageMu  sync.Mutex // guards stageLog and every stage log's counters (outbox_stage.go)
 	stageLog *stageLog  // the log new staged entries go to; nil until the first
+
+	unlinks unlinker // large delivered result files, deleted off the uploader's goroutine
+}
+
+// unlinkLater is the size from which a delivered result file is deleted on the unlinker rather
+// than by the uploader: unlinking a file whose pages are in the page cache costs the kernel about
+// 0.3 s per GiB to free them, time the uploader would otherwise take from the next upload.
+const unlinkLater = 16 << 20
+
+// unlinker deletes files on at most one goroutine at a time, in the order given. Whoever hands
+// it files (the uploaders) waits for it before it ends (wait), so it never outlives Session.Run.
+// A file it had not deleted yet when the worker died is an orphan, which openOutbox removes.
+type unlinker struct {
+	mu      sync.Mutex
+	queue   []string
+	running bool
+	done    chan struct{} // closed when the running goroutine ends
+}
+
+// remove deletes path on the unlinker's goroutine, starting it if none runs.
+func (u *unlinker) remove(path string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.queue = append(u.queue, path)
+	if u.running {
+		return
+	}
+	u.running, u.done = true, make(chan struct{})
+	go u.run(u.done)
+}
+
+func (u *unlinker) run(done chan struct{}) {
+	defer close(done)
+	for {
+		u.mu.Lock()
+		if len(u.queue) == 0 {
+			u.running = false
+			u.mu.Unlock()
+			return
+		}
+		path := u.queue[0]
+		u.queue = u.queue[1:]
+		u.mu.Unlock()
+		// An upload that has just ended may still hold the file open for a moment on Windows.
+		_ = durable.Remove(path)
+	}
+}
+
+// wait returns once every file handed to the unlinker so far is deleted.
+func (u *unlinker) wait() {
+	u.mu.Lock()
+	running, done := u.running, u.done
+	u.mu.Unlock()
+	if running {
+		<-done
+	}
 }
 
 // safeName turns a job id into a file name: the id itself when it is plainly safe, else a hash.
@@ -316,25 +372,59 @@ func nonce() string {
 // hashFile streams path through sha256 and fsyncs it, so that the result is on disk before the
 // metadata that points at it.
 func hashFile(path string) (sum string, size int64, err error) {
+	return syncFile(path, "")
+}
+
+// syncFile fsyncs path, so that the result is on disk before the metadata that points at it, and
+// returns its size and sha256: known, the one the engine computed as it wrote the file (reading
+// 1 GiB back to hash it cost about 0.8 s), or else read from the file.
+func syncFile(path, known string) (sum string, size int64, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	size, err = io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
+	if known != "" {
+		st, err := f.Stat()
+		if err != nil {
+			return "", 0, err
+		}
+		size, sum = st.Size(), known
+	} else {
+		h := sha256.New()
+		if size, err = io.Copy(h, f); err != nil {
+			return "", 0, err
+		}
+		sum = hex.EncodeToString(h.Sum(nil))
 	}
 	if err := f.Sync(); err != nil {
 		return "", 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), size, nil
+	return sum, size, nil
 }
 
-// putFile moves a binary result into the outbox and commits it. src must be a regular file.
-func (o *outbox) putFile(jobID string, kind protocol.Kind, src, ext, prompt string) (*outboxItem, error) {
-	sum, size, err := hashFile(src)
+// isSHA256 reports whether s reads as a lower-case hex sha256.
+func isSHA256(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// putFile moves a binary result into the outbox and commits it. src must be a regular file. sum
+// is the engine's sha256 of it, or "" to hash it here; a sum that does not read as one is
+// ignored. It is trusted as it is: the hub checks it, and a 400 makes the uploader hash the file
+// itself once (uploadOne), so a wrong sum costs one upload and is never stored.
+func (o *outbox) putFile(jobID string, kind protocol.Kind, src, ext, prompt, sum string) (*outboxItem, error) {
+	if !isSHA256(sum) {
+		sum = ""
+	}
+	sum, size, err := syncFile(src, sum)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: result of %s: %w", jobID, err)
 	}
@@ -388,7 +478,17 @@ func (o *outbox) insert(m outboxMeta, metaName string) *outboxItem {
 
 // remove deletes a job's entry (metadata first, so a crash leaves only an orphan result file) and
 // cancels its upload if one is running. It reports whether there was one.
-func (o *outbox) remove(jobID string) bool {
+func (o *outbox) remove(jobID string) bool { return o.removeEntry(jobID, false) }
+
+// removeDelivered is remove for a result the hub has stored, called by an uploader: the entry is
+// gone when it returns, but a large result file is deleted on the unlinker, which the uploader
+// waits for before it ends (waitUnlinks).
+func (o *outbox) removeDelivered(jobID string) bool { return o.removeEntry(jobID, true) }
+
+// waitUnlinks returns once the files removeDelivered handed to the unlinker are deleted.
+func (o *outbox) waitUnlinks() { o.unlinks.wait() }
+
+func (o *outbox) removeEntry(jobID string, later bool) bool {
 	o.mu.Lock()
 	it := o.items[jobID]
 	if it == nil {
@@ -401,11 +501,20 @@ func (o *outbox) remove(jobID string) bool {
 		it.cancel()
 	}
 	o.mu.Unlock()
-	o.deleteFiles(it)
+	if later {
+		o.deleteFilesLater(it)
+	} else {
+		o.deleteFiles(it)
+	}
 	return true
 }
 
-func (o *outbox) deleteFiles(it *outboxItem) {
+func (o *outbox) deleteFiles(it *outboxItem) { o.deleteEntryFiles(it, false) }
+
+// deleteFilesLater is deleteFiles, with a large result file left to the unlinker.
+func (o *outbox) deleteFilesLater(it *outboxItem) { o.deleteEntryFiles(it, true) }
+
+func (o *outbox) deleteEntryFiles(it *outboxItem, later bool) {
 	o.mu.Lock()
 	committing := it.committing
 	o.mu.Unlock()
@@ -416,8 +525,13 @@ func (o *outbox) deleteFiles(it *outboxItem) {
 		o.log.Warn("outbox: remove entry", "job_id", it.meta.JobID, "err", err)
 	}
 	if it.meta.File != "" {
+		path := filepath.Join(o.dir, it.meta.File)
+		if later && it.meta.Size >= unlinkLater {
+			o.unlinks.remove(path) // the entry is gone already: only an orphan file is left meanwhile
+			return
+		}
 		// An upload that has just ended may still hold the file open for a moment on Windows.
-		_ = durable.Remove(filepath.Join(o.dir, it.meta.File))
+		_ = durable.Remove(path)
 	}
 }
 

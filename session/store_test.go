@@ -118,7 +118,7 @@ func TestOutboxSurvivesReopenAndCleansCrashLeftovers(t *testing.T) {
 	if err := os.WriteFile(src, []byte("png bytes"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	it, err := o.putFile("j/../file", protocol.KindImage, src, "png", "a prompt")
+	it, err := o.putFile("j/../file", protocol.KindImage, src, "png", "a prompt", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestOutboxReportsALostResultFileAsAFail(t *testing.T) {
 	o, _ := openOutbox(dir, discardLogger())
 	src := filepath.Join(t.TempDir(), "r.wav")
 	os.WriteFile(src, []byte("wav"), 0o600)
-	it, err := o.putFile("j1", protocol.KindTTS, src, "wav", "")
+	it, err := o.putFile("j1", protocol.KindTTS, src, "wav", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestOutboxReplacingAnEntryKeepsOnlyTheNewOne(t *testing.T) {
 	o.put(failMeta("j1", protocol.KindImage, "first try failed", true))
 	src := filepath.Join(t.TempDir(), "r.png")
 	os.WriteFile(src, []byte("png"), 0o600)
-	if _, err := o.putFile("j1", protocol.KindImage, src, "png", ""); err != nil {
+	if _, err := o.putFile("j1", protocol.KindImage, src, "png", "", ""); err != nil {
 		t.Fatal(err)
 	}
 	o2, _ := openOutbox(dir, discardLogger())

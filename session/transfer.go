@@ -175,6 +175,9 @@ const notHeldUploadRetries = 2
 // failed upload waits its own backoff without holding back the others, the heartbeats or the read
 // loop.
 func (s *Session) uploader(ctx context.Context) {
+	// Run waits for the uploaders, so the large files they left to the unlinker are gone by
+	// the time it returns.
+	defer s.out.waitUnlinks()
 	for {
 		// First: a cancelled upload returns at once with no retry delay, so the same item would
 		// come straight back and the loop would spin instead of ending with the session.
@@ -241,7 +244,7 @@ func (s *Session) uploadOne(ctx context.Context, it *outboxItem) {
 		// worker's own cleanup, not the upload. The event still follows the removal, so whoever
 		// sees it finds the outbox without the entry.
 		s.log.Info("result uploaded", "job_id", id, "bytes", it.meta.Size)
-		s.out.remove(id)
+		s.out.removeDelivered(id)
 		s.emit(DeliveredEvent{JobID: id, Status: protocol.AckStored, Bytes: it.meta.Size})
 	case notOurs && rejects <= notHeldUploadRetries:
 		// Right after the accept, the hub may not have read it yet (the upload comes on another
