@@ -7,9 +7,11 @@ package hub
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,24 +24,55 @@ import (
 	"studioworker/protocol"
 )
 
-// conn is one worker session. The handler goroutine reads; one writer goroutine writes what send
-// queues, so nobody holding Hub.mu ever waits on a socket.
+// conn is one worker session. The session's goroutine reads; what send queues is written by a
+// writer goroutine that runs only while there is something to write, so that nobody holding
+// Hub.mu ever waits on a socket and an idle session costs no goroutine, channel or buffer of its
+// own beyond its reader's (issue 19: 10,000 connected workers on one hub).
 type conn struct {
-	ws       *websocket.Conn
-	log      *slog.Logger
-	out      chan []byte
-	closeReq chan closeMsg
-	ctx      context.Context
-	cancel   context.CancelFunc
-	once     sync.Once
-	done     chan struct{} // writer ended
-	met      *metrics
-	raw      net.Conn // the hijacked socket, only to bound the drain after an oversized frame
+	ws     *websocket.Conn
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once     // the first closeWith counts
+	done   chan struct{} // closed once the writing has ended for good (closed or cancelled)
+	met    *metrics
+	raw    net.Conn // the hijacked socket: write deadlines, and the drain after an oversized frame
+
+	mu       sync.Mutex
+	queue    [][]byte  // frames not yet written, oldest first, at most sendQueue
+	closing  *closeMsg // asked for by closeWith; it goes before what is still queued
+	running  bool      // a writer goroutine is at work
+	ended    bool      // writing has ended: the context ended, a write failed or the close went out
+	doneOnce sync.Once
 
 	// Unknown frame types are logged at most once per unknownLogEvery, with how many were not:
 	// one worker sending them in a loop wrote 40,810 lines in 5 s.
 	unknownLog logEvery
 }
+
+// newConn makes the session of ws; raw is the socket under it. Its writing ends with ctx.
+func newConn(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, raw net.Conn, log *slog.Logger, met *metrics) *conn {
+	c := &conn{ws: ws, log: log, ctx: ctx, cancel: cancel, done: make(chan struct{}), met: met, raw: raw,
+		unknownLog: logEvery{every: unknownLogEvery}}
+	// A context that ends while no writer runs has nobody else to say that writing is over.
+	context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.ended = true
+		c.queue = nil
+		if !c.running {
+			c.doneOnce.Do(func() { close(c.done) })
+		}
+	})
+	return c
+}
+
+// writeTimeout bounds one frame's write: a worker that stops reading is cut off after it.
+const writeTimeout = 10 * time.Second
+
+// idleQueueCap is the most queue capacity a session keeps once its queue is empty: a burst that
+// grew it gives the rest back, so a quiet worker holds no more than this.
+const idleQueueCap = 8
 
 // unknownLogEvery is how often at most a session logs the unknown frame types it ignores.
 const unknownLogEvery = time.Minute
@@ -49,11 +82,21 @@ const unknownLogEvery = time.Minute
 const oversizeDrain = 5 * time.Second
 
 // hijackKeeper hands the hijacked socket to the session as well as to the WebSocket library: the
-// library offers no deadline of its own for the close handshake after an oversized frame.
+// library offers no deadline of its own for the close handshake after an oversized frame. It also
+// gives the library buffers of its own, smaller than net/http's 4 KiB each, so that the request's
+// connection state, buffers included, is garbage once handleWS returns (issue 19: per-connection
+// memory). A frame bigger than a buffer is read and written past it, not in pieces of its size.
 type hijackKeeper struct {
 	http.ResponseWriter
 	conn net.Conn
 }
+
+// wsReadBuffer and wsWriteBuffer are the sizes of a session's buffers: a heartbeat, an ack or an
+// offer without a big input fits in one.
+const (
+	wsReadBuffer  = 1 << 10
+	wsWriteBuffer = 2 << 10
+)
 
 func (k *hijackKeeper) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := k.ResponseWriter.(http.Hijacker)
@@ -65,7 +108,17 @@ func (k *hijackKeeper) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("hub: hijack: %w", err)
 	}
 	k.conn = c
-	return c, brw, nil
+	// Bytes the worker sent after its upgrade request may wait in net/http's reader already:
+	// they are moved into the new one, where the library looks for them.
+	early, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	early = bytes.Clone(early)
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(early), c), max(wsReadBuffer, len(early)))
+	if len(early) > 0 {
+		if _, err := br.Peek(len(early)); err != nil {
+			return nil, nil, fmt.Errorf("hub: hijack: keep the bytes read early: %w", err)
+		}
+	}
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, wsWriteBuffer)), nil
 }
 
 func (k *hijackKeeper) Unwrap() http.ResponseWriter { return k.ResponseWriter }
@@ -80,62 +133,126 @@ func errFrame(code protocol.ErrorCode, msg string) protocol.Frame {
 	return protocol.Error{Code: code, Message: msg}
 }
 
-// send queues a frame without blocking. A worker whose queue is full is too slow to keep up and
-// is disconnected; its leases then follow the grace rule.
+// send queues a frame without blocking. A worker that lets sendQueue frames wait is too slow to
+// keep up and is disconnected; its leases then follow the grace rule.
 func (c *conn) send(f protocol.Frame) {
 	b, err := protocol.Encode(f)
 	if err != nil {
 		c.log.Error("encode frame", "type", f.FrameType(), "err", err)
 		return
 	}
-	select {
-	case c.out <- b:
-	default:
+	c.mu.Lock()
+	if c.ended || c.closing != nil {
+		c.mu.Unlock()
+		return // the session is closing: the frame would never be written
+	}
+	if len(c.queue) >= sendQueue {
+		c.mu.Unlock()
 		c.log.Warn("send queue full: closing a worker too slow to read its frames")
 		c.closeWith(nil, websocket.StatusTryAgainLater, "send queue full")
+		return
 	}
+	c.queue = append(c.queue, b)
+	c.startWriterLocked()
+	c.mu.Unlock()
 }
 
-// closeWith sends frame (if any), then closes with code. Only the first call counts.
+// closeWith sends frame (if any), then closes with code, ahead of the frames still queued. Only
+// the first call counts.
 func (c *conn) closeWith(frame protocol.Frame, code websocket.StatusCode, reason string) {
-	c.once.Do(func() { c.closeReq <- closeMsg{frame: frame, code: code, reason: reason} })
+	c.once.Do(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.closing = &closeMsg{frame: frame, code: code, reason: reason}
+		c.startWriterLocked()
+	})
 }
 
 // abort drops the connection without a handshake.
 func (c *conn) abort() { c.cancel() }
 
-func (c *conn) writer() {
-	defer close(c.done)
-	write := func(b []byte) bool {
-		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-		defer cancel()
-		if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
-			c.log.Debug("write failed", "err", err)
-			c.cancel()
-			return false
-		}
-		return true
+// startWriterLocked starts the writer unless one runs or writing has ended. c.mu is held.
+func (c *conn) startWriterLocked() {
+	if c.running || c.ended {
+		return
 	}
+	c.running = true
+	go c.writer()
+}
+
+// writer writes what is queued, then ends; the next send starts another. It ends writing for good
+// when the context ends, a write fails or the close went out.
+func (c *conn) writer() {
 	for {
-		select {
-		case <-c.ctx.Done():
+		c.mu.Lock()
+		if c.ended {
+			c.running = false
+			c.doneOnce.Do(func() { close(c.done) })
+			c.mu.Unlock()
 			return
-		case b := <-c.out:
-			if !write(b) {
-				return
-			}
-		case m := <-c.closeReq:
+		}
+		if m := c.closing; m != nil {
+			c.queue = nil
+			c.mu.Unlock()
 			if m.frame != nil {
-				if b, err := protocol.Encode(m.frame); err == nil && !write(b) {
-					return
+				if b, err := protocol.Encode(m.frame); err == nil && !c.write(b) {
+					continue // ended: the loop closes done
 				}
 			}
-			// Close waits for the worker's close frame (up to 5 s), read by the handler's loop.
+			// Close waits for the worker's close frame (up to 5 s), read by the session's loop.
 			_ = c.ws.Close(m.code, m.reason)
 			c.cancel()
+			c.endWriting()
+			continue
+		}
+		if len(c.queue) == 0 {
+			if cap(c.queue) > idleQueueCap {
+				c.queue = nil
+			}
+			c.running = false
+			c.mu.Unlock()
 			return
 		}
+		b := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+		if !c.write(b) {
+			continue
+		}
 	}
+}
+
+// endWriting marks writing as over; the writer's loop then closes done.
+func (c *conn) endWriting() {
+	c.mu.Lock()
+	c.ended = true
+	c.queue = nil
+	c.mu.Unlock()
+}
+
+// write writes one frame within writeTimeout; a failure ends the session.
+func (c *conn) write(b []byte) bool {
+	var err error
+	if c.raw != nil {
+		// The socket's own deadline costs no timer or context per frame, unlike a context with a
+		// timeout; a missed deadline fails the write and the session ends the same way. It is
+		// cleared after the frame: the library's own writes (a close, a pong) keep their timing.
+		_ = c.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
+		err = c.ws.Write(c.ctx, websocket.MessageText, b)
+		_ = c.raw.SetWriteDeadline(time.Time{})
+	} else {
+		ctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
+		err = c.ws.Write(ctx, websocket.MessageText, b)
+		cancel()
+	}
+	if err != nil {
+		c.log.Debug("write failed", "err", err)
+		c.cancel()
+		c.endWriting()
+		return false
+	}
+	return true
 }
 
 func (h *Hub) handleWS(w http.ResponseWriter, r *http.Request) {
@@ -160,32 +277,12 @@ func (h *Hub) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unknown worker or wrong token")
 		return
 	}
-	defer h.connsWG.Done()
 	keep := &hijackKeeper{ResponseWriter: w}
 	ws, err := websocket.Accept(keep, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
 	if err != nil {
+		h.connsWG.Done()
 		h.log.Warn("websocket upgrade failed", "worker_id", workerID, "err", err)
 		return
-	}
-	defer ws.CloseNow()
-	ws.SetReadLimit(protocol.MaxFrameBytes)
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{
-		ws:         ws,
-		log:        h.log.With("worker_id", workerID),
-		out:        make(chan []byte, sendQueue),
-		closeReq:   make(chan closeMsg, 1),
-		ctx:        ctx,
-		cancel:     cancel,
-		done:       make(chan struct{}),
-		met:        h.met,
-		raw:        keep.conn,
-		unknownLog: logEvery{every: unknownLogEvery},
-	}
-	go c.writer()
-	defer func() { cancel(); <-c.done }()
-	if ws.Subprotocol() != protocol.Subprotocol {
-		c.log.Debug("worker did not ask for the subprotocol", "want", protocol.Subprotocol)
 	}
 	base := h.cfg.PublicURL
 	if base == "" {
@@ -194,6 +291,24 @@ func (h *Hub) handleWS(w http.ResponseWriter, r *http.Request) {
 			scheme = "https"
 		}
 		base = scheme + "://" + r.Host
+	}
+	// The session runs on a goroutine of its own and this handler returns, so that net/http lets
+	// go of the request and its connection's state; nothing of r or w is used past this point.
+	go func() {
+		defer h.connsWG.Done()
+		h.serveSession(ws, keep.conn, wk, workerID, base)
+	}()
+}
+
+// serveSession runs one upgraded worker connection: hello, then every frame until it ends.
+func (h *Hub) serveSession(ws *websocket.Conn, raw net.Conn, wk *worker, workerID, base string) {
+	defer ws.CloseNow()
+	ws.SetReadLimit(protocol.MaxFrameBytes)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := newConn(ctx, cancel, ws, raw, h.log.With("worker_id", workerID), h.met)
+	defer func() { cancel(); <-c.done }()
+	if ws.Subprotocol() != protocol.Subprotocol {
+		c.log.Debug("worker did not ask for the subprotocol", "want", protocol.Subprotocol)
 	}
 
 	// The first frame must be hello, within a few heartbeats.
