@@ -86,6 +86,7 @@ type hubProc struct {
 	http                  *http.Client
 	exited                chan struct{}
 	logFile               *os.File
+	heapProf              string // with --pprof: where the hub writes its heap profile when asked
 }
 
 const benchAdminToken = "bench-admin-token-not-secret"
@@ -107,9 +108,10 @@ func startHub(ctx context.Context, e *env, dir, addr string) (*hubProc, error) {
 		"--register-addr-burst", "1000000", "--register-rate", "1000000")
 	if e.pprof != "" {
 		e.hubs++
-		prof := filepath.Join(e.pprof, fmt.Sprintf("hub-%d-%s.cpu.pprof", e.hubs, filepath.Base(filepath.Dir(dir))))
+		base := filepath.Join(e.pprof, fmt.Sprintf("hub-%d-%s", e.hubs, filepath.Base(filepath.Dir(dir))))
+		h.heapProf = base + ".heap.pprof"
 		h.cmd = exec.Command(e.self, hubModeArg, "--addr", addr, "--db", filepath.Join(dir, "hub.db"),
-			"--admin-token", h.token, "--cpuprofile", prof)
+			"--admin-token", h.token, "--cpuprofile", base+".cpu.pprof", "--heapprofile", h.heapProf)
 	}
 	h.cmd.Stdout, h.cmd.Stderr = lf, lf
 	if err := h.cmd.Start(); err != nil {

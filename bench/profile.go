@@ -1,4 +1,6 @@
-// profile.go: the hub run as a profiled process (--pprof), for the figures that ask for it.
+// profile.go: the hub run as a profiled process (--pprof), for the figures that ask for it: a CPU
+// profile written when it stops, and heap profiles written when a figure asks. It must not know
+// what a figure measures.
 
 package main
 
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -30,17 +33,22 @@ func runHubMode(args []string) int {
 	db := fs.String("db", "", "SQLite database file")
 	token := fs.String("admin-token", "", "admin token")
 	profile := fs.String("cpuprofile", "", "CPU profile written at exit")
+	heap := fs.String("heapprofile", "", "heap profile written on each POST "+heapProfilePath)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := serveProfiledHub(*addr, *db, *token, *profile); err != nil {
+	if err := serveProfiledHub(*addr, *db, *token, *profile, *heap); err != nil {
 		fmt.Fprintln(os.Stderr, "bench hub:", err)
 		return 1
 	}
 	return 0
 }
 
-func serveProfiledHub(addr, db, token, profile string) error {
+// heapProfilePath is the route of the profiled hub that writes its heap profile (after a GC) to
+// the file named on its command line: a figure asks for it at the moment it measures memory.
+const heapProfilePath = "/debug/bench-heap-profile"
+
+func serveProfiledHub(addr, db, token, profile, heap string) error {
 	f, err := os.Create(profile)
 	if err != nil {
 		return err
@@ -63,7 +71,20 @@ func serveProfiledHub(addr, db, token, profile string) error {
 		_ = h.Close(context.Background())
 		return err
 	}
-	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", h.Handler())
+	mux.HandleFunc("POST "+heapProfilePath, func(w http.ResponseWriter, r *http.Request) {
+		if heap == "" {
+			http.Error(w, "no --heapprofile", http.StatusNotFound)
+			return
+		}
+		if err := writeHeapProfile(heap); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -78,4 +99,38 @@ func serveProfiledHub(addr, db, token, profile string) error {
 		return err
 	}
 	return cerr
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC() // the profile then shows what is live, as the RSS figure means
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// writeHeapProfile asks a profiled hub (--pprof) for its heap profile; it returns the file, or ""
+// when the hub is not profiled.
+func (h *hubProc) writeHeapProfile(ctx context.Context) (string, error) {
+	if h.heapProf == "" {
+		return "", nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL()+heapProfilePath, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := h.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("heap profile: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return "", fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	return h.heapProf, nil
 }
