@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -19,13 +20,18 @@ import (
 // POST to the offer arriving at a simulated worker.
 func runScale(ctx context.Context, e *env) (figureResult, error) {
 	var res figureResult
+	n := e.size.scaleWorkers
+	// This process holds one socket per simulated worker; the hub raises its own limit (Go sets
+	// the soft limit to the hard one at start) and caps its connections at hub.DefaultMaxConns.
+	if err := raiseOpenFiles(uint64(n + 1024)); err != nil {
+		return res, err
+	}
 	_, h, err := startFigureHub(ctx, e, "scale")
 	if err != nil {
 		return res, err
 	}
 	defer h.stop()
 	hc := h.client()
-	n := e.size.scaleWorkers
 
 	creds, err := registerMany(ctx, hc, n, 16)
 	if err != nil {
@@ -44,11 +50,15 @@ func runScale(ctx context.Context, e *env) (figureResult, error) {
 	sf := newSimFleet()
 	sf.start(ws)
 	defer sf.stop()
-	if err := waitConnected(ctx, h, n, 30*time.Second); err != nil {
+	if err := waitConnected(ctx, h, n, 30*time.Second+time.Duration(n)*time.Millisecond); err != nil {
 		return res, err
 	}
 	// One full heartbeat round (plus a margin), so every session has its steady-state buffers.
-	if err := sleepCtx(ctx, ws[0].heartbeat+time.Second); err != nil {
+	// The CPU both processes use in it is the cost of n heartbeating workers at idle: the hub's,
+	// and this process's (the fleet's), which shares the machine's cores with it.
+	idle := ws[0].heartbeat + time.Second
+	cpu, err := sampleCPU(ctx, idle, h.pid(), os.Getpid())
+	if err != nil {
 		return res, err
 	}
 	rss1, err := settledRSS(ctx, h.pid())
@@ -56,6 +66,13 @@ func runScale(ctx context.Context, e *env) (figureResult, error) {
 		return res, err
 	}
 	perConn := float64(rss1-rss0) / float64(n) / 1024
+	if prof, err := h.writeHeapProfile(ctx); err != nil {
+		return res, err
+	} else if prof != "" {
+		e.log.Info("hub heap profile with every worker connected", "file", prof)
+	}
+	beats := float64(n) * idle.Seconds() / ws[0].heartbeat.Seconds()
+	hubIdle, fleetIdle := cpu[0].Seconds()/idle.Seconds()*100, cpu[1].Seconds()/idle.Seconds()*100
 
 	lat, err := offerLatencies(ctx, hc, sf, 4, e.size.scaleOffers)
 	if err != nil {
@@ -73,9 +90,16 @@ func runScale(ctx context.Context, e *env) (figureResult, error) {
 	res.detail("connect_all_s", connectTime.Seconds())
 	res.detail("hub_rss_registered_mib", float64(rss0)/(1<<20))
 	res.detail("hub_rss_connected_mib", float64(rss1)/(1<<20))
+	res.detail("hub_cpu_idle_pct", hubIdle)
+	res.detail("hub_cpu_per_heartbeat_us", cpu[0].Seconds()/beats*1e6)
+	res.detail("fleet_cpu_idle_pct", fleetIdle)
+	res.detail("fleet_cpu_per_heartbeat_us", cpu[1].Seconds()/beats*1e6)
 	res.detail("offer_ms", o)
 	res.detail("heartbeat_ack_ms", hb)
 	res.add(row{Figure: fmt.Sprintf("hub RSS per connected worker (%d heartbeating)", n), Key: "hub RSS per connected worker", Value: perConn, Unit: "KiB"})
+	res.add(row{Figure: fmt.Sprintf("hub RSS with %d connected", n), Key: "hub RSS connected", Value: float64(rss1) / (1 << 20), Unit: "MiB"}.withGoal("≤ 1 GiB", rss1 <= 1<<30))
+	res.add(row{Figure: "hub CPU at idle, all heartbeating (% of one core)", Key: "hub CPU at idle", Value: hubIdle, Unit: "%"})
+	res.add(row{Figure: "simulated fleet's CPU beside it (this process)", Key: "fleet CPU at idle", Value: fleetIdle, Unit: "%"})
 	res.add(row{Figure: "offer latency under that load p50 (POST → offer at worker)", Value: o.P50, Unit: "ms"})
 	res.add(row{Figure: "offer latency under that load p99", Value: o.P99, Unit: "ms"}.withGoal("< 50 ms", o.P99 < 50))
 	res.add(row{Figure: "heartbeat → ack under that load p99", Value: hb.P99, Unit: "ms"})
@@ -154,6 +178,36 @@ feed:
 		}
 	}
 	return err
+}
+
+// sampleCPU returns the CPU time each process (pids) uses over the next d.
+func sampleCPU(ctx context.Context, d time.Duration, pids ...int) ([]time.Duration, error) {
+	read := func() ([]time.Duration, error) {
+		out := make([]time.Duration, len(pids))
+		for i, pid := range pids {
+			t, err := readSchedCPU(pid)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = t
+		}
+		return out, nil
+	}
+	before, err := read()
+	if err != nil {
+		return nil, err
+	}
+	if err := sleepCtx(ctx, d); err != nil {
+		return nil, err
+	}
+	after, err := read()
+	if err != nil {
+		return nil, err
+	}
+	for i := range after {
+		after[i] -= before[i]
+	}
+	return after, nil
 }
 
 // waitConnected polls the hub's metrics until n workers are connected.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,25 +23,31 @@ import (
 
 // simWorker is a light client of the real protocol for the hub scale figure: hello, heartbeats at
 // the interval the hub asks for, and every offer accepted and answered at once with complete_json
-// and ready_for_more. It stands in for a thousand real workers a 2-core machine cannot run; the
-// hub cannot tell the difference on the wire.
+// and ready_for_more. It stands in for ten thousand real workers a 2-core machine cannot run; the
+// hub cannot tell the difference on the wire. The fleet is made cheap so that it, not the hub,
+// is not what a figure measures: one goroutine per worker (its reader), a few that beat for all,
+// one heartbeat encoded once, and no context per read or write (stop closes the sockets).
 type simWorker struct {
 	ws        *websocket.Conn
 	heartbeat time.Duration
 	lastHB    atomic.Int64 // unix nanos of the last heartbeat sent, 0 once answered
+	dead      atomic.Bool  // its session ended: no more heartbeats
+	name      string
 }
 
 // simFleet owns the simulated workers' goroutines and what they observed.
 type simFleet struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	ws     []*simWorker
 
 	mu       sync.Mutex
 	offered  map[string]time.Time
 	acked    map[string]time.Time // complete_ack arrivals, for a figure that waits for each job to end
 	changed  chan struct{}
 	hbAcks   []time.Duration // heartbeat → heartbeat_ack round trips
-	failures []string
+	failures []string        // the first 20
+	failed   int             // all of them
 }
 
 const maxSimRecords = 1 << 16
@@ -91,7 +98,7 @@ func dialSim(ctx context.Context, serverURL, id, token, name string) (*simWorker
 	if !ok {
 		return fail(fmt.Errorf("want welcome, got %s", f.FrameType()))
 	}
-	return &simWorker{ws: ws, heartbeat: w.Heartbeat()}, nil
+	return &simWorker{ws: ws, heartbeat: w.Heartbeat(), name: name}, nil
 }
 
 func writeFrame(ctx context.Context, ws *websocket.Conn, f protocol.Frame) error {
@@ -107,22 +114,38 @@ func writeFrame(ctx context.Context, ws *websocket.Conn, f protocol.Frame) error
 func (sf *simFleet) start(ws []*simWorker) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sf.cancel = cancel
+	sf.ws = ws
 	for _, w := range ws {
-		sf.wg.Add(2)
+		sf.wg.Add(1)
 		go func() {
 			defer sf.wg.Done()
 			sf.read(ctx, w)
 		}()
+	}
+	// Each beater owns every beaters-th worker, in the order of their random phases, so a write
+	// that stalls delays only its own share of the fleet.
+	shards := make([][]*simWorker, min(beaters, len(ws)))
+	for i, w := range ws {
+		shards[i%len(shards)] = append(shards[i%len(shards)], w)
+	}
+	for _, shard := range shards {
+		sf.wg.Add(1)
 		go func() {
 			defer sf.wg.Done()
-			sf.beat(ctx, w)
+			sf.beat(ctx, shard)
 		}()
 	}
 }
 
+// beaters is how many goroutines send the fleet's heartbeats.
+const beaters = 16
+
 func (sf *simFleet) stop() {
 	if sf.cancel != nil {
-		sf.cancel() // ends every read and write; the connections drop
+		sf.cancel()
+		for _, w := range sf.ws {
+			w.ws.CloseNow() // ends every read and write: they run without a context
+		}
 	}
 	sf.wg.Wait()
 }
@@ -130,43 +153,88 @@ func (sf *simFleet) stop() {
 func (sf *simFleet) fail(err error) {
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
+	sf.failed++
 	if len(sf.failures) < 20 {
 		sf.failures = append(sf.failures, err.Error())
 	}
 }
 
-func (sf *simFleet) beat(ctx context.Context, w *simWorker) {
-	first := time.Duration(rand.Int64N(int64(w.heartbeat)))
-	t := time.NewTimer(first)
-	defer t.Stop()
-	hb := protocol.Heartbeat{
-		Status: protocol.Status{State: protocol.StateIdle, Running: protocol.List[string]{}, Accepting: true},
-		GPUs:   protocol.List[protocol.GPUStat]{{Index: 0, VRAMTotalMB: 24576}},
+// beat sends the heartbeats of ws, each at its own phase of the interval (the same for all).
+func (sf *simFleet) beat(ctx context.Context, ws []*simWorker) {
+	if len(ws) == 0 {
+		return
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		w.lastHB.Store(time.Now().UnixNano())
-		if err := writeFrame(ctx, w.ws, hb); err != nil {
-			if ctx.Err() == nil {
-				sf.fail(fmt.Errorf("heartbeat: %w", err))
+	every := ws[0].heartbeat
+	phase := make([]time.Duration, len(ws))
+	for i := range ws {
+		phase[i] = time.Duration(rand.Int64N(int64(every)))
+	}
+	sort.Sort(byPhase{ws, phase})
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	start := time.Now()
+	for round := time.Duration(0); ; round++ {
+		for i, w := range ws {
+			if w.dead.Load() {
+				continue
 			}
-			return
+			t.Reset(time.Until(start.Add(round*every + phase[i])))
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			w.lastHB.Store(time.Now().UnixNano())
+			// A write that stalls (the hub stopped reading this session) would hold back the
+			// rest of the shard until the hub closed them as silent: it is cut off and named.
+			wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := w.ws.Write(wctx, websocket.MessageText, simHeartbeat)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					sf.fail(fmt.Errorf("heartbeat of %s: %w", w.name, err))
+				}
+				w.dead.Store(true)
+			}
 		}
-		t.Reset(w.heartbeat)
 	}
 }
 
+// simHeartbeat is every simulated worker's heartbeat, encoded once: an idle worker's heartbeat
+// does not change.
+var simHeartbeat = func() []byte {
+	b, err := protocol.Encode(protocol.Heartbeat{
+		Status: protocol.Status{State: protocol.StateIdle, Running: protocol.List[string]{}, Accepting: true},
+		GPUs:   protocol.List[protocol.GPUStat]{{Index: 0, VRAMTotalMB: 24576}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+// byPhase sorts workers and their phases together.
+type byPhase struct {
+	ws    []*simWorker
+	phase []time.Duration
+}
+
+func (p byPhase) Len() int           { return len(p.ws) }
+func (p byPhase) Less(i, j int) bool { return p.phase[i] < p.phase[j] }
+func (p byPhase) Swap(i, j int) {
+	p.ws[i], p.ws[j] = p.ws[j], p.ws[i]
+	p.phase[i], p.phase[j] = p.phase[j], p.phase[i]
+}
+
+// read answers what the hub sends w until stop closes its socket (ctx then says it was stop).
 func (sf *simFleet) read(ctx context.Context, w *simWorker) {
+	defer w.dead.Store(true)
 	result := json.RawMessage(`{"text":"ok","finish_reason":"stop","usage":{"prompt_tokens":1,"completion_tokens":1}}`)
 	for {
-		_, b, err := w.ws.Read(ctx)
+		_, b, err := w.ws.Read(context.Background())
 		if err != nil {
 			if ctx.Err() == nil {
-				sf.fail(fmt.Errorf("read: %w", err))
+				sf.fail(fmt.Errorf("read of %s: %w", w.name, err))
 			}
 			return
 		}
@@ -181,7 +249,7 @@ func (sf *simFleet) read(ctx context.Context, w *simWorker) {
 			sf.recordOffer(f.Claim.JobID, now)
 			id := f.Claim.JobID
 			for _, out := range []protocol.Frame{protocol.Accept{JobID: id}, protocol.CompleteJSON{JobID: id, Result: result}, protocol.ReadyForMore{}} {
-				if err := writeFrame(ctx, w.ws, out); err != nil {
+				if err := writeFrame(context.Background(), w.ws, out); err != nil {
 					if ctx.Err() == nil {
 						sf.fail(fmt.Errorf("answer an offer: %w", err))
 					}
@@ -265,7 +333,11 @@ func (sf *simFleet) wait(ctx context.Context, seen map[string]time.Time, id stri
 func (sf *simFleet) failureList() []string {
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
-	return append([]string(nil), sf.failures...)
+	out := append([]string(nil), sf.failures...)
+	if sf.failed > len(out) {
+		out = append(out, fmt.Sprintf("… %d failures in all", sf.failed))
+	}
+	return out
 }
 
 func (sf *simFleet) heartbeatAcks() []time.Duration {
