@@ -157,6 +157,9 @@ func (h *Hub) submit(ctx context.Context, id string, req protocol.JobRequest, in
 	if req.VRAMGBEstimate != nil {
 		vram = *req.VRAMGBEstimate
 	}
+	if h.cluster != nil {
+		return h.submitCluster(ctx, id, req, vram, inputFile, inputType)
+	}
 	now := h.now()
 	h.mu.Lock()
 	h.nextSeq++
@@ -255,7 +258,7 @@ func (h *Hub) handleJob(w http.ResponseWriter, r *http.Request) {
 	}
 	info := h.info(j, h.baseURL(r))
 	if info.Status == protocol.JobQueued {
-		info.Waiting = h.waitingFor(j.id)
+		info.Waiting = h.waitingFor(r.Context(), j.id)
 	}
 	writeJSON(w, http.StatusOK, info)
 }
@@ -337,6 +340,10 @@ func (h *Hub) handleResult(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) Cancel(ctx context.Context, id string) (protocol.JobStatus, error) {
 	if err := h.dbDown(); err != nil {
 		return "", err // refused before anything is sent: a cancel is done once it is written
+	}
+	if h.cluster != nil {
+		// Whichever replica drives it: the database first, then every replica hears of it.
+		return h.cancelElsewhere(ctx, id)
 	}
 	h.mu.Lock()
 	j := h.jobs[id]

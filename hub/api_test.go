@@ -74,6 +74,13 @@ func (e *env) dataFiles() []string {
 	var all []string
 	for _, sub := range []string{"tmp", "results", "inputs"} {
 		for _, n := range listDir(e.t, filepath.Join(dir, sub)) {
+			if sub == "tmp" && e.hub.cluster != nil && n == e.hub.cluster.id {
+				// A replica stages in a folder of its own: what is left is what is in it.
+				for _, m := range listDir(e.t, filepath.Join(dir, sub, n)) {
+					all = append(all, sub+"/"+n+"/"+m)
+				}
+				continue
+			}
 			all = append(all, sub+"/"+n)
 		}
 	}

@@ -251,9 +251,16 @@ func (h *Hub) handleUpload(w http.ResponseWriter, r *http.Request) {
 	removePlaced := func() { _ = os.Remove(filepath.Join(h.dirs.results, name)) }
 
 	done := make(chan error, 1)
+	h.adopt(r.Context(), wk.id, []string{id}, false) // driven by another replica: take it over to store it
 	h.mu.Lock()
 	j := h.jobs[id]
 	v = verdict(wk, j)
+	if j == nil && h.cluster != nil {
+		v, _ = h.verdictElsewhere(r.Context(), wk, id)
+		if v == protocol.AckStored {
+			v = protocol.AckRejected // it could not be taken over: someone else holds it now
+		}
+	}
 	if v == protocol.AckStored {
 		h.complete(j, wk, nil, name, ext, sum, size, prompt, func(err error) { done <- err })
 	}
@@ -269,7 +276,16 @@ func (h *Hub) handleUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The answer waits for the commit even if the worker hung up: the result is the job's now.
-	if err := <-done; err != nil {
+	if err := <-done; errors.Is(err, errNotOwner) {
+		// Another replica took the job over while it was stored here: its answer stands.
+		removePlaced()
+		if v, _ := h.verdictElsewhere(r.Context(), wk, id); v == protocol.AckDuplicate {
+			writeJSON(w, http.StatusOK, uploadAnswer{Status: protocol.AckDuplicate})
+			return
+		}
+		writeError(w, http.StatusConflict, "this worker does not hold job "+id)
+		return
+	} else if err != nil {
 		log.Error("store result", "err", err)
 		writeError(w, http.StatusInternalServerError, "could not store the result")
 		return
@@ -302,6 +318,9 @@ func (h *Hub) uploadVerdict(ctx context.Context, wk *worker, id string) (protoco
 		return v, kind
 	}
 	h.mu.Unlock()
+	if h.cluster != nil {
+		return h.verdictElsewhere(ctx, wk, id)
+	}
 	return h.finishedVerdict(ctx, id), ""
 }
 
@@ -322,6 +341,10 @@ func (h *Hub) handleInput(w http.ResponseWriter, r *http.Request) {
 		name, ct = j.inputFile, j.inputType
 	}
 	h.mu.Unlock()
+	if j == nil && h.cluster != nil {
+		// The worker's session is on another replica, which drives the job.
+		name, ct, holds = h.inputHeldBy(r.Context(), id, wk.id)
+	}
 	if !holds {
 		writeError(w, http.StatusForbidden, "this worker does not hold job "+id)
 		return

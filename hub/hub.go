@@ -28,7 +28,8 @@ import (
 // Config configures a Hub. Zero values take the documented defaults.
 type Config struct {
 	DBPath            string        // SQLite file; this or PostgresURL is required
-	PostgresURL       string        // postgres://… : the database is PostgreSQL instead (store_postgres.go)
+	PostgresURL       string        // postgres://… : the database is PostgreSQL instead, shared by any number of replicas (cluster.go)
+	ReplicaDeadAfter  time.Duration // on PostgreSQL, a replica silent this long is dead to the others, who take its jobs back; default 10s
 	DataDir           string        // result and input files; default: "<dir of DBPath>/data"; required with PostgresURL
 	OpenRegistration  bool          // accept any pairing code (demo and tests only)
 	AdminToken        string        // "" = create one on first start, readable via Hub.AdminToken()
@@ -75,6 +76,9 @@ const (
 	DefaultMaxAttempts  = 3
 	DefaultMaxUpload    = int64(2) << 30
 	DefaultHeartbeat    = 5 * time.Second
+	// DefaultReplicaDeadAfter is long enough for a busy database's pauses, short against the
+	// lease grace that follows it.
+	DefaultReplicaDeadAfter = 10 * time.Second
 
 	DefaultRegisterAddrBurst  = 5
 	DefaultRegisterAddrRefill = 2 * time.Second
@@ -109,11 +113,9 @@ type Hub struct {
 	throttleLog logEvery // "registration throttled" lines
 	slowLog     logEvery // bodies and answers cut off by their deadlines (deadlines.go)
 
-	// failed is closed when this hub may no longer serve (failErr says why): another hub took its
-	// PostgreSQL database over while the connection to it was down.
-	failed   chan struct{}
-	failOnce sync.Once
-	failErr  error
+	// cluster is this hub's part in a group of replicas sharing one PostgreSQL database (nil on
+	// SQLite): which jobs it owns, the others' notifications, the sweep of dead replicas.
+	cluster *cluster
 
 	mu      sync.Mutex
 	jobs    map[string]*job     // unfinished jobs, and finished ones until their row is committed
@@ -170,6 +172,9 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeat
 	}
+	if cfg.ReplicaDeadAfter <= 0 {
+		cfg.ReplicaDeadAfter = DefaultReplicaDeadAfter
+	}
 	if cfg.ServerVersion == "" {
 		cfg.ServerVersion = "studio-hub"
 	}
@@ -216,7 +221,6 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		queues:  map[queueKey]*queue{},
 		workers: map[string]*worker{},
 		kick:    make(chan struct{}, 1),
-		failed:  make(chan struct{}),
 		regLimit: newLimiter(cfg.RegisterAddrBurst, cfg.RegisterAddrRefill, min(cfg.RegisterRate, 1e9),
 			cfg.RegisterMaxAddrs, cfg.Now()),
 		clientAddr:  cfg.clientAddr,
@@ -228,6 +232,12 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 			inputs:  filepath.Join(cfg.DataDir, "inputs"),
 			tmp:     filepath.Join(cfg.DataDir, "tmp"),
 		},
+	}
+	if cfg.PostgresURL != "" {
+		// Replicas share the data folder; each stages its uploads in a folder of its own, so
+		// that one starting up never removes another's partial files.
+		h.cluster = newCluster(cfg.PostgresURL)
+		h.dirs.tmp = filepath.Join(h.dirs.tmp, h.cluster.id)
 	}
 	mk := []string{h.dirs.results, h.dirs.inputs, h.dirs.tmp}
 	if cfg.DBPath != "" {
@@ -241,7 +251,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	var db *store
 	var err error
 	if cfg.PostgresURL != "" {
-		db, err = openPostgres(ctx, cfg.PostgresURL, h.resync, h.fail)
+		db, err = openPostgres(ctx, cfg.PostgresURL, h.resync)
 	} else {
 		db, err = openSQLite(cfg.DBPath)
 	}
@@ -262,6 +272,13 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	h.ctx, h.stop = context.WithCancel(context.Background())
+	if h.cluster != nil {
+		if err := h.startCluster(h.ctx); err != nil {
+			h.stop()
+			db.close()
+			return nil, err
+		}
+	}
 	h.loops.Add(1)
 	go h.schedulerLoop(h.ctx)
 	h.kickScheduler()
@@ -282,29 +299,6 @@ func AdminTokenFilePath(dbPath string) string { return dbPath + ".admin-token" }
 // PostgresAdminTokenFilePath is where a hub on PostgreSQL with its files in dataDir writes the
 // admin token it creates.
 func PostgresAdminTokenFilePath(dataDir string) string { return filepath.Join(dataDir, "admin-token") }
-
-// Failed is closed when the hub can no longer serve; Err then says why. Only a hub on PostgreSQL
-// fails this way: another hub took its database over while this one's connection was down, and
-// what this one holds in memory is no longer what the database says.
-func (h *Hub) Failed() <-chan struct{} { return h.failed }
-
-// Err is why Failed was closed, or nil.
-func (h *Hub) Err() error {
-	select {
-	case <-h.failed:
-		return h.failErr
-	default:
-		return nil
-	}
-}
-
-func (h *Hub) fail(err error) {
-	h.failOnce.Do(func() {
-		h.log.Error("this hub stops serving", "err", err)
-		h.failErr = fmt.Errorf("hub: %w", err)
-		close(h.failed)
-	})
-}
 
 func (h *Hub) setupAdminToken(ctx context.Context) error {
 	if h.cfg.AdminToken != "" {
@@ -339,12 +333,26 @@ func (h *Hub) setupAdminToken(ctx context.Context) error {
 		return fmt.Errorf("hub: write admin token file: %w", err)
 	}
 	sum := sha256.Sum256([]byte(token))
+	var stored2 string
 	err = h.db.do(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO meta(key, value) VALUES('admin_token_sha256', $1)`, hex.EncodeToString(sum[:]))
-		return err
+		// Two replicas starting at once on a new database: the first token stands.
+		if _, err := tx.Exec(`INSERT INTO meta(key, value) VALUES('admin_token_sha256', $1) ON CONFLICT (key) DO NOTHING`,
+			hex.EncodeToString(sum[:])); err != nil {
+			return err
+		}
+		return tx.QueryRow(`SELECT value FROM meta WHERE key = 'admin_token_sha256'`).Scan(&stored2)
 	})
 	if err != nil {
 		return fmt.Errorf("hub: store admin token: %w", err)
+	}
+	if stored2 != hex.EncodeToString(sum[:]) {
+		_ = os.Remove(path)
+		b, derr := hex.DecodeString(stored2)
+		if derr != nil || len(b) != 32 {
+			return errors.New("hub: the stored admin token hash is corrupt; start with --admin-token")
+		}
+		copy(h.adminHash[:], b)
+		return nil
 	}
 	h.adminToken, h.adminHash, h.tokenFile = token, sum, path
 	h.log.Info("created the admin token", "file", path)
@@ -387,6 +395,9 @@ func (h *Hub) Close(ctx context.Context) error {
 	}
 	h.stop()
 	h.loops.Wait()
+	if h.cluster != nil {
+		h.leaveCluster()
+	}
 	if cerr := h.db.close(); cerr != nil && err == nil {
 		err = fmt.Errorf("hub: close database: %w", cerr)
 	}

@@ -82,6 +82,9 @@ func (h *Hub) requeue(j *job, how runEnd, why string, after func(error)) {
 	h.met.requeues.Add(1)
 	j.errText = why
 	h.startCoolOff(j, retryMark{worker: j.holder, until: h.now().Add(h.cfg.RetryCoolOff), lost: how == leaseLost})
+	if h.cluster != nil {
+		h.markCoolOff(j, j.holder, h.now().Add(h.cfg.RetryCoolOff), how == leaseLost)
+	}
 	h.enqueueJob(j)
 	h.persistJob(j, after)
 }
@@ -175,6 +178,10 @@ func (h *Hub) forget(j *job) {
 // persistJob writes the job's state (not its result) in the next batch. An open offer is not
 // durable: it is written as queued, so after a restart the job is simply offered again.
 func (h *Hub) persistJob(j *job, after func(error)) {
+	if h.cluster != nil {
+		h.persistCluster(j, after)
+		return
+	}
 	status, holder := j.status, j.holder
 	if status == protocol.JobOffered || status == protocol.JobQueued {
 		status, holder = protocol.JobQueued, ""
@@ -232,14 +239,32 @@ func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum
 	if result != nil {
 		res = string(result)
 	}
+	fence, me := "", ""
+	if h.cluster != nil {
+		fence, me = ", owner='', grace_until_ms=0 WHERE id=$10 AND owner=$11", h.cluster.id
+	}
 	h.db.enqueue(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE jobs SET status='completed', worker_id=$1, accepted_by=$2, error='', result=$3, result_file=$4,
-			result_ext=$5, result_sha256=$6, result_size=$7, prompt=$8, updated_at=$9 WHERE id=$10`,
-			wid, accepted, res, file, ext, sum, size, prompt, now, id)
+		q := `UPDATE jobs SET status='completed', worker_id=$1, accepted_by=$2, error='', result=$3, result_file=$4,
+			result_ext=$5, result_sha256=$6, result_size=$7, prompt=$8, updated_at=$9 WHERE id=$10`
+		args := []any{wid, accepted, res, file, ext, sum, size, prompt, now, id}
+		if fence != "" {
+			q = strings.Replace(q, " WHERE id=$10", fence, 1)
+			args = append(args, me)
+		}
+		r, err := tx.Exec(q, args...)
+		if err == nil && fence != "" {
+			if n, _ := r.RowsAffected(); n == 0 {
+				return errNotOwner
+			}
+		}
 		return err
 	}, func(err error) {
 		if err == nil {
 			h.forget(j)
+		} else if errors.Is(err, errNotOwner) {
+			h.mu.Lock()
+			h.dropJob(j, "")
+			h.mu.Unlock()
 		} else {
 			h.uncomplete(j, w, gen)
 		}

@@ -71,6 +71,7 @@ type worker struct {
 	revoked   bool // Revoke ran: the id stays only until its session and leases are gone
 
 	conn      *conn // nil when disconnected
+	session   int64 // on PostgreSQL, the database's count of this worker's sessions at its hello here
 	baseURL   string
 	caps      protocol.Capabilities
 	keys      []queueKey

@@ -1,7 +1,7 @@
-// postgres_test.go: what only a hub on PostgreSQL does, against a real server of its own: one hub
-// per database, a database that goes away and comes back (jobs refused with 503, sessions kept,
-// /healthz saying so, nothing answered that was not written), and a hub that stops when another
-// took its database over. The rest of the suite runs on PostgreSQL too (main_test.go).
+// postgres_test.go: what only a hub on PostgreSQL does, against a real server of its own: versioned
+// migrations, and a database that goes away and comes back (jobs refused with 503, sessions kept,
+// /healthz saying so, nothing answered that was not written). Replicas are cluster_test.go's; the
+// rest of the suite runs on PostgreSQL too (main_test.go).
 
 package hub
 
@@ -9,7 +9,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -36,21 +35,6 @@ func startPGHub(t *testing.T, pg *pgtest.Server, mutate func(*Config)) *env {
 		mutate(&cfg)
 	}
 	return startHubWith(t, cfg, logs)
-}
-
-func TestOneHubPerPostgresDatabase(t *testing.T) {
-	pg := pgtest.Start(t)
-	e := startPGHub(t, pg, nil)
-	cfg := e.cfg
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	_, err := Open(context.Background(), cfg)
-	if err == nil || !strings.Contains(err.Error(), "another studio-hub already serves it") ||
-		!strings.Contains(err.Error(), "studio-hub on ") {
-		t.Fatalf("a second hub on the same database: %v, want it refused, naming the first", err)
-	}
-	// The first one goes on serving.
-	id := e.submit(llmJob("m1"))
-	e.waitJob(id, "queued", statusIs(protocol.JobQueued))
 }
 
 func TestPostgresMigrationsAreVersioned(t *testing.T) {
@@ -153,45 +137,6 @@ func TestResultSentWhileTheDatabaseIsDownIsStoredLater(t *testing.T) {
 	info := e.waitJob(id, "completed", statusIs(protocol.JobCompleted))
 	if string(info.Result) != `{"text":"kept"}` {
 		t.Fatalf("stored result %s", info.Result)
-	}
-}
-
-// TestAHubWhoseDatabaseWasTakenOverStops: once its connection is cut and another session holds
-// the database's lock, the hub cannot know what the database says any more: Failed closes and Err
-// says why, instead of writing beside the other.
-func TestAHubWhoseDatabaseWasTakenOverStops(t *testing.T) {
-	pg := pgtest.Start(t)
-	e := startPGHub(t, pg, nil)
-	db, err := sql.Open("pgx", e.cfg.PostgresURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	other, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if _, err := other.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE application_name LIKE 'studio-hub on %' AND pid <> pg_backend_pid()`); err != nil {
-		t.Fatal(err)
-	}
-	// Blocks until the cut session has ended and let go of the lock.
-	if _, err := other.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, pgActiveKey); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-e.hub.Failed():
-	case <-ctx.Done():
-		t.Fatalf("the hub did not stop after its database was taken over:\n%s", e.logs.String())
-	}
-	if err := e.hub.Err(); !errors.Is(err, errTakenOver) {
-		t.Fatalf("Err() = %v", err)
-	}
-	if _, err := e.client.Submit(context.Background(), llmJob("m1")); apiStatus(t, err) != http.StatusServiceUnavailable {
-		t.Fatalf("submit to a stopped hub: %v", err)
 	}
 }
 

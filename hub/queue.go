@@ -128,6 +128,9 @@ func (q *queue) take(i int) *job {
 func (h *Hub) enqueueJob(j *job) {
 	h.setStatus(j, protocol.JobQueued)
 	h.setHolder(j, "")
+	if h.cluster != nil {
+		return // a replica's queue is the database's: the write that follows gives the job back
+	}
 	q := h.queues[queueKey{j.kind, j.model}]
 	if q == nil {
 		q = &queue{}

@@ -46,6 +46,11 @@ func (h *Hub) load(ctx context.Context) error {
 		return fmt.Errorf("hub: load workers: %w", err)
 	}
 
+	if h.cluster != nil {
+		// A replica loads no jobs: it claims them as its workers have room, and takes over the
+		// ones its workers bring back.
+		return nil
+	}
 	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM jobs`).Scan(&h.nextSeq); err != nil {
 		return fmt.Errorf("hub: load jobs: %w", err)
 	}
@@ -109,6 +114,11 @@ func (h *Hub) cleanFiles(ctx context.Context) error {
 		if err := durable.RemoveAll(filepath.Join(h.dirs.tmp, e.Name())); err != nil {
 			return fmt.Errorf("hub: clean %s: %w", h.dirs.tmp, err)
 		}
+	}
+	if h.cluster != nil {
+		// Other replicas may be placing a file whose row is not committed yet: only their own
+		// staging folders are known to be dead, once their replica's row is gone.
+		return h.cleanReplicaTmp(ctx)
 	}
 	for _, c := range []struct {
 		dir, query string

@@ -26,6 +26,7 @@ func (h *Hub) Revoke(ctx context.Context, id string) error {
 	if err := h.dbDown(); err != nil {
 		return err // refused before the session is closed: a revocation is done once it is written
 	}
+	h.loadWorker(ctx, id) // registered, or connected, through another replica
 	h.mu.Lock()
 	w := h.workers[id]
 	if w == nil || w.revoked {
@@ -40,8 +41,13 @@ func (h *Hub) Revoke(ctx context.Context, id string) error {
 	}
 	h.mu.Unlock()
 	if err := h.db.do(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
-		_, err := tx.Exec(`DELETE FROM workers WHERE id=$1`, id)
-		return err
+		if _, err := tx.Exec(`DELETE FROM workers WHERE id=$1`, id); err != nil {
+			return err
+		}
+		if h.cluster != nil {
+			return notify(tx, "revoke", id) // its session may be on another replica
+		}
+		return nil
 	}); err != nil {
 		return fmt.Errorf("hub: revoke %s: %w", id, err)
 	}

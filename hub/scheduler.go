@@ -45,6 +45,11 @@ func (h *Hub) schedulerLoop(ctx context.Context) {
 		now := h.now()
 		h.fireTimers(now)
 		h.schedule(now)
+		h.mu.Unlock()
+		if h.cluster != nil {
+			h.scheduleCluster(ctx)
+		}
+		h.mu.Lock()
 		at, ok := h.nextTimer()
 		h.mu.Unlock()
 		d := time.Hour
@@ -203,7 +208,13 @@ func (h *Hub) withdrawOffer(j *job, reason protocol.DeclineReason) {
 				}
 			}
 			j.declined[w.id] = declineMark{at: h.now(), until: until, reason: reason}
+			if h.cluster != nil {
+				h.markDecline(j, w.id, until, reason)
+			}
 		}
 	}
 	h.enqueueJob(j)
+	if h.cluster != nil {
+		h.persistJob(j, nil) // given back to the database, for any replica's worker
+	}
 }

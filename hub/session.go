@@ -11,6 +11,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/coder/websocket"
@@ -25,12 +26,19 @@ const maxLogsPerWorker = 10000
 // the leases it listed are kept and the others go back to the queue, and the jobs listed in
 // in_flight that it no longer holds are cancelled with the matching reason.
 func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.Hello, base string) {
+	var session int64
+	if h.cluster != nil {
+		// The newer session wins wherever the older one is; the jobs it brings back, and every
+		// lease it has, are driven here from now on.
+		session = h.helloHere(ctx, w.id, append(slices.Clone(hello.InFlight), hello.Outbox...))
+	}
 	// Jobs that are no longer in memory are finished (or unknown): ask the database how.
 	finished := h.finishedStatuses(ctx, hello.InFlight)
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.now()
+	w.session = session
 	if old := w.conn; old != nil {
 		h.met.superseded.Add(1)
 		old.log.Info("superseded by a new connection of the same worker")
@@ -220,6 +228,15 @@ func (h *Hub) onDisconnect(w *worker, c *conn) {
 	h.detach(w, now)
 	c.log.Info("worker disconnected", "leases_in_grace", len(w.held))
 	wid := w.id
+	if h.cluster != nil {
+		me, gen := h.cluster.id, w.session
+		h.db.enqueue(func(tx *sql.Tx) error {
+			_, err := tx.Exec(`UPDATE workers SET last_seen=$1, replica='' WHERE id=$2 AND replica=$3 AND session=$4`, fmtTime(now), wid, me, gen)
+			return err
+		}, nil)
+		h.kickScheduler()
+		return
+	}
 	h.db.enqueue(func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE workers SET last_seen=$1 WHERE id=$2`, fmtTime(now), wid)
 		return err
@@ -266,6 +283,9 @@ func (h *Hub) dispatch(ctx context.Context, c *conn, w *worker, f protocol.Frame
 		w.accepting = f.Status.Accepting
 		if w.accepting && !was {
 			w.acceptingSince = h.now()
+			if h.cluster != nil {
+				h.acceptsAgain(w.id)
+			}
 		}
 		w.running = f.Status.Running
 		w.gpus = f.GPUs
@@ -310,8 +330,10 @@ func (h *Hub) dispatch(ctx context.Context, c *conn, w *worker, f protocol.Frame
 	case protocol.Progress:
 		c.log.Debug("progress", "job_id", f.JobID, "fraction", f.Fraction)
 	case protocol.CompleteJSON:
+		h.adopt(ctx, w.id, []string{f.JobID}, false) // driven by another replica: take it over here
 		h.onCompleteJSON(ctx, c, w, f)
 	case protocol.Fail:
+		h.adopt(ctx, w.id, []string{f.JobID}, false)
 		h.onFail(c, w, f)
 	case protocol.LogBatch:
 		h.onLogBatch(c, w, f)
@@ -353,7 +375,23 @@ func (h *Hub) onCompleteJSON(ctx context.Context, c *conn, w *worker, f protocol
 		h.afterCommit(ackOrDrop(c, protocol.CompleteAck{JobID: f.JobID, Status: v}))
 		return
 	}
-	h.complete(j, w, f.Result, "", "", "", 0, f.Prompt, ackOrDrop(c, protocol.CompleteAck{JobID: f.JobID, Status: protocol.AckStored}))
+	stored := ackOrDrop(c, protocol.CompleteAck{JobID: f.JobID, Status: protocol.AckStored})
+	id := f.JobID
+	h.complete(j, w, f.Result, "", "", "", 0, f.Prompt, func(err error) {
+		if errors.Is(err, errNotOwner) {
+			// Another replica took the job over meanwhile: its state answers. Off the writer's
+			// goroutine, which must not wait for a read; the goroutine ends with the answer.
+			go func() {
+				v, _ := h.verdictElsewhere(context.Background(), w, id)
+				if v == protocol.AckStored {
+					v = protocol.AckRejected
+				}
+				c.send(protocol.CompleteAck{JobID: id, Status: v})
+			}()
+			return
+		}
+		stored(err)
+	})
 	h.mu.Unlock()
 	c.log.Info("result stored", "job_id", f.JobID)
 }

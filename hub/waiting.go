@@ -7,6 +7,7 @@
 package hub
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -18,10 +19,17 @@ import (
 
 // waitingFor is the `waiting` sentence of job id, "" when it is not queued (or not in memory:
 // finished jobs do not wait) or when nothing holds it back (it is about to be offered).
-func (h *Hub) waitingFor(id string) string {
+func (h *Hub) waitingFor(ctx context.Context, id string) string {
+	h.mu.Lock()
+	j := h.jobs[id]
+	h.mu.Unlock()
+	if j == nil && h.cluster != nil {
+		// A replica holds no queued job in memory: read it, and what keeps it from whom, from
+		// the database; the sentence is about the workers connected to this replica.
+		j = h.queuedElsewhere(ctx, id)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	j := h.jobs[id]
 	if j == nil || j.status != protocol.JobQueued {
 		return ""
 	}

@@ -33,6 +33,7 @@ const usage = `studio-hub: the reference Studio hub
   studio-hub serve  --addr 127.0.0.1:7860 --db PATH|postgres://… [--data DIR] [--open-registration]
                     [--admin-token TOKEN] [--offer-ttl 10s] [--lease-grace 60s] [--retry-cooloff 30s]
                     [--max-attempts 3] [--max-upload 2GiB] [--public-url URL] [--max-conns 16384]
+                    [--replica-dead-after 10s]
                     [--idle-timeout 60s] [--register-addr-burst 5] [--register-addr-refill 2s]
                     [--register-rate 50] [--register-max-addrs 10000] [--pairing-ttl 24h]
                     [--log-format text|json]
@@ -156,6 +157,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.OfferTTL, "offer-ttl", hub.DefaultOfferTTL, "time a worker has to answer an offer")
 	fs.DurationVar(&cfg.ManualOfferTTL, "manual-offer-ttl", hub.DefaultManualTTL, "the least time a worker that waits for its user (auto-accept off) has to answer an offer")
 	fs.DurationVar(&cfg.LeaseGrace, "lease-grace", hub.DefaultLeaseGrace, "time a disconnected worker keeps its jobs")
+	fs.DurationVar(&cfg.ReplicaDeadAfter, "replica-dead-after", hub.DefaultReplicaDeadAfter, "with PostgreSQL: a replica that has not written that it lives for this long is dead to the others, who take its jobs back")
 	fs.DurationVar(&cfg.RetryCoolOff, "retry-cooloff", hub.DefaultRetryCoolOff, "time a worker whose run of a job failed (retryable) or lost its lease is not offered that job again")
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", hub.DefaultMaxAttempts, "runs of a job before it fails")
 	fs.Var(sizeFlag{&cfg.MaxUpload}, "max-upload", "largest result or input file (e.g. 2GiB)")
@@ -243,8 +245,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err = <-served:
 	case <-ctx.Done():
 		log.Info("shutting down")
-	case <-h.Failed():
-		err = h.Err()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

@@ -235,7 +235,7 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 			dir := t.TempDir()
 			db := []string{"--db", filepath.Join(dir, "hub.db")}
 			if store == "postgres" {
-				db = []string{"--db", pgtest.Start(t).NewDatabase(t), "--data", filepath.Join(dir, "data")}
+				db = []string{"--db", pgtest.Start(t).NewDatabase(t), "--data", filepath.Join(dir, "data"), "--replica-dead-after", "1s"}
 			}
 			sigkillLosesNothing(t, dir, db)
 		})
@@ -333,8 +333,14 @@ func sigkillLosesNothing(t *testing.T, dir string, db []string) {
 	if info := waitStatus(t, c2, partial, protocol.JobRunning); info.WorkerID != creds.WorkerID || info.ResultURL != "" {
 		t.Fatalf("partial: %+v", info)
 	}
-	if names := dirNames(t, tmp); len(names) != 0 {
-		t.Fatalf("partial files left: %v", names)
+	// On PostgreSQL each replica stages in tmp/<replica>: the killed one's folder goes once the
+	// replicas call it dead (--replica-dead-after), and the new one's holds nothing.
+	deadline = time.Now().Add(waitLimit)
+	for names := filesUnder(t, tmp); len(names) != 0 || (len(db) > 2 && len(dirNames(t, tmp)) > 1); names = filesUnder(t, tmp) {
+		if time.Now().After(deadline) {
+			t.Fatalf("partial files left: %v (folders %v)", names, dirNames(t, tmp))
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 	if names := dirNames(t, filepath.Join(dir, "data", "results")); len(names) != 1 || !strings.HasPrefix(names[0], stored+".") {
 		t.Fatalf("results: %v", names)
@@ -365,6 +371,22 @@ func hasBytes(dir string) bool {
 		}
 	}
 	return false
+}
+
+// filesUnder lists the files (not folders) anywhere under dir.
+func filesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func dirNames(t *testing.T, dir string) []string {
