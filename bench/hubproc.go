@@ -94,6 +94,12 @@ const benchAdminToken = "bench-admin-token-not-secret"
 // startHub runs `studio-hub serve` on addr with its database in dir (created on first start,
 // reused on a restart) and waits until /healthz answers.
 func startHub(ctx context.Context, e *env, dir, addr string) (*hubProc, error) {
+	return startHubOn(ctx, e, dir, addr, []string{"--db", filepath.Join(dir, "hub.db")})
+}
+
+// startHubOn is startHub with the database flags given (a PostgreSQL URL and a --data folder for a
+// replica); the hub's log is still dir/hub.log.
+func startHubOn(ctx context.Context, e *env, dir, addr string, db []string) (*hubProc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -102,16 +108,16 @@ func startHub(ctx context.Context, e *env, dir, addr string) (*hubProc, error) {
 		return nil, err
 	}
 	h := &hubProc{bin: e.hubBin, dir: dir, addr: addr, token: benchAdminToken, http: e.http, exited: make(chan struct{}), logFile: lf}
-	h.cmd = exec.Command(h.bin, "serve", "--addr", addr, "--db", filepath.Join(dir, "hub.db"),
+	h.cmd = exec.Command(h.bin, append(append([]string{"serve", "--addr", addr}, db...),
 		"--open-registration", "--admin-token", h.token,
 		// The figures register thousands of workers from this one address.
-		"--register-addr-burst", "1000000", "--register-rate", "1000000")
+		"--register-addr-burst", "1000000", "--register-rate", "1000000")...)
 	if e.pprof != "" {
 		e.hubs++
 		base := filepath.Join(e.pprof, fmt.Sprintf("hub-%d-%s", e.hubs, filepath.Base(filepath.Dir(dir))))
 		h.heapProf = base + ".heap.pprof"
-		h.cmd = exec.Command(e.self, hubModeArg, "--addr", addr, "--db", filepath.Join(dir, "hub.db"),
-			"--admin-token", h.token, "--cpuprofile", base+".cpu.pprof", "--heapprofile", h.heapProf)
+		h.cmd = exec.Command(e.self, append(append([]string{hubModeArg, "--addr", addr}, db...),
+			"--admin-token", h.token, "--cpuprofile", base+".cpu.pprof", "--heapprofile", h.heapProf)...)
 	}
 	h.cmd.Stdout, h.cmd.Stderr = lf, lf
 	if err := h.cmd.Start(); err != nil {

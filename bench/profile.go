@@ -30,14 +30,20 @@ const hubModeArg = "__hub"
 func runHubMode(args []string) int {
 	fs := flag.NewFlagSet(hubModeArg, flag.ContinueOnError)
 	addr := fs.String("addr", "", "address to listen on")
-	db := fs.String("db", "", "SQLite database file")
+	db := fs.String("db", "", "SQLite database file, or a postgres:// URL")
+	data := fs.String("data", "", "the hub's data folder (with a postgres:// --db)")
+	_ = fs.String("replica-dead-after", "", "as studio-hub's (the profiled hub takes the default)")
 	token := fs.String("admin-token", "", "admin token")
 	profile := fs.String("cpuprofile", "", "CPU profile written at exit")
 	heap := fs.String("heapprofile", "", "heap profile written on each POST "+heapProfilePath)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := serveProfiledHub(*addr, *db, *token, *profile, *heap); err != nil {
+	cfg := hub.Config{DBPath: *db}
+	if hub.IsPostgresURL(*db) {
+		cfg = hub.Config{PostgresURL: *db, DataDir: *data}
+	}
+	if err := serveProfiledHub(*addr, cfg, *token, *profile, *heap); err != nil {
 		fmt.Fprintln(os.Stderr, "bench hub:", err)
 		return 1
 	}
@@ -48,7 +54,7 @@ func runHubMode(args []string) int {
 // the file named on its command line: a figure asks for it at the moment it measures memory.
 const heapProfilePath = "/debug/bench-heap-profile"
 
-func serveProfiledHub(addr, db, token, profile, heap string) error {
+func serveProfiledHub(addr string, cfg hub.Config, token, profile, heap string) error {
 	f, err := os.Create(profile)
 	if err != nil {
 		return err
@@ -61,8 +67,9 @@ func serveProfiledHub(addr, db, token, profile, heap string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	h, err := hub.Open(ctx, hub.Config{DBPath: db, OpenRegistration: true, AdminToken: token, Logger: log, ServerVersion: "studio-hub/bench-profile",
-		RegisterAddrBurst: 1000000, RegisterRate: 1000000}) // as hubproc.go: thousands of workers from one address
+	cfg.OpenRegistration, cfg.AdminToken, cfg.Logger, cfg.ServerVersion = true, token, log, "studio-hub/bench-profile"
+	cfg.RegisterAddrBurst, cfg.RegisterRate = 1000000, 1000000 // as hubproc.go: thousands of workers from one address
+	h, err := hub.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -205,19 +205,28 @@ func (s *Server) url(db string) string {
 // NewDatabase creates an empty database and returns its URL.
 func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
+	url, err := s.CreateDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// CreateDatabase is NewDatabase for a caller without a testing.TB (the bench).
+func (s *Server) CreateDatabase() (string, error) {
 	s.mu.Lock()
 	s.dbs++
 	name := fmt.Sprintf("hub_%d", s.dbs)
 	s.mu.Unlock()
 	db, err := sql.Open("pgx", s.url("postgres"))
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer db.Close()
 	if _, err := db.Exec(`CREATE DATABASE ` + name); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
+		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
-	return s.url(name)
+	return s.url(name), nil
 }
 
 // Port is the loopback port the server listens on.
