@@ -159,48 +159,46 @@ func (h *Hub) claimableKeys(ctx context.Context) (map[string]bool, error) {
 	return out, rows.Err()
 }
 
-// claim takes, for each claimer, the oldest queued job nobody owns that it may run, all in one
-// batch; nil where there was none. SKIP LOCKED: a job another replica is claiming this instant is
-// passed over, not waited for.
+// claim takes, for each claimer, the oldest queued job nobody owns that it may run, in one
+// transaction of its own; nil where there was none. SKIP LOCKED: a job another replica is claiming
+// this instant is passed over, not waited for. The commit does not wait for the disk
+// (synchronous_commit off, for this transaction only): a claim lost with a crash of the database
+// leaves the job as it was, queued for anyone, and the worker's accept of its offer is then
+// refused by the fence — what a claim must not do is make an acknowledged fact depend on it.
 func (h *Hub) claim(ctx context.Context, cs []claimer) []*job {
 	out := make([]*job, len(cs))
 	if len(cs) == 0 {
 		return out
 	}
 	me, now := h.cluster.id, h.now()
-	done := make(chan struct{}, len(cs))
-	for i, c := range cs {
-		h.db.enqueue(func(tx *sql.Tx) error {
-			row := tx.QueryRow(`UPDATE jobs SET owner=$1, updated_at=$2 WHERE id = (
-				SELECT id FROM jobs
-				WHERE status='queued' AND owner='' AND (kind || $3 || model) = ANY($4) AND vram_gb <= $5
-					AND NOT EXISTS (SELECT 1 FROM job_marks m WHERE m.job_id = jobs.id AND m.worker_id = $6 AND m.until_ms > $7)
-				ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-				RETURNING `+claimColumns, me, fmtTime(now), keySep, c.keys, c.vram, c.w.id, now.UnixMilli())
-			j, err := scanClaimed(row)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			out[i] = j
-			return nil
-		}, func(err error) {
-			if err != nil {
-				out[i] = nil
-			}
-			done <- struct{}{}
-		})
+	tctx, cancel := context.WithTimeout(ctx, pgWriteTimeout)
+	defer cancel()
+	tx, err := h.db.db.BeginTx(tctx, nil)
+	if err != nil {
+		return out
 	}
-	for range cs {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			// The writer still runs the claims; what they took is owned here and never offered:
-			// the sweep hands it back when this replica's row goes at Close.
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(tctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
+		return out
+	}
+	for i, c := range cs {
+		row := tx.QueryRowContext(tctx, `UPDATE jobs SET owner=$1, updated_at=$2 WHERE id = (
+			SELECT id FROM jobs
+			WHERE status='queued' AND owner='' AND (kind || $3 || model) = ANY($4) AND vram_gb <= $5
+				AND NOT EXISTS (SELECT 1 FROM job_marks m WHERE m.job_id = jobs.id AND m.worker_id = $6 AND m.until_ms > $7)
+			ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+			RETURNING `+claimColumns, me, fmtTime(now), keySep, c.keys, c.vram, c.w.id, now.UnixMilli())
+		j, err := scanClaimed(row)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
 			return make([]*job, len(cs))
 		}
+		out[i] = j
+	}
+	if err := tx.Commit(); err != nil {
+		return make([]*job, len(cs))
 	}
 	return out
 }

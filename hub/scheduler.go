@@ -8,8 +8,8 @@
 package hub
 
 import (
+	"container/heap"
 	"context"
-	"sort"
 	"time"
 
 	"studioworker/protocol"
@@ -88,16 +88,14 @@ func (h *Hub) schedule(now time.Time) {
 			cands = append(cands, w)
 		}
 	}
-	sort.Slice(cands, func(a, b int) bool {
-		la, lb := cands[a].offers+cands[a].active, cands[b].offers+cands[b].active
-		if la != lb {
-			return la < lb
-		}
-		return cands[a].lastOffer.Before(cands[b].lastOffer)
-	})
+	// Workers are taken in order from a heap, not a sorted list: a pass usually places a few
+	// jobs among thousands of idle workers, and ends as soon as the queue is empty.
 	for len(cands) > 0 && h.met.queued() > 0 {
-		next := cands[:0]
-		for _, w := range cands {
+		round := workerHeap(cands)
+		heap.Init(&round)
+		var next []*worker
+		for round.Len() > 0 && h.met.queued() > 0 {
+			w := heap.Pop(&round).(*worker)
 			j := h.pickFor(w)
 			if j == nil {
 				continue
@@ -109,6 +107,26 @@ func (h *Hub) schedule(now time.Time) {
 		}
 		cands = next
 	}
+}
+
+// workerHeap orders workers by load (offers and runs), then by the longest since their last offer.
+type workerHeap []*worker
+
+func (q workerHeap) Len() int { return len(q) }
+func (q workerHeap) Less(a, b int) bool {
+	la, lb := q[a].offers+q[a].active, q[b].offers+q[b].active
+	if la != lb {
+		return la < lb
+	}
+	return q[a].lastOffer.Before(q[b].lastOffer)
+}
+func (q workerHeap) Swap(a, b int) { q[a], q[b] = q[b], q[a] }
+func (q *workerHeap) Push(x any)   { *q = append(*q, x.(*worker)) }
+func (q *workerHeap) Pop() any {
+	old := *q
+	w := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return w
 }
 
 // pickFor takes, across w's queues, the oldest job w's VRAM limit covers, no decline of w's still

@@ -301,8 +301,10 @@ func (h *Hub) dispatch(ctx context.Context, c *conn, w *worker, f protocol.Frame
 		if (w.accepting && !was) || f.Capabilities != nil || (retry && w.accepting) {
 			h.kickScheduler()
 		}
-		h.mu.Unlock()
+		// Queued under the lock, so that an offer the kick makes cannot get ahead of the ack
+		// (send never blocks).
 		c.send(protocol.HeartbeatAck{})
+		h.mu.Unlock()
 	case protocol.Accept:
 		h.mu.Lock()
 		w.active++
