@@ -81,6 +81,9 @@ type sizes struct {
 	llmRounds        int
 	hostileConns     int
 	hostileOffers    time.Duration
+	replicaJobs      int
+	replicaRounds    int
+	replicaOffers    time.Duration
 }
 
 func fullSizes() sizes {
@@ -93,6 +96,7 @@ func fullSizes() sizes {
 		recoveryJobs: 2000, recoveryWorkers: 8,
 		llmRounds:    30,
 		hostileConns: 10000, hostileOffers: 5 * time.Second,
+		replicaJobs: 2000, replicaRounds: 3, replicaOffers: 5 * time.Second,
 	}
 }
 
@@ -106,6 +110,7 @@ func quickSizes() sizes {
 		recoveryJobs: 400, recoveryWorkers: 8,
 		llmRounds:    5,
 		hostileConns: 1000, hostileOffers: 2 * time.Second,
+		replicaJobs: 300, replicaRounds: 2, replicaOffers: 2 * time.Second,
 	}
 }
 
@@ -126,6 +131,7 @@ func figures() []figure {
 		{"recovery", runRecovery},
 		{"llm", runLLM},
 		{"hostile", runHostile},
+		{"replicas", runReplicas},
 	}
 }
 

@@ -32,7 +32,6 @@ func runHubMode(args []string) int {
 	addr := fs.String("addr", "", "address to listen on")
 	db := fs.String("db", "", "SQLite database file, or a postgres:// URL")
 	data := fs.String("data", "", "the hub's data folder (with a postgres:// --db)")
-	_ = fs.String("replica-dead-after", "", "as studio-hub's (the profiled hub takes the default)")
 	token := fs.String("admin-token", "", "admin token")
 	profile := fs.String("cpuprofile", "", "CPU profile written at exit")
 	heap := fs.String("heapprofile", "", "heap profile written on each POST "+heapProfilePath)
