@@ -484,6 +484,30 @@ func (h *Hub) queuedElsewhere(ctx context.Context, id string) *job {
 	return j
 }
 
+// verdictElsewhereSoon is verdictElsewhere for an upload that may have overtaken its own accept:
+// the worker accepts on the replica of its session and may send the file at once, to another,
+// before that accept is committed. While the answer would be rejected for a job not finished, it
+// asks again for up to two seconds.
+func (h *Hub) verdictElsewhereSoon(ctx context.Context, w *worker, id string) (protocol.AckStatus, protocol.Kind) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		v, kind := h.verdictElsewhere(ctx, w, id)
+		if v != protocol.AckRejected || kind == "" || time.Now().After(deadline) {
+			return v, kind
+		}
+		var status string
+		if err := h.db.db.QueryRowContext(ctx, `SELECT status FROM jobs WHERE id=$1`, id).Scan(&status); err != nil ||
+			protocol.JobStatus(status).Done() {
+			return v, kind
+		}
+		select {
+		case <-ctx.Done():
+			return v, kind
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
 // errNothingToCancel: the job is finished (or unknown) in the database.
 var errNothingToCancel = errors.New("hub: nothing to cancel")
 

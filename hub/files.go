@@ -319,7 +319,7 @@ func (h *Hub) uploadVerdict(ctx context.Context, wk *worker, id string) (protoco
 	}
 	h.mu.Unlock()
 	if h.cluster != nil {
-		return h.verdictElsewhere(ctx, wk, id)
+		return h.verdictElsewhereSoon(ctx, wk, id)
 	}
 	return h.finishedVerdict(ctx, id), ""
 }
