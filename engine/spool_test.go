@@ -4,10 +4,13 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 
 	"studioworker/protocol"
@@ -79,5 +82,59 @@ func TestAnExecToolsOwnFileCarriesNoSHA256(t *testing.T) {
 	}
 	if res.File == "" || res.SHA256 != "" {
 		t.Fatalf("result %+v: want a file and no sha256", res)
+	}
+}
+
+func TestSpoolFileSyncsBehindAndKeepsEveryByte(t *testing.T) {
+	f, err := newSpoolFile(Job{ID: "j", SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.abort()
+	var syncs atomic.Int32
+	f.syncEvery = 4096
+	f.fsync = func(file *os.File) error { syncs.Add(1); return file.Sync() }
+	want := make([]byte, 0, 1<<20)
+	for i := 0; len(want) < 1<<20; i++ {
+		// Writes of every size, so that syncs begin while the buffer flushes and while one runs.
+		b := bytes.Repeat([]byte{byte(i)}, 1+i%5000)
+		if _, err := f.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, b...)
+	}
+	path, err := f.commit("png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("file of %d bytes (%v), want the %d written", len(got), err, len(want))
+	}
+	checkSum(t, Result{File: path, SHA256: f.sum()})
+	if syncs.Load() == 0 {
+		t.Error("no background sync began")
+	}
+}
+
+func TestAFailedBackgroundSyncFailsTheCommit(t *testing.T) {
+	dir := t.TempDir()
+	f, err := newSpoolFile(Job{ID: "j", SpoolDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.abort()
+	// On Linux a writeback error is told to one fsync only: the session's fsync after this one
+	// would pass, so the commit must fail here.
+	f.syncEvery = 1
+	f.fsync = func(*os.File) error { return errors.New("EIO") }
+	if _, err := f.Write(make([]byte, 300<<10)); err != nil { // past the 256 KiB buffer
+		t.Fatal(err)
+	}
+	if _, err := f.commit("png"); err == nil || !Retryable(err) {
+		t.Fatalf("commit after a failed sync: %v, want a retryable error", err)
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 0 {
+		t.Fatalf("left in the spool folder: %d files", len(es))
 	}
 }
