@@ -59,6 +59,8 @@ type claimer struct {
 	vram float64
 	load int
 	last time.Time
+	// share is the key whose queued jobs this claim was counted against.
+	share string
 }
 
 // scheduleCluster is the replica's scheduling pass: for each local worker with room, least loaded
@@ -97,25 +99,36 @@ func (h *Hub) scheduleCluster(ctx context.Context) {
 		return cands[a].last.Before(cands[b].last)
 	})
 	for len(cands) > 0 && ctx.Err() == nil {
-		round := cands[:0:0]
+		// As many claims as there are jobs to claim: a job posted to an idle fleet costs one
+		// claim, not one per idle worker. A worker whose claim finds nothing (its declines, its
+		// cool-offs, another replica first) is done for this pass and gives its share back to
+		// the workers after it.
+		var round, rest []claimer
 		for _, c := range cands {
 			var keys []string
 			for _, k := range c.keys {
-				if avail[k] {
+				if avail[k] > 0 {
 					keys = append(keys, k)
 				}
 			}
-			if len(keys) > 0 {
-				c.keys = keys
-				round = append(round, c)
+			if len(keys) == 0 {
+				rest = append(rest, c)
+				continue
 			}
+			avail[keys[0]]--
+			c.keys, c.share = keys, keys[0]
+			round = append(round, c)
+		}
+		if len(round) == 0 {
+			return
 		}
 		claimed := h.claim(ctx, round)
-		next := cands[:0]
+		var again []claimer
 		h.mu.Lock()
 		now := h.now()
 		for i, j := range claimed {
 			if j == nil {
+				avail[round[i].share]++
 				continue
 			}
 			w := round[i].w
@@ -132,29 +145,30 @@ func (h *Hub) scheduleCluster(ctx context.Context) {
 			}
 			h.offer(j, w, now)
 			if w.conn != nil && w.hasRoom() {
-				next = append(next, round[i])
+				again = append(again, round[i])
 			}
 		}
 		h.mu.Unlock()
-		cands = next
+		cands = append(rest, again...)
 	}
 }
 
-// claimableKeys is the kinds and models that have a queued job nobody owns: a pass with nothing
-// to claim costs this one query, not one per worker.
-func (h *Hub) claimableKeys(ctx context.Context) (map[string]bool, error) {
-	rows, err := h.db.db.QueryContext(ctx, `SELECT DISTINCT kind, model FROM jobs WHERE status='queued' AND owner=''`)
+// claimableKeys counts the queued jobs nobody owns by kind and model: a pass with nothing to claim
+// costs this one query, not one per worker.
+func (h *Hub) claimableKeys(ctx context.Context) (map[string]int, error) {
+	rows, err := h.db.db.QueryContext(ctx, `SELECT kind, model, COUNT(*) FROM jobs WHERE status='queued' AND owner='' GROUP BY kind, model`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]bool{}
+	out := map[string]int{}
 	for rows.Next() {
 		var k, m string
-		if err := rows.Scan(&k, &m); err != nil {
+		var n int
+		if err := rows.Scan(&k, &m, &n); err != nil {
 			return nil, err
 		}
-		out[k+keySep+m] = true
+		out[k+keySep+m] = n
 	}
 	return out, rows.Err()
 }
