@@ -217,8 +217,11 @@ func (h *Hub) claim(ctx context.Context, cs []claimer) []*job {
 	return out
 }
 
-// persistCluster is persistJob on a replica: the write is fenced on this replica owning the job,
-// and a queued or finished job is owned by nobody once written. A job given back (queued) is
+// persistCluster is persistJob on a replica: the write is fenced on the job being unfinished and
+// owned by this replica or by nobody — nobody, because a job given back here a moment ago (its
+// release still committing) may be taken again at once, by a hello that brings it back, and no
+// other replica claimed it meanwhile — and a queued or finished job is owned by nobody once
+// written. A job given back (queued) is
 // forgotten here when the write commits, with a wake-up for the replicas; a write another replica's
 // takeover refused drops the job here, and after is told nil (the new owner decides).
 func (h *Hub) persistCluster(j *job, after func(error)) {
@@ -238,7 +241,7 @@ func (h *Hub) persistCluster(j *job, after func(error)) {
 	release := status == protocol.JobQueued
 	h.db.enqueue(func(tx *sql.Tx) error {
 		res, err := tx.Exec(`UPDATE jobs SET status=$1, worker_id=$2, attempts=$3, accepted_by=$4, error=$5, updated_at=$6,
-			owner=$7, grace_until_ms=0 WHERE id=$8 AND owner=$9`,
+			owner=$7, grace_until_ms=0 WHERE id=$8 AND status IN ('queued','running') AND owner IN ($9, '')`,
 			string(status), holder, attempts, accepted, errText, now, owner, id, me)
 		if err != nil {
 			return err

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -102,7 +101,7 @@ func (s *stagedFile) placeAs(dir, id, ext string) (string, error) {
 }
 
 // readSmallPart reads a form field of at most limit bytes.
-func readSmallPart(p *multipart.Part, limit int64) (string, error) {
+func readSmallPart(p namedPart, limit int64) (string, error) {
 	b, err := io.ReadAll(io.LimitReader(p, limit+1))
 	if err != nil {
 		return "", err
@@ -177,8 +176,8 @@ func (h *Hub) handleUpload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the file is over the upload limit of %d bytes", h.cfg.MaxUpload))
 		return
 	}
-	r.Body = newBufferedBody(http.MaxBytesReader(w, r.Body, h.cfg.MaxUpload+1<<20))
-	mr, err := r.MultipartReader()
+	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxUpload+1<<20)
+	mr, err := uploadForm(r) // multipart.go: mime/multipart's reading without its rescans
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "the upload must be multipart/form-data: "+err.Error())
 		return

@@ -241,7 +241,7 @@ func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum
 	}
 	fence, me := "", ""
 	if h.cluster != nil {
-		fence, me = ", owner='', grace_until_ms=0 WHERE id=$10 AND owner=$11", h.cluster.id
+		fence, me = ", owner='', grace_until_ms=0 WHERE id=$10 AND status IN ('queued','running') AND owner IN ($11, '')", h.cluster.id
 	}
 	h.db.enqueue(func(tx *sql.Tx) error {
 		q := `UPDATE jobs SET status='completed', worker_id=$1, accepted_by=$2, error='', result=$3, result_file=$4,

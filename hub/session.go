@@ -36,7 +36,6 @@ func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.He
 	finished := h.finishedStatuses(ctx, hello.InFlight)
 
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	now := h.now()
 	w.session = session
 	if old := w.conn; old != nil {
@@ -86,10 +85,15 @@ func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.He
 		c.log.Info("lease lost: the worker came back without the job", "job_id", j.id)
 		h.requeue(j, leaseLost, "lease lost: worker "+w.id+" came back without it", nil)
 	}
+	var recheck []string
 	for _, id := range hello.InFlight {
 		w.active++ // it runs on the worker until it says ready_for_more
 		j := h.jobs[id]
 		switch {
+		case j == nil && h.cluster != nil && !finishedHere(finished, id):
+			// Given back to the database between the takeover above and now (its release
+			// committed): taken over again below, outside the lock.
+			recheck = append(recheck, id)
 		case j == nil:
 			reason := protocol.CancelCancelled
 			if f, ok := finished[id]; ok && f.status == protocol.JobCompleted && f.worker != w.id {
@@ -124,6 +128,36 @@ func (h *Hub) onHello(ctx context.Context, c *conn, w *worker, hello protocol.He
 		return err
 	}, nil)
 	h.kickScheduler()
+	h.mu.Unlock()
+	if len(recheck) > 0 {
+		h.takeBackElsewhere(ctx, c, w, recheck)
+	}
+}
+
+// finishedHere reports whether the database said job id is finished.
+func finishedHere(finished map[string]finishedJob, id string) bool {
+	f, ok := finished[id]
+	return ok && f.status.Done()
+}
+
+// takeBackElsewhere takes over the jobs of a hello's in_flight that were given back to the
+// database while the hello was read, and gives them back to w; one that cannot be taken over any
+// more (finished, or taken by another replica's worker meanwhile) is cancelled on w.
+func (h *Hub) takeBackElsewhere(ctx context.Context, c *conn, w *worker, ids []string) {
+	h.adopt(ctx, w.id, ids, false)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range ids {
+		switch j := h.jobs[id]; {
+		case j != nil && (j.status == protocol.JobQueued || j.status == protocol.JobOffered):
+			h.takeBack(j, w)
+		case j != nil && j.status == protocol.JobRunning && j.holder == w.id:
+		case j != nil && j.status == protocol.JobRunning:
+			c.send(protocol.Cancel{JobID: id, Reason: protocol.CancelReassigned})
+		default:
+			c.send(protocol.Cancel{JobID: id, Reason: protocol.CancelCancelled})
+		}
+	}
 }
 
 // unlistedLimit is how many heartbeats in a row may leave out a leased job before its lease ends:
