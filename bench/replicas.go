@@ -35,7 +35,7 @@ func runReplicas(ctx context.Context, e *env) (figureResult, error) {
 	}
 	defer pg.Kill()
 	setups := []replicaSetup{{"sqlite", 1}, {"postgres", 1}, {"postgres", 2}, {"postgres", 3}}
-	var base replicaFigures
+	var base, pg1 replicaFigures
 	for i, s := range setups {
 		f, err := measureReplicas(ctx, e, pg, filepath.Join(dir, fmt.Sprintf("%s-%d", s.store, s.replicas)), s)
 		if err != nil {
@@ -51,15 +51,24 @@ func runReplicas(ctx context.Context, e *env) (figureResult, error) {
 		res.detail(key+" offer_ms", f.offer)
 		tput := row{Figure: fmt.Sprintf("throughput, 8 workers × 8 slots, %s, median round", what), Key: key + " throughput", Value: f.rates.P50, Unit: "jobs/s"}
 		offer := row{Figure: fmt.Sprintf("↳ offer latency p99 (POST → the worker starts it), %s", what), Key: key + " offer p99", Value: f.offer.P99, Unit: "ms"}
+		if s.store == "postgres" && s.replicas == 1 {
+			pg1 = f
+		}
 		if i > 0 {
 			tput = tput.withBaseline("one hub on SQLite", base.rates.P50)
 			offer = offer.withBaseline("one hub on SQLite", base.offer.P99)
 			if s.replicas > 1 {
-				offer = offer.withGoal("≤ 2× the single hub's", f.offer.P99 <= 2*base.offer.P99)
+				offer = offer.withGoal("≤ 2× one hub's", f.offer.P99 <= 2*base.offer.P99)
 			}
 		}
 		res.add(tput)
 		res.add(offer)
+		if s.store == "postgres" && s.replicas > 1 {
+			// What replication itself costs: the same store, one replica against several.
+			res.add(row{Figure: fmt.Sprintf("↳ the same p99 beside one replica on PostgreSQL, %s", what), Key: key + " offer p99 vs one replica",
+				Value: f.offer.P99, Unit: "ms"}.withBaseline("one replica on PostgreSQL", pg1.offer.P99).
+				withGoal("≤ 2× one replica's", f.offer.P99 <= 2*pg1.offer.P99))
+		}
 	}
 	res.detail("jobs_per_round", e.size.replicaJobs)
 	res.detail("offer_window_s", e.size.replicaOffers.Seconds())

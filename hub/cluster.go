@@ -44,6 +44,10 @@ type cluster struct {
 	id   string
 	name string
 	url  string
+	// claims is the connection the scheduler claims jobs on, with synchronous_commit off for its
+	// session (cluster_jobs.go claim). Only the scheduler loop touches it; leaveCluster closes it
+	// once that loop has stopped.
+	claims *sql.Conn
 }
 
 func newCluster(url string) *cluster {
@@ -87,6 +91,10 @@ func (h *Hub) startCluster(ctx context.Context) error {
 func (h *Hub) leaveCluster() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if c := h.cluster.claims; c != nil {
+		_ = c.Close()
+		h.cluster.claims = nil
+	}
 	if _, err := h.db.db.ExecContext(ctx, `DELETE FROM replicas WHERE id=$1`, h.cluster.id); err != nil {
 		h.log.Warn("leave the replicas", "err", err)
 		return

@@ -173,12 +173,12 @@ func (h *Hub) claimableKeys(ctx context.Context) (map[string]int, error) {
 	return out, rows.Err()
 }
 
-// claim takes, for each claimer, the oldest queued job nobody owns that it may run, in one
-// transaction of its own; nil where there was none. SKIP LOCKED: a job another replica is claiming
-// this instant is passed over, not waited for. The commit does not wait for the disk
-// (synchronous_commit off, for this transaction only): a claim lost with a crash of the database
-// leaves the job as it was, queued for anyone, and the worker's accept of its offer is then
-// refused by the fence — what a claim must not do is make an acknowledged fact depend on it.
+// claim takes, for each claimer, the oldest queued job nobody owns that it may run; nil where there
+// was none. SKIP LOCKED: a job another replica is claiming this instant is passed over, not waited
+// for. Each claim is one statement on the scheduler's own connection, whose commits do not wait for
+// the disk (synchronous_commit off for that session): a claim lost with a crash of the database
+// leaves the job as it was, queued for anyone, and the worker's accept of its offer is then refused
+// by the fence — a claim never makes an acknowledged fact depend on it. Runs on the scheduler loop.
 func (h *Hub) claim(ctx context.Context, cs []claimer) []*job {
 	out := make([]*job, len(cs))
 	if len(cs) == 0 {
@@ -187,16 +187,20 @@ func (h *Hub) claim(ctx context.Context, cs []claimer) []*job {
 	me, now := h.cluster.id, h.now()
 	tctx, cancel := context.WithTimeout(ctx, pgWriteTimeout)
 	defer cancel()
-	tx, err := h.db.db.BeginTx(tctx, nil)
-	if err != nil {
-		return out
-	}
-	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(tctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
-		return out
+	conn := h.cluster.claims
+	if conn == nil {
+		c, err := h.db.db.Conn(tctx)
+		if err != nil {
+			return out
+		}
+		if _, err := c.ExecContext(tctx, `SET synchronous_commit TO OFF`); err != nil {
+			_ = c.Close()
+			return out
+		}
+		conn, h.cluster.claims = c, c
 	}
 	for i, c := range cs {
-		row := tx.QueryRowContext(tctx, `UPDATE jobs SET owner=$1, updated_at=$2 WHERE id = (
+		row := conn.QueryRowContext(tctx, `UPDATE jobs SET owner=$1, updated_at=$2 WHERE id = (
 			SELECT id FROM jobs
 			WHERE status='queued' AND owner='' AND (kind || $3 || model) = ANY($4) AND vram_gb <= $5
 				AND NOT EXISTS (SELECT 1 FROM job_marks m WHERE m.job_id = jobs.id AND m.worker_id = $6 AND m.until_ms > $7)
@@ -207,12 +211,13 @@ func (h *Hub) claim(ctx context.Context, cs []claimer) []*job {
 			continue
 		}
 		if err != nil {
-			return make([]*job, len(cs))
+			// The connection may be the broken part: the next pass takes another. What this
+			// round claimed stays in out and is offered; what it did not is claimed again later.
+			_ = conn.Close()
+			h.cluster.claims = nil
+			return out
 		}
 		out[i] = j
-	}
-	if err := tx.Commit(); err != nil {
-		return make([]*job, len(cs))
 	}
 	return out
 }
