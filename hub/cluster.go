@@ -189,15 +189,16 @@ func (h *Hub) heard(ctx context.Context, words []string) {
 	case words[0] == "wake":
 		h.kickScheduler()
 	case words[0] == "taken" && len(words) == 3 && words[2] != h.cluster.id:
+		// An open offer of it here is withdrawn; a run goes on, answered by the new owner.
 		h.mu.Lock()
 		if j := h.jobs[words[1]]; j != nil {
-			h.dropJob(j, protocol.CancelCancelled)
+			h.dropJob(j, protocol.CancelCancelled, "")
 		}
 		h.mu.Unlock()
 	case words[0] == "cancel" && len(words) == 3:
 		h.mu.Lock()
 		if j := h.jobs[words[1]]; j != nil && !j.status.Done() {
-			h.dropJob(j, protocol.CancelCancelled)
+			h.dropJob(j, protocol.CancelCancelled, protocol.CancelCancelled)
 		} else {
 			h.sendTo(words[2], protocol.Cancel{JobID: words[1], Reason: protocol.CancelCancelled})
 		}

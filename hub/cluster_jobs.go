@@ -261,13 +261,13 @@ func (h *Hub) persistCluster(j *job, after func(error)) {
 	}, func(err error) {
 		if errors.Is(err, errNotOwner) {
 			h.mu.Lock()
-			h.dropJob(j, "")
+			h.dropJob(j, "", "")
 			h.mu.Unlock()
 			err = nil
 		} else if err == nil && release {
 			h.mu.Lock()
 			if h.jobs[j.id] == j && j.status == protocol.JobQueued {
-				h.dropJob(j, "")
+				h.dropJob(j, "", "")
 			}
 			h.mu.Unlock()
 		}
@@ -278,9 +278,10 @@ func (h *Hub) persistCluster(j *job, after func(error)) {
 }
 
 // dropJob forgets j here without writing: another replica owns it now, or the database holds it
-// queued for anyone. An open offer of it is withdrawn from its worker (with reason, when given);
-// a running worker goes on, and its result is answered by whoever owns the job. Under Hub.mu.
-func (h *Hub) dropJob(j *job, reason protocol.CancelReason) {
+// queued for anyone. An open offer of it is withdrawn from its worker (told offerReason, when
+// given); a running worker is told runReason when given (the job was cancelled), else it goes on
+// and its result is answered by whoever owns the job. Under Hub.mu.
+func (h *Hub) dropJob(j *job, offerReason, runReason protocol.CancelReason) {
 	if h.jobs[j.id] != j {
 		return
 	}
@@ -288,14 +289,14 @@ func (h *Hub) dropJob(j *job, reason protocol.CancelReason) {
 	case protocol.JobOffered:
 		if ow := h.workers[j.holder]; ow != nil {
 			ow.offers = max(0, ow.offers-1)
-			if reason != "" {
-				h.sendTo(ow.id, protocol.Cancel{JobID: j.id, Reason: reason})
+			if offerReason != "" {
+				h.sendTo(ow.id, protocol.Cancel{JobID: j.id, Reason: offerReason})
 			}
 		}
 		h.kickScheduler()
 	case protocol.JobRunning:
-		if reason != "" {
-			h.sendTo(j.holder, protocol.Cancel{JobID: j.id, Reason: reason})
+		if runReason != "" {
+			h.sendTo(j.holder, protocol.Cancel{JobID: j.id, Reason: runReason})
 		}
 	}
 	if w := h.workers[j.holder]; w != nil {
@@ -606,22 +607,9 @@ func (h *Hub) supersededElsewhere(workerID, genWord string) {
 	h.met.superseded.Add(1)
 	w.conn.log.Info("superseded by a new connection of the same worker on another replica")
 	w.conn.closeWith(errFrame(protocol.ErrCodeSuperseded, "this worker id connected again elsewhere"), protocol.CloseSuperseded, "superseded")
-	var held []*job
-	for _, j := range w.held {
-		held = append(held, j)
-	}
-	for _, j := range held {
-		switch j.status {
-		case protocol.JobOffered:
-			h.withdrawOffer(j, "")
-		case protocol.JobRunning:
-			h.requeue(j, leaseLost, "lease lost: worker "+w.id+" came back elsewhere without it", nil)
-		}
-	}
-	w.conn = nil
-	w.offers, w.active = 0, 0
-	w.lastSeen = h.now()
-	h.met.connected.Add(-1)
+	h.detachWith(w, h.now(), func(j *job) {
+		h.requeue(j, leaseLost, "lease lost: worker "+w.id+" came back elsewhere without it", nil)
+	})
 }
 
 // revokedElsewhere ends workerID's session here when another replica revoked it.

@@ -263,7 +263,7 @@ func (h *Hub) complete(j *job, w *worker, result json.RawMessage, file, ext, sum
 			h.forget(j)
 		} else if errors.Is(err, errNotOwner) {
 			h.mu.Lock()
-			h.dropJob(j, "")
+			h.dropJob(j, "", "")
 			h.mu.Unlock()
 		} else {
 			h.uncomplete(j, w, gen)

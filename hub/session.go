@@ -234,6 +234,12 @@ func (h *Hub) finishedStatuses(ctx context.Context, ids []string) map[string]fin
 // detach ends w's session in the state: its open offers go back to the queue, its leases start
 // their grace period. Runs under h.mu.
 func (h *Hub) detach(w *worker, now time.Time) {
+	h.detachWith(w, now, func(j *job) { h.startGrace(j, now) })
+}
+
+// detachWith is detach with what becomes of each lease given: its grace, or (a session superseded
+// on another replica, which took over the leases it kept) the end of it.
+func (h *Hub) detachWith(w *worker, now time.Time, lease func(*job)) {
 	var held []*job
 	for _, j := range w.held {
 		held = append(held, j)
@@ -243,7 +249,7 @@ func (h *Hub) detach(w *worker, now time.Time) {
 		case protocol.JobOffered:
 			h.withdrawOffer(j, "")
 		case protocol.JobRunning:
-			h.startGrace(j, now)
+			lease(j)
 		}
 	}
 	w.conn = nil

@@ -182,17 +182,7 @@ func (w *worker) take(id string) {
 
 func waitStatus(t *testing.T, c *hub.Client, id string, s protocol.JobStatus) protocol.JobInfo {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		info, err := c.Job(context.Background(), id)
-		if err == nil && info.Status == s {
-			return info
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s never %s: %+v %v", id, s, info, err)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
+	return waitStatusWithin(t, c, id, s, waitLimit)
 }
 
 // uploadRequest streams a multipart upload from body; the caller writes the file part.

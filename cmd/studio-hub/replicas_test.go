@@ -152,6 +152,7 @@ func submitKeyed(ctx context.Context, base, key string) (string, error) {
 	return out.JobID, nil
 }
 
+// waitStatusWithin polls the job until it has status s, for at most limit.
 func waitStatusWithin(t *testing.T, c *hub.Client, id string, s protocol.JobStatus, limit time.Duration) protocol.JobInfo {
 	t.Helper()
 	deadline := time.Now().Add(limit)
@@ -163,7 +164,7 @@ func waitStatusWithin(t *testing.T, c *hub.Client, id string, s protocol.JobStat
 		if time.Now().After(deadline) {
 			t.Fatalf("job %s never %s: %+v %v", id, s, info, err)
 		}
-		time.Sleep(20 * time.Millisecond) // polling interval
+		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
 
